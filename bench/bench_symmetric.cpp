@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MIT
+// Symmetric quantizers on LLM-sized fp32 matrices, single thread, against a plain read of the same bytes.
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <ternq/adapters/eigen.hpp>
+#include <ternq/ternq.hpp>
+
+#include "llm_like.hpp"
+#include "support/ratio_reporter.hpp"
+
+namespace {
+
+using ternq::testing::row_matrix;
+
+/// The baseline: read every byte once (an XOR over 64-bit words, which
+/// compilers vectorize), the least any quantizer must do.
+void plain_read(benchmark::State& state, const row_matrix* w) {
+  const auto* words = reinterpret_cast<const unsigned char*>(w->data());
+  const std::size_t bytes = static_cast<std::size_t>(w->size()) * sizeof(float);
+  for (auto _ : state) {
+    std::uint64_t acc = 0;
+    for (std::size_t b = 0; b + 8 <= bytes; b += 8) {
+      std::uint64_t v;
+      std::memcpy(&v, words + b, 8);
+      acc ^= v;
+    }
+    benchmark::DoNotOptimize(acc);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+}
+
+template <class Method>
+void quantize_one_thread(benchmark::State& state, const row_matrix* w, Method method) {
+  for (auto _ : state) {
+    auto q = ternq::quantize(ternq::cpu_exec{.threads = 1}, *w, method);
+    benchmark::DoNotOptimize(q.codes().data());
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(w->size() * sizeof(float)));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto shapes = ternq::bench::take_shape_flags(argc, argv, {{4096, 4096}});
+  std::vector<row_matrix> matrices;
+  matrices.reserve(shapes.size());
+  std::vector<ternq::bench::ratio_spec> ratios;
+  for (const auto& s : shapes) {
+    matrices.push_back(ternq::testing::llm_like_weights(s.rows, s.cols, 42));
+    const row_matrix* w = &matrices.back();
+    const std::string n = ternq::bench::shape_name(s);
+    benchmark::RegisterBenchmark(("plain_read/" + n).c_str(), plain_read, w);
+    benchmark::RegisterBenchmark(("absmean_g128/" + n).c_str(), quantize_one_thread<ternq::absmean>, w,
+                                 ternq::absmean{});
+    benchmark::RegisterBenchmark(("twn_g128/" + n).c_str(), quantize_one_thread<ternq::twn>, w, ternq::twn{});
+    benchmark::RegisterBenchmark(("optimal_symmetric_g128/" + n).c_str(), quantize_one_thread<ternq::optimal_symmetric>,
+                                 w, ternq::optimal_symmetric{});
+    benchmark::RegisterBenchmark(("optimal_symmetric_per_row/" + n).c_str(),
+                                 quantize_one_thread<ternq::optimal_symmetric>, w,
+                                 ternq::optimal_symmetric{.group_size = ternq::per_row});
+    ratios.push_back(
+        {"absmean g128 throughput / plain read " + n, "absmean_g128/" + n, "plain_read/" + n, false, 0.25});
+    ratios.push_back({"twn g128 throughput / plain read " + n, "twn_g128/" + n, "plain_read/" + n, false, 0.25});
+    ratios.push_back(
+        {"optimal g128 time / twn g128 time " + n, "optimal_symmetric_g128/" + n, "twn_g128/" + n, true, 4.0});
+    ratios.push_back(
+        {"optimal per-row time / twn g128 time " + n, "optimal_symmetric_per_row/" + n, "twn_g128/" + n, true, 0.0});
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  ternq::bench::ratio_reporter reporter(ratios);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+// The main job: quantize an LLM-like layer with every method and print E_w, E_x and time per method.
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <ternq/adapters/eigen.hpp>
+#include <ternq/ternq.hpp>
+
+#include "llm_like.hpp"
+
+namespace {
+
+struct options {
+  std::size_t rows = 512;
+  std::size_t cols = 1024;
+  std::size_t tokens = 2048;
+  std::size_t group_size = 128;  // 0: per row
+  std::uint64_t seed = 1;
+  unsigned threads = 0;  // 0: all hardware threads
+  bool csv = false;
+};
+
+using weights = ternq::testing::row_matrix;
+using method_fn = std::function<ternq::ternary_matrix(const ternq::cpu_exec&, const weights&, const Eigen::MatrixXd&)>;
+
+struct table_entry {
+  std::string name;
+  method_fn run;
+};
+
+/// Every method the library offers, in the order of the table.
+std::vector<table_entry> methods(ternq::group_size_option g) {
+  auto entry = [](std::string name, auto method) {
+    return table_entry{std::move(name),
+                       [method](const ternq::cpu_exec& exec, const weights& w, const Eigen::MatrixXd& c) {
+                         return ternq::quantize(exec, w, method, c);
+                       }};
+  };
+  return {
+      entry("absmean", ternq::absmean{.group_size = g}),
+      entry("twn", ternq::twn{.group_size = g}),
+      entry("optimal_symmetric", ternq::optimal_symmetric{.group_size = g}),
+  };
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  CLI::App app{"Quantize a generated LLM-like layer with every ternq method and compare the errors."};
+  app.add_option("--rows", opt.rows, "output features (rows of W)")->check(CLI::PositiveNumber);
+  app.add_option("--cols", opt.cols, "input features (columns of W)")->check(CLI::PositiveNumber);
+  app.add_option("--tokens", opt.tokens, "calibration tokens for the Gram matrix")->check(CLI::PositiveNumber);
+  app.add_option("--group-size", opt.group_size, "columns per group (0: one group per row)");
+  app.add_option("--seed", opt.seed, "generator seed");
+  app.add_option("--threads", opt.threads, "worker threads (0: all)");
+  app.add_flag("--csv", opt.csv, "print CSV instead of a table");
+  CLI11_PARSE(app, argc, argv);
+
+  const weights w = ternq::testing::llm_like_weights(opt.rows, opt.cols, opt.seed);
+  const weights x = ternq::testing::llm_like_activations(opt.tokens, opt.cols, opt.seed);
+  ternq::gram_accumulator gram(opt.cols);
+  gram.add(x);
+  const ternq::cpu_exec exec{.threads = opt.threads == 0 ? std::nullopt : std::optional<unsigned>(opt.threads)};
+  const ternq::group_size_option g = opt.group_size == 0 ? ternq::per_row : ternq::group_size_option(opt.group_size);
+
+  if (opt.csv) {
+    std::printf("method,rel_E_w,rel_E_x,time_ms\n");
+  } else {
+    std::printf("ternq %s: LLM-like layer %zux%zu (seed %llu), %zu calibration tokens, group size %s, %u threads\n\n",
+                ternq::version_string, opt.rows, opt.cols, static_cast<unsigned long long>(opt.seed), opt.tokens,
+                opt.group_size == 0 ? "per row" : std::to_string(opt.group_size).c_str(), exec.thread_count());
+    std::printf("%-22s %12s %12s %12s\n", "method", "rel E_w", "rel E_x", "time (ms)");
+  }
+  for (const auto& m : methods(g)) {
+    const auto start = std::chrono::steady_clock::now();
+    const ternq::ternary_matrix q = m.run(exec, w, gram.matrix());
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const double ew = ternq::relative_weight_error(w, q);
+    const double ex = ternq::relative_output_error(w, q, gram.matrix());
+    if (opt.csv) {
+      std::printf("%s,%.6f,%.6f,%.3f\n", m.name.c_str(), ew, ex, ms);
+    } else {
+      std::printf("%-22s %12.6f %12.6f %12.3f\n", m.name.c_str(), ew, ex, ms);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+// The umbrella header: every ternq layer in dependency order (adapters and CUDA are included separately).
+#pragma once
+
+#include "ternq/config.hpp"
+#include "ternq/version.hpp"
+
+// core: standard library only
+#include "ternq/core/adapt.hpp"
+#include "ternq/core/checks.hpp"
+#include "ternq/core/dequantize.hpp"
+#include "ternq/core/error.hpp"
+#include "ternq/core/grouping.hpp"
+#include "ternq/core/parallel.hpp"
+#include "ternq/core/permutation.hpp"
+#include "ternq/core/progress.hpp"
+#include "ternq/core/ternary_matrix.hpp"
+#include "ternq/core/view.hpp"
+
+// linalg: dense algebra on Eigen
+#include "ternq/linalg/eigen_bridge.hpp"
+#include "ternq/linalg/gram.hpp"
+
+// quant: the methods and their metrics
+#include "ternq/quant/absmean.hpp"
+#include "ternq/quant/groupwise.hpp"
+#include "ternq/quant/metrics.hpp"
+#include "ternq/quant/optimal_symmetric.hpp"
+#include "ternq/quant/quantize.hpp"
+#include "ternq/quant/twn.hpp"
