@@ -11,6 +11,7 @@
 #include "ternq/core/dequantize.hpp"
 #include "ternq/core/error.hpp"
 #include "ternq/core/grouping.hpp"
+#include "ternq/core/half.hpp"
 #include "ternq/core/parallel.hpp"
 #include "ternq/core/permutation.hpp"
 #include "ternq/core/progress.hpp"
