@@ -17,3 +17,27 @@
 #else
 #define TERNQ_ASSERT(cond) static_cast<void>(0)
 #endif
+
+/// TERNQ_ALWAYS_INLINE forces inlining. The hot per-group code carries it so
+/// that it is compiled inside each instruction-set variant of the row loop
+/// (a function compiled for AVX2 only vectorizes with AVX2 the code inlined
+/// into it).
+#if defined(__GNUC__) || defined(__clang__)
+#define TERNQ_ALWAYS_INLINE __attribute__((always_inline)) inline
+#define TERNQ_ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define TERNQ_ALWAYS_INLINE inline
+#define TERNQ_ALWAYS_INLINE_LAMBDA
+#endif
+
+/// TERNQ_HAS_AVX2_VARIANT is 1 where ternq can compile an AVX2 variant of its
+/// hot loops next to the portable one (x86-64 with GCC or Clang); the variant
+/// is only *run* when the processor supports it and the caller allows it
+/// (ternq::cpu_exec::simd), so the library stays correct on any x86-64.
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define TERNQ_HAS_AVX2_VARIANT 1
+#define TERNQ_TARGET_AVX2 __attribute__((target("avx2")))
+#else
+#define TERNQ_HAS_AVX2_VARIANT 0
+#define TERNQ_TARGET_AVX2
+#endif

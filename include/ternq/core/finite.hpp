@@ -9,6 +9,8 @@
 #include <span>
 #include <type_traits>
 
+#include "ternq/config.hpp"
+
 namespace ternq::detail {
 
 /// Bit pattern view of a float/double: non-finite exactly when all exponent bits are set.
@@ -28,7 +30,7 @@ struct ieee_bits<double> {
 /// True when every element of `x` is finite. Branch-free over blocks of
 /// integer bit tests, which compilers vectorize (unlike `std::isfinite`).
 template <class T>
-bool all_finite(std::span<const T> x) noexcept {
+TERNQ_ALWAYS_INLINE bool all_finite(std::span<const T> x) noexcept {
   using bits = ieee_bits<std::remove_cv_t<T>>;
   using U = typename bits::type;
   U bad = 0;
@@ -42,7 +44,7 @@ bool all_finite(std::span<const T> x) noexcept {
 
 /// Index of the first non-finite element of `x`, or `x.size()` if none.
 template <class T>
-std::size_t first_non_finite(std::span<const T> x) noexcept {
+TERNQ_ALWAYS_INLINE std::size_t first_non_finite(std::span<const T> x) noexcept {
   if (all_finite(x)) return x.size();
   std::size_t j = 0;
   while (j < x.size() && std::isfinite(x[j])) ++j;

@@ -9,19 +9,34 @@
 #include <thread>
 #include <vector>
 
+#include "ternq/core/error.hpp"
+#include "ternq/core/simd.hpp"
+
 namespace ternq {
 
 /// The CPU execution policy: `threads` workers (nullopt: one per hardware
-/// thread). Every ternq algorithm gives bit-identical results whatever the
-/// thread count: work is split into independent index ranges and reduced in
-/// a fixed order.
+/// thread) and the instruction-set variant of the hot loops (nullopt: the
+/// fastest this processor supports). Every ternq algorithm gives
+/// bit-identical results whatever the thread count and variant: work is
+/// split into independent index ranges and reduced in a fixed order.
 struct cpu_exec {
-  std::optional<unsigned> threads;
+  std::optional<unsigned> threads = std::nullopt;
+  std::optional<simd_level> simd = std::nullopt;
 
   [[nodiscard]] unsigned thread_count() const noexcept {
     if (threads) return *threads == 0 ? 1U : *threads;
     const unsigned hw = std::thread::hardware_concurrency();
     return hw == 0 ? 1U : hw;
+  }
+
+  /// The variant to run; throws `unsupported` if the requested one cannot run here.
+  [[nodiscard]] simd_level simd_variant() const {
+    if (!simd) return best_simd_level();
+    if (!simd_supported(*simd)) {
+      fail(errc::unsupported, "cpu_exec: the ", simd_level_name(*simd),
+           " variant is not available on this processor or build");
+    }
+    return *simd;
   }
 };
 

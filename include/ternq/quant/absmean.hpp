@@ -30,7 +30,7 @@ struct absmean {
 /// holding the same values get the same codes. An all-zero group gives
 /// zero codes and scale 0.
 template <class T>
-float absmean_fit_group(std::span<const T> w, std::span<std::int8_t> codes) {
+TERNQ_ALWAYS_INLINE float absmean_fit_group(std::span<const T> w, std::span<std::int8_t> codes) {
   if (codes.size() != w.size()) {
     fail(errc::shape_mismatch, "absmean_fit_group: ", codes.size(), " codes for ", w.size(), " weights");
   }
@@ -50,7 +50,7 @@ float absmean_fit_group(std::span<const T> w, std::span<std::int8_t> codes) {
 template <class T>
 ternary_matrix quantize_view(const cpu_exec& exec, const matrix_view<const T>& w, const absmean& method) {
   return quantize_groups(exec, w, method.group_size, false, "quantize(absmean)", [] {
-    return [](std::span<const T> group, std::span<std::int8_t> codes) {
+    return [](std::span<const T> group, std::span<std::int8_t> codes) TERNQ_ALWAYS_INLINE_LAMBDA {
       return group_grid{absmean_fit_group(group, codes), 0.0F};
     };
   });

@@ -83,7 +83,7 @@ inline double objective_scale(double top) noexcept {
 /// optimum never splits a run: only run ends are candidates, and
 /// `|w| >= tau` then selects exactly `k` elements.
 template <class T>
-void scan_sorted_prefixes(std::span<const T> sorted, std::size_t k0, double s0, double scale,
+TERNQ_ALWAYS_INLINE void scan_sorted_prefixes(std::span<const T> sorted, std::size_t k0, double s0, double scale,
                           prefix_optimum& best) noexcept {
   double s = s0;
   for (std::size_t t = 0; t < sorted.size(); ++t) {
@@ -95,7 +95,7 @@ void scan_sorted_prefixes(std::span<const T> sorted, std::size_t k0, double s0, 
 
 /// Codes `sign(w) [|w| >= tau]` and their least-squares scale; `tau > 0` is a data magnitude.
 template <class T>
-float ternarize_at_least(std::span<const T> w, std::span<std::int8_t> codes, const prefix_optimum& best) {
+TERNQ_ALWAYS_INLINE float ternarize_at_least(std::span<const T> w, std::span<std::int8_t> codes, const prefix_optimum& best) {
   if (best.k == 0) {
     std::fill(codes.begin(), codes.end(), std::int8_t{0});
     return 0.0F;
@@ -153,8 +153,8 @@ struct optimal_symmetric_workspace {
 /// the reference's up to ties of the objective within rounding (different
 /// summation orders).
 template <class T>
-float optimal_symmetric_fit_group(std::span<const T> w, std::span<std::int8_t> codes,
-                                  optimal_symmetric_workspace<T>& ws) {
+TERNQ_ALWAYS_INLINE float optimal_symmetric_fit_group(std::span<const T> w, std::span<std::int8_t> codes,
+                                                      optimal_symmetric_workspace<T>& ws) {
   detail::check_group_sizes(w, codes, "optimal_symmetric_fit_group");
   const std::size_t n = w.size();
   if (n <= 16) return optimal_symmetric_fit_group_sorted(w, codes);
@@ -302,7 +302,7 @@ float optimal_symmetric_fit_group(std::span<const T> w, std::span<std::int8_t> c
 template <class T>
 ternary_matrix quantize_view(const cpu_exec& exec, const matrix_view<const T>& w, const optimal_symmetric& method) {
   return quantize_groups(exec, w, method.group_size, false, "quantize(optimal_symmetric)", [] {
-    return [ws = optimal_symmetric_workspace<T>{}](std::span<const T> group, std::span<std::int8_t> codes) mutable {
+    return [ws = optimal_symmetric_workspace<T>{}](std::span<const T> group, std::span<std::int8_t> codes) mutable TERNQ_ALWAYS_INLINE_LAMBDA {
       return group_grid{optimal_symmetric_fit_group(group, codes, ws), 0.0F};
     };
   });

@@ -30,7 +30,7 @@ struct twn {
 /// threshold). A group with no weight above the threshold (all zero, or a
 /// ratio above the group's max/mean) gives zero codes and scale 0.
 template <class T>
-float twn_fit_group(std::span<const T> w, std::span<std::int8_t> codes, double threshold_ratio = 0.75) {
+TERNQ_ALWAYS_INLINE float twn_fit_group(std::span<const T> w, std::span<std::int8_t> codes, double threshold_ratio = 0.75) {
   if (codes.size() != w.size()) {
     fail(errc::shape_mismatch, "twn_fit_group: ", codes.size(), " codes for ", w.size(), " weights");
   }
@@ -52,7 +52,8 @@ ternary_matrix quantize_view(const cpu_exec& exec, const matrix_view<const T>& w
          ")");
   }
   return quantize_groups(exec, w, method.group_size, false, "quantize(twn)", [&] {
-    return [ratio = method.threshold_ratio](std::span<const T> group, std::span<std::int8_t> codes) {
+    return [ratio = method.threshold_ratio](std::span<const T> group,
+                                            std::span<std::int8_t> codes) TERNQ_ALWAYS_INLINE_LAMBDA {
       return group_grid{twn_fit_group(group, codes, ratio), 0.0F};
     };
   });

@@ -31,6 +31,7 @@ TEST_CASE("parallel_for rethrows an exception from a worker") {
 
 TEST_CASE("cpu_exec thread counts") {
   CHECK(ternq::cpu_exec{.threads = 3}.thread_count() == 3);
+  CHECK_FALSE(ternq::cpu_exec{}.simd.has_value());
   CHECK(ternq::cpu_exec{.threads = 0}.thread_count() == 1);
   CHECK(ternq::cpu_exec{}.thread_count() >= 1);
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <tuple>
 #include <variant>
 #include <vector>
 
@@ -209,4 +210,39 @@ TEST_CASE("data-free methods accept (and ignore) a well-formed Gram matrix") {
   const row_matrix w = ternq::testing::llm_like_weights(8, 64, 2);
   const Eigen::MatrixXd gram = Eigen::MatrixXd::Identity(64, 64);
   check_identical(ternq::quantize(w, ternq::twn{}, gram), ternq::quantize(w, ternq::twn{}));
+}
+
+TEST_CASE("every instruction-set variant gives the portable result bit for bit") {
+  std::vector<ternq::simd_level> levels = {ternq::simd_level::portable};
+  if (ternq::simd_supported(ternq::simd_level::avx2)) levels.push_back(ternq::simd_level::avx2);
+  MESSAGE("variants compared: " << levels.size() << " (best here: " << ternq::simd_level_name(ternq::best_simd_level())
+                                << ")");
+  // Shapes with group tails, per-row groups longer than a reduction block, and a strided (column-major) input.
+  for (const auto& [rows, cols, g] : {std::tuple{9, 300, 128}, std::tuple{5, 1031, 0}, std::tuple{16, 64, 16}}) {
+    const row_matrix w = ternq::testing::llm_like_weights(rows, cols, 17 + cols);
+    const Eigen::MatrixXf col_major = w;
+    const Eigen::MatrixXd wd = w.cast<double>();
+    const ternq::group_size_option gs = g == 0 ? ternq::per_row : ternq::group_size_option(g);
+    for (const auto& method : all_methods(gs)) {
+      const auto reference = run(w, method, {.threads = 1, .simd = ternq::simd_level::portable});
+      const auto reference_d = run(wd, method, {.threads = 1, .simd = ternq::simd_level::portable});
+      for (auto level : levels) {
+        check_identical(run(w, method, {.threads = 2, .simd = level}), reference);
+        check_identical(run(col_major, method, {.threads = 1, .simd = level}), reference);
+        check_identical(run(wd, method, {.threads = 1, .simd = level}), reference_d);
+      }
+    }
+  }
+}
+
+TEST_CASE("simd levels: names and support") {
+  CHECK(ternq::simd_level_name(ternq::simd_level::portable) == "portable");
+  CHECK(ternq::simd_level_name(ternq::simd_level::avx2) == "avx2");
+  CHECK(ternq::simd_supported(ternq::simd_level::portable));
+  CHECK(ternq::cpu_exec{.simd = ternq::simd_level::portable}.simd_variant() == ternq::simd_level::portable);
+  if (!ternq::simd_supported(ternq::simd_level::avx2)) {
+    CHECK_THROWS_WITH_AS((void)ternq::cpu_exec{.simd = ternq::simd_level::avx2}.simd_variant(),
+                         "[ternq.unsupported] cpu_exec: the avx2 variant is not available on this processor or build",
+                         ternq::error);
+  }
 }

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <span>
 
+#include "ternq/config.hpp"
+
 namespace ternq::detail {
 
 /// Lanes of the fixed-order reductions below. Independent partial sums let
@@ -23,7 +25,7 @@ inline constexpr std::size_t reduce_block_per_lane = 16;
 /// the speed of float SIMD (converting every term to double costs two to
 /// four times more on SSE2). For double input everything is double.
 template <class T, class F>
-double blocked_lane_sum(std::span<const T> w, F f) noexcept {
+TERNQ_ALWAYS_INLINE double blocked_lane_sum(std::span<const T> w, F f) noexcept {
   constexpr std::size_t block = reduce_lanes * reduce_block_per_lane;
   double total[reduce_lanes] = {};
   const std::size_t n = w.size();
@@ -43,19 +45,19 @@ double blocked_lane_sum(std::span<const T> w, F f) noexcept {
 
 /// sum |w_j| (blocked, see `blocked_lane_sum`).
 template <class T>
-double sum_abs(std::span<const T> w) noexcept {
-  return blocked_lane_sum(w, [](T x) { return std::abs(x); });
+TERNQ_ALWAYS_INLINE double sum_abs(std::span<const T> w) noexcept {
+  return blocked_lane_sum(w, [](T x) TERNQ_ALWAYS_INLINE_LAMBDA { return std::abs(x); });
 }
 
 /// sum w_j (blocked, see `blocked_lane_sum`).
 template <class T>
-double sum(std::span<const T> w) noexcept {
-  return blocked_lane_sum(w, [](T x) { return x; });
+TERNQ_ALWAYS_INLINE double sum(std::span<const T> w) noexcept {
+  return blocked_lane_sum(w, [](T x) TERNQ_ALWAYS_INLINE_LAMBDA { return x; });
 }
 
 /// max |w_j| (0 for an empty span), in eight lanes so that it vectorizes.
 template <class T>
-T max_abs(std::span<const T> w) noexcept {
+TERNQ_ALWAYS_INLINE T max_abs(std::span<const T> w) noexcept {
   T lane[reduce_lanes] = {};
   const std::size_t n = w.size();
   const std::size_t body = n - n % reduce_lanes;

@@ -16,7 +16,7 @@ namespace ternq::detail {
 /// is non-zero). Three simple passes over a group that sits in L1 (codes,
 /// count, sum) vectorize far better than one fused loop.
 template <class T>
-float ternarize_above(std::span<const T> w, std::span<std::int8_t> codes, T cut) noexcept {
+TERNQ_ALWAYS_INLINE float ternarize_above(std::span<const T> w, std::span<std::int8_t> codes, T cut) noexcept {
   const std::size_t n = w.size();
   std::uint32_t count = 0;
   for (std::size_t j = 0; j < n; ++j) {
@@ -25,7 +25,7 @@ float ternarize_above(std::span<const T> w, std::span<std::int8_t> codes, T cut)
     count += static_cast<std::uint32_t>(std::abs(x) > cut);
   }
   if (count == 0) return 0.0F;
-  const double s = blocked_lane_sum(w, [cut](T x) { return std::abs(x) > cut ? std::abs(x) : T{0}; });
+  const double s = blocked_lane_sum(w, [cut](T x) TERNQ_ALWAYS_INLINE_LAMBDA { return std::abs(x) > cut ? std::abs(x) : T{0}; });
   return static_cast<float>(s / static_cast<double>(count));
 }
 

@@ -14,7 +14,7 @@ namespace ternq::detail {
 /// `std::nextafter` toward +-inf, but inline bit arithmetic: this runs once
 /// per group, where a libm call would cost as much as the group itself).
 template <class T>
-T next_up(T x) noexcept {
+TERNQ_ALWAYS_INLINE T next_up(T x) noexcept {
   using U = typename ieee_bits<T>::type;
   if (x == T{0}) return std::numeric_limits<T>::denorm_min();
   U u;
@@ -24,7 +24,7 @@ T next_up(T x) noexcept {
   return x;
 }
 template <class T>
-T next_down(T x) noexcept {
+TERNQ_ALWAYS_INLINE T next_down(T x) noexcept {
   return -next_up(-x);
 }
 
@@ -33,14 +33,14 @@ T next_down(T x) noexcept {
 /// Lets a float loop compare in float without changing the decision the
 /// double threshold defines. `threshold` must be finite and within T's range.
 template <class T>
-T at_least(double threshold) noexcept {
+TERNQ_ALWAYS_INLINE T at_least(double threshold) noexcept {
   const T t = static_cast<T>(threshold);
   return static_cast<double>(t) < threshold ? next_up(t) : t;
 }
 
 /// The largest `T` value `t` with `t <= threshold`: `x > t` exactly when `x > threshold`.
 template <class T>
-T at_most(double threshold) noexcept {
+TERNQ_ALWAYS_INLINE T at_most(double threshold) noexcept {
   const T t = static_cast<T>(threshold);
   return static_cast<double>(t) > threshold ? next_down(t) : t;
 }
