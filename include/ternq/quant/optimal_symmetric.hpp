@@ -84,7 +84,7 @@ inline double objective_scale(double top) noexcept {
 /// `|w| >= tau` then selects exactly `k` elements.
 template <class T>
 TERNQ_ALWAYS_INLINE void scan_sorted_prefixes(std::span<const T> sorted, std::size_t k0, double s0, double scale,
-                          prefix_optimum& best) noexcept {
+                                              prefix_optimum& best) noexcept {
   double s = s0;
   for (std::size_t t = 0; t < sorted.size(); ++t) {
     s += static_cast<double>(sorted[t]) * scale;
@@ -95,7 +95,8 @@ TERNQ_ALWAYS_INLINE void scan_sorted_prefixes(std::span<const T> sorted, std::si
 
 /// Codes `sign(w) [|w| >= tau]` and their least-squares scale; `tau > 0` is a data magnitude.
 template <class T>
-TERNQ_ALWAYS_INLINE float ternarize_at_least(std::span<const T> w, std::span<std::int8_t> codes, const prefix_optimum& best) {
+TERNQ_ALWAYS_INLINE float ternarize_at_least(std::span<const T> w, std::span<std::int8_t> codes,
+                                             const prefix_optimum& best) {
   if (best.k == 0) {
     std::fill(codes.begin(), codes.end(), std::int8_t{0});
     return 0.0F;
@@ -298,14 +299,23 @@ float optimal_symmetric_fit_group(std::span<const T> w, std::span<std::int8_t> c
   return optimal_symmetric_fit_group(w, codes, ws);
 }
 
+namespace detail {
+/// One worker's fitter: the fit with its own scratch memory (a class rather
+/// than a mutable lambda so that the call can be forced inline portably).
+template <class T>
+struct optimal_symmetric_fitter {
+  optimal_symmetric_workspace<T> ws;
+  TERNQ_ALWAYS_INLINE group_grid operator()(std::span<const T> group, std::span<std::int8_t> codes) {
+    return group_grid{optimal_symmetric_fit_group(group, codes, ws), 0.0F};
+  }
+};
+}  // namespace detail
+
 /// `quantize` entry for the exact symmetric optimum (see ternq/quant/quantize.hpp).
 template <class T>
 ternary_matrix quantize_view(const cpu_exec& exec, const matrix_view<const T>& w, const optimal_symmetric& method) {
-  return quantize_groups(exec, w, method.group_size, false, "quantize(optimal_symmetric)", [] {
-    return [ws = optimal_symmetric_workspace<T>{}](std::span<const T> group, std::span<std::int8_t> codes) mutable TERNQ_ALWAYS_INLINE_LAMBDA {
-      return group_grid{optimal_symmetric_fit_group(group, codes, ws), 0.0F};
-    };
-  });
+  return quantize_groups(exec, w, method.group_size, false, "quantize(optimal_symmetric)",
+                         [] { return detail::optimal_symmetric_fitter<T>{}; });
 }
 
 }  // namespace ternq
