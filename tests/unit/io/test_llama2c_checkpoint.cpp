@@ -190,7 +190,7 @@ TEST_CASE("llama2c: hostile headers and sizes fail as corrupt_file naming the pr
   CHECK(open_error(dir, header + std::string(4 * (1092 + 80), '\0')) == "(opened)");
   const auto missing = dir / "missing.bin";
   CHECK_THROWS_WITH_AS(
-      llama2c_model::load(missing),
+      static_cast<void>(llama2c_model::load(missing)),
       ("[ternq.io] mapped_file: cannot open '" + missing.string() + "': No such file or directory").c_str(),
       ternq::error);
 }
