@@ -279,3 +279,20 @@ TEST_CASE("the shared tokenizers: sizes, exact ids, byte fallback and decode(enc
   const std::string start = head(text, 2000);
   CHECK(tok512.encode(start) == rescanning_encode(tok512, start));
 }
+
+TEST_CASE("every truncation of a tokenizer file opens with fewer pieces or fails as corrupt_file") {
+  const temp_dir dir;
+  const std::string full = i32(6) + entry("<unk>") + entry("\n<s>\n") + entry("\n</s>\n") + entry(" ") + entry("ab");
+  const auto path = dir / "cut.bin";
+  for (std::size_t n = 0; n < full.size(); ++n) {
+    CAPTURE(n);
+    ternq::testing::write_file(path, full.substr(0, n));
+    try {
+      const llama2c_tokenizer t(path);
+      CHECK(t.vocab_size() < 5);
+      CHECK(t.vocab_size() >= 3);
+    } catch (const ternq::error& e) {
+      CHECK(e.code() == ternq::errc::corrupt_file);
+    }
+  }
+}

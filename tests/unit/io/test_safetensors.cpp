@@ -317,3 +317,46 @@ TEST_CASE("safetensors: the writer rejects what it cannot write") {
                        ternq::error);
   CHECK(out.size() == 1);
 }
+
+TEST_CASE("safetensors: every truncation and many one-byte corruptions fail cleanly, never reading out of bounds") {
+  const temp_dir dir;
+  const std::vector<float> a = awkward_values(6);
+  const std::vector<float> b = awkward_values(3);
+  safetensors_writer out;
+  out.add("a", dtype::f32, {2, 3}, a);
+  out.add("b", dtype::bf16, {3}, b);
+  out.set_metadata("k", "v");
+  out.write(dir / "good.safetensors");
+  const std::string good = ternq::testing::read_file(dir / "good.safetensors");
+  const auto path = dir / "mutant.safetensors";
+  // Any proper prefix loses bytes the header claims.
+  int refused = 0;
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    write_file(path, good.substr(0, n));
+    try {
+      const safetensors_file f(path);
+    } catch (const ternq::error& e) {
+      refused += e.code() == ternq::errc::corrupt_file ? 1 : 0;
+    }
+  }
+  CHECK(refused == static_cast<int>(good.size()));
+  // Corrupt header bytes: the file either still describes itself consistently or is refused.
+  int opened = 0;
+  const std::size_t header_end = safetensors_file(dir / "good.safetensors").data_offset();
+  for (std::size_t at = 0; at < header_end; ++at) {
+    for (const char c : {'\0', '9', '"', '}', '\xff'}) {
+      std::string bad = good;
+      bad[at] = c;
+      write_file(path, bad);
+      try {
+        const safetensors_file f(path);
+        for (const auto& t : f.tensors()) {
+          if (ternq::io::is_float_dtype(t.type)) CHECK(f.values(t.name).size() == t.element_count());
+        }
+        ++opened;
+      } catch (const ternq::error&) {
+      }
+    }
+  }
+  CHECK(opened > 0);  // some mutations are harmless (inside a name, or the padding)
+}
