@@ -16,6 +16,7 @@
 #include "ternq/core/view.hpp"
 #include "ternq/io/detail/bytes.hpp"
 #include "ternq/io/detail/output_file.hpp"
+#include "ternq/io/detail/read_float.hpp"
 #include "ternq/io/llama2c_checkpoint.hpp"
 #include "ternq/io/mapped_file.hpp"
 
@@ -147,7 +148,7 @@ class llama2c_model {
     const mapped_file map(path);
     const auto [config, layout] = detail::read_llama2c_header(map.bytes(), "llama2c '" + path.string() + "'");
     llama2c_model m(config);
-    detail::decode_f32_le(map.bytes().data() + 28, layout.float_count, m.payload_.data());
+    detail::read_as_float(map, 28, dtype::f32, m.payload_);
     return m;
   }
 

@@ -19,6 +19,7 @@
 #include "ternq/core/view.hpp"
 #include "ternq/io/detail/bytes.hpp"
 #include "ternq/io/detail/json.hpp"
+#include "ternq/io/detail/read_float.hpp"
 #include "ternq/io/float_matrix.hpp"
 #include "ternq/io/mapped_file.hpp"
 #include "ternq/io/safetensors_dtype.hpp"
@@ -50,23 +51,6 @@ inline std::string shape_string(std::span<const std::size_t> shape) {
 }
 
 namespace detail {
-
-/// Decodes `n` little-endian elements of a float dtype into fp32.
-inline void decode_to_float(dtype t, const std::byte* src, std::size_t n, float* dst) noexcept {
-  switch (t) {
-    case dtype::f32:
-      decode_f32_le(src, n, dst);
-      return;
-    case dtype::f16:
-      for (std::size_t i = 0; i < n; ++i) dst[i] = fp16_bits_to_fp32(load_u16_le(src + 2 * i));
-      return;
-    case dtype::bf16:
-      for (std::size_t i = 0; i < n; ++i) dst[i] = bf16_bits_to_fp32(load_u16_le(src + 2 * i));
-      return;
-    default:
-      TERNQ_ASSERT(false && "decode_to_float: not a float dtype");
-  }
-}
 
 /// The matrix extents of a tensor: a scalar is 1x1, a vector one row, a 2-D tensor itself.
 inline std::pair<std::size_t, std::size_t> matrix_extents(const tensor_info& t, std::string_view context) {
@@ -187,7 +171,7 @@ class safetensors_file {
       fail(errc::shape_mismatch, context_, ": tensor '", t.name, "' has ", t.element_count(), " elements, the output ",
            out.size());
     }
-    detail::decode_to_float(t.type, map_.bytes().data() + data_offset_ + t.begin, out.size(), out.data());
+    detail::read_as_float(map_, data_offset_ + t.begin, t.type, out);
   }
 
   void parse_header() {

@@ -2,12 +2,14 @@
 // safetensors: writer/reader round trips for every float dtype, and hostile files failing with the right error.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "io_test_support.hpp"
 #include "ternq/core/half.hpp"
+#include "ternq/io/detail/read_float.hpp"
 #include "ternq/io/safetensors_reader.hpp"
 #include "ternq/io/safetensors_writer.hpp"
 
@@ -359,4 +361,14 @@ TEST_CASE("safetensors: every truncation and many one-byte corruptions fail clea
     }
   }
   CHECK(opened > 0);  // some mutations are harmless (inside a name, or the padding)
+}
+
+TEST_CASE("safetensors: the bulk F16 decoder is bit-identical to the core conversion on every pattern") {
+  int differ = 0;
+  for (std::uint32_t u = 0; u <= 0xFFFFU; ++u) {
+    const auto h = static_cast<std::uint16_t>(u);
+    const auto bulk = std::bit_cast<std::uint32_t>(ternq::io::detail::fp16_bits_to_fp32_branchless(h));
+    differ += bulk == std::bit_cast<std::uint32_t>(ternq::fp16_bits_to_fp32(h)) ? 0 : 1;
+  }
+  CHECK(differ == 0);
 }
