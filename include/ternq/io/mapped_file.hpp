@@ -38,12 +38,12 @@ struct fd_guard {
 
 }  // namespace detail
 
-/// A read-only, private memory mapping of a whole regular file, and its
-/// descriptor for bulk copies (`read`). Readers
-/// validate every offset against `size()` before touching `bytes()`, so a
-/// hostile file cannot make them read outside the mapping. (A file truncated
-/// by another process while mapped still raises SIGBUS: mapping trades that
-/// for zero-copy views.) Move-only; an empty file maps to an empty span.
+/// A read-only, private memory mapping of a whole regular file, plus its
+/// descriptor for bulk copies (`read`). Readers validate every offset
+/// against `size()` before touching `bytes()`, so a hostile file cannot make
+/// them read outside the mapping. (A file truncated by another process while
+/// mapped still raises SIGBUS: mapping trades that for zero-copy views.)
+/// Move-only; an empty file maps to an empty span.
 class mapped_file {
  public:
   mapped_file() = default;

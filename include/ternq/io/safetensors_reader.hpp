@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "ternq/core/error.hpp"
-#include "ternq/core/half.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/io/detail/bytes.hpp"
 #include "ternq/io/detail/json.hpp"
@@ -46,7 +45,10 @@ struct tensor_info {
 /// A shape as text, "[4096, 11008]", for messages.
 inline std::string shape_string(std::span<const std::size_t> shape) {
   std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i == 0 ? "" : ", ") + std::to_string(shape[i]);
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i != 0) s += ", ";
+    s += std::to_string(shape[i]);
+  }
   return s + "]";
 }
 
