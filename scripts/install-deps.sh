@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ clang        # build tools (GCC and Clang are both tested)
   libeigen3-dev                      # dense linear algebra (required by the library)
+  nlohmann-json3-dev                 # JSON: safetensors headers, Hugging Face config files (required by the library)
   libxtensor-dev                     # xtensor adapter (optional for users, tested here)
   doctest-dev                        # unit tests
   libbenchmark-dev                   # benchmarks

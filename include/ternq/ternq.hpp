@@ -29,3 +29,15 @@
 #include "ternq/quant/optimal_symmetric.hpp"
 #include "ternq/quant/quantize.hpp"
 #include "ternq/quant/twn.hpp"
+
+// io: model and tokenizer files (POSIX mmap; JSON through nlohmann/json)
+#include "ternq/io/float_matrix.hpp"
+#include "ternq/io/hf_llama.hpp"
+#include "ternq/io/llama2c_checkpoint.hpp"
+#include "ternq/io/llama2c_model.hpp"
+#include "ternq/io/llama2c_tokenizer.hpp"
+#include "ternq/io/mapped_file.hpp"
+#include "ternq/io/safetensors_dtype.hpp"
+#include "ternq/io/safetensors_reader.hpp"
+#include "ternq/io/safetensors_shards.hpp"
+#include "ternq/io/safetensors_writer.hpp"

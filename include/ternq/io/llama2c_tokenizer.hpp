@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: MIT
+// llama2c_tokenizer: the llama2.c tokenizer file, encoding exactly as run.c does, decoding, and text normalization.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <queue>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "ternq/core/error.hpp"
+#include "ternq/io/detail/bytes.hpp"
+#include "ternq/io/mapped_file.hpp"
+
+namespace ternq::io {
+
+/// What `llama2c_tokenizer::encode` adds around the text.
+struct encode_options {
+  bool bos = true;           ///< prepend BOS (id 1)
+  bool eos = false;          ///< append EOS (id 2)
+  bool dummy_prefix = true;  ///< prepend the piece " " to a non-empty text (SentencePiece's dummy prefix)
+};
+
+/// Replaces every run of ASCII whitespace (space, tab, newline, CR, VT, FF)
+/// by one space; nothing else changes (a leading or trailing run stays one
+/// space). The character-level BabyLlama tokenizers have no newline piece
+/// and no byte pieces, so their text must be normalized like this first;
+/// `encode` never does it behind the caller's back.
+inline std::string collapse_whitespace(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_run = false;
+  for (const char c : text) {
+    const bool space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+    if (space && in_run) continue;
+    out += space ? ' ' : c;
+    in_run = space;
+  }
+  return out;
+}
+
+/// A llama2.c tokenizer: pieces (byte strings) with merge scores. Id 0 is
+/// `<unk>`, 1 BOS, 2 EOS; a vocabulary with byte fallback holds `<0x00>` ..
+/// `<0xFF>` at ids 3 .. 258.
+///
+/// File format: int32 `max_token_length`, then per piece a float32 score, an
+/// int32 byte length and the bytes, all little-endian, to the end of the file.
+///
+/// Encoding is run.c's algorithm, token for token: BOS; the dummy-prefix
+/// piece " " when the text is non-empty; each UTF-8 code point (a lead byte
+/// and up to three continuation bytes) looked up as a piece, or else split
+/// into its bytes' `<0xNN>` pieces; then, while any adjacent pair
+/// concatenates to a piece, merge the pair whose piece has the highest score
+/// (the leftmost on ties; scores at or below -1e10 never merge); EOS last if
+/// asked. run.c rescans all pairs after every merge (quadratic); here a
+/// priority queue keyed on (score, position) makes the same choices in
+/// O(n log n). Where run.c would emit nonsense — a code point without a
+/// piece in a vocabulary without byte pieces — `encode` throws instead.
+class llama2c_tokenizer {
+ public:
+  static constexpr int unk_id = 0;
+  static constexpr int bos_id = 1;
+  static constexpr int eos_id = 2;
+
+  /// Reads a tokenizer file. With `expected_vocab_size` (the model's), a
+  /// different number of pieces is `[ternq.shape_mismatch]`.
+  explicit llama2c_tokenizer(const std::filesystem::path& path,
+                             std::optional<std::size_t> expected_vocab_size = std::nullopt) {
+    const mapped_file map(path);
+    const std::string context = "llama2c tokenizer '" + path.string() + "'";
+    parse(map.bytes(), context);
+    if (expected_vocab_size && *expected_vocab_size != pieces_.size()) {
+      fail(errc::shape_mismatch, context, ": ", pieces_.size(), " pieces, the model's vocab_size is ",
+           *expected_vocab_size);
+    }
+    index();
+  }
+
+  /// A tokenizer from pieces and their scores (at least <unk>, BOS and EOS).
+  llama2c_tokenizer(std::vector<std::string> pieces, std::vector<float> scores)
+      : pieces_(std::move(pieces)), scores_(std::move(scores)) {
+    if (pieces_.size() != scores_.size()) {
+      fail(errc::shape_mismatch, "llama2c_tokenizer: ", pieces_.size(), " pieces but ", scores_.size(), " scores");
+    }
+    if (pieces_.size() < 3) {
+      fail(errc::invalid_argument, "llama2c_tokenizer: ", pieces_.size(),
+           " pieces; a llama2.c vocabulary starts with <unk>, BOS and EOS");
+    }
+    for (const auto& p : pieces_) max_token_length_ = std::max(max_token_length_, p.size());
+    index();
+  }
+
+  [[nodiscard]] std::size_t vocab_size() const noexcept { return pieces_.size(); }
+  /// The longest piece the file declares room for.
+  [[nodiscard]] std::size_t max_token_length() const noexcept { return max_token_length_; }
+  [[nodiscard]] std::string_view piece(int id) const { return pieces_[checked(id, "piece")]; }
+  [[nodiscard]] float score(int id) const { return scores_[checked(id, "score")]; }
+  /// The id of a piece, or nothing.
+  [[nodiscard]] std::optional<int> find(std::string_view piece) const {
+    const auto it = ids_.find(piece);
+    return it == ids_.end() ? std::nullopt : std::optional<int>(it->second);
+  }
+  /// True when ids 3 .. 258 are the byte pieces `<0x00>` .. `<0xFF>` (byte fallback works).
+  [[nodiscard]] bool has_byte_pieces() const noexcept { return has_byte_pieces_; }
+
+  /// Token ids of `text` (UTF-8), as run.c's `encode` gives them. A code
+  /// point with no piece, in a vocabulary without byte pieces, is
+  /// `[ternq.unsupported]` naming its bytes and offset.
+  [[nodiscard]] std::vector<int> encode(std::string_view text, const encode_options& options = {}) const {
+    std::vector<int> ids;
+    if (options.bos) ids.push_back(bos_id);
+    if (options.dummy_prefix && !text.empty()) push_code_point(" ", 0, ids);
+    for (std::size_t i = 0; i < text.size();) {
+      std::size_t j = i + 1;  // a lead byte and up to three continuation bytes, as run.c groups them
+      while (j < text.size() && j - i < 4 && (static_cast<unsigned char>(text[j]) & 0xC0U) == 0x80U) ++j;
+      push_code_point(text.substr(i, j - i), i, ids);
+      i = j;
+    }
+    merge(ids);
+    if (options.eos) ids.push_back(eos_id);
+    return ids;
+  }
+
+  /// The text of `tokens`: BOS and EOS are markers and produce nothing, a
+  /// piece right after BOS loses its leading space (the dummy prefix), and
+  /// `<0xNN>` pieces become their byte — run.c's `decode` over a sequence.
+  /// An id outside the vocabulary is `[ternq.out_of_bounds]`.
+  [[nodiscard]] std::string decode(std::span<const int> tokens) const {
+    std::string out;
+    int prev = -1;
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      const int t = tokens[i];
+      if (t < 0 || static_cast<std::size_t>(t) >= pieces_.size()) {
+        fail(errc::out_of_bounds, "llama2c_tokenizer::decode: token ", t, " at position ", i,
+             " is outside the vocabulary of ", pieces_.size(), " pieces");
+      }
+      if (t != bos_id && t != eos_id) out += decode_piece(prev, t);
+      prev = t;
+    }
+    return out;
+  }
+
+  /// The text of token `token` following `prev` (run.c's `decode(prev, token)`).
+  [[nodiscard]] std::string decode_piece(int prev, int token) const {
+    std::string_view p = piece(token);
+    if (prev == bos_id && !p.empty() && p.front() == ' ') p.remove_prefix(1);
+    if (const auto byte = byte_of(p)) return std::string(1, static_cast<char>(*byte));
+    return std::string(p);
+  }
+
+ private:
+  struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+
+  [[nodiscard]] std::size_t checked(int id, const char* what) const {
+    if (id < 0 || static_cast<std::size_t>(id) >= pieces_.size()) {
+      fail(errc::out_of_bounds, "llama2c_tokenizer::", what, ": id ", id, " is outside the vocabulary of ",
+           pieces_.size(), " pieces");
+    }
+    return static_cast<std::size_t>(id);
+  }
+
+  /// The byte a piece `<0xNN>` stands for (either hex case), or nothing.
+  static std::optional<unsigned> byte_of(std::string_view p) noexcept {
+    if (p.size() != 6 || p.substr(0, 3) != "<0x" || p[5] != '>') return std::nullopt;
+    const auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    const int hi = hex(p[3]);
+    const int lo = hex(p[4]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    return static_cast<unsigned>(hi * 16 + lo);
+  }
+
+  void parse(std::span<const std::byte> file, const std::string& context) {
+    if (file.size() < 4)
+      fail(errc::corrupt_file, context, ": ", file.size(), " bytes are too few for max_token_length");
+    const std::int32_t max_len = detail::load_i32_le(file.data());
+    if (max_len <= 0) fail(errc::corrupt_file, context, ": max_token_length ", max_len, " is not positive");
+    max_token_length_ = static_cast<std::size_t>(max_len);
+    std::size_t at = 4;
+    while (at < file.size()) {
+      const std::size_t id = pieces_.size();
+      if (file.size() - at < 8) {
+        fail(errc::corrupt_file, context, ": piece ", id, " at byte ", at, ": ", file.size() - at,
+             " bytes are too few for its score and length");
+      }
+      const float score = detail::load_f32_le(file.data() + at);
+      const std::int32_t len = detail::load_i32_le(file.data() + at + 4);
+      if (len < 0 || static_cast<std::size_t>(len) > max_token_length_) {
+        fail(errc::corrupt_file, context, ": piece ", id, " at byte ", at, ": length ", len,
+             " is outside [0, max_token_length ", max_token_length_, "]");
+      }
+      if (file.size() - at - 8 < static_cast<std::size_t>(len)) {
+        fail(errc::corrupt_file, context, ": piece ", id, " at byte ", at, ": its ", len,
+             " bytes run past the end of the file");
+      }
+      pieces_.emplace_back(reinterpret_cast<const char*>(file.data() + at + 8), static_cast<std::size_t>(len));
+      scores_.push_back(score);
+      at += 8 + static_cast<std::size_t>(len);
+    }
+    if (pieces_.size() < 3) {
+      fail(errc::corrupt_file, context, ": ", pieces_.size(),
+           " pieces; a llama2.c vocabulary starts with <unk>, BOS and EOS");
+    }
+  }
+
+  /// Builds the piece -> id map (the lowest id wins for a repeated piece) and detects byte pieces.
+  void index() {
+    ids_.reserve(pieces_.size());
+    for (std::size_t i = 0; i < pieces_.size(); ++i) ids_.emplace(pieces_[i], static_cast<int>(i));
+    has_byte_pieces_ = pieces_.size() >= 259;
+    for (unsigned b = 0; b < 256 && has_byte_pieces_; ++b) has_byte_pieces_ = byte_of(pieces_[b + 3]) == b;
+  }
+
+  void push_code_point(std::string_view cp, std::size_t offset, std::vector<int>& ids) const {
+    if (const auto id = find(cp)) {
+      ids.push_back(*id);
+      return;
+    }
+    if (!has_byte_pieces_) {
+      std::string hex;
+      for (const char c : cp) {
+        constexpr const char* digits = "0123456789abcdef";
+        const auto u = static_cast<unsigned char>(c);
+        if (!hex.empty()) hex += ' ';
+        hex += digits[u >> 4U];
+        hex += digits[u & 15U];
+      }
+      fail(errc::unsupported, "llama2c_tokenizer::encode: no piece for the bytes ", hex, " at byte ", offset,
+           " of the text, and this vocabulary has no <0xNN> byte pieces to fall back on");
+    }
+    for (const char c : cp) ids.push_back(static_cast<int>(static_cast<unsigned char>(c)) + 3);
+  }
+
+  /// run.c's merge loop: repeatedly merge the adjacent pair whose
+  /// concatenation is the best-scoring piece, leftmost on ties. Tokens form
+  /// a linked list over their initial positions; the queue holds candidate
+  /// pairs, and a candidate is stale once either token changed (versions).
+  void merge(std::vector<int>& ids) const {
+    constexpr std::size_t none = static_cast<std::size_t>(-1);
+    struct token {
+      int id;
+      std::size_t prev, next;
+      unsigned version;
+      bool alive;
+    };
+    struct candidate {
+      float score;
+      std::size_t left, right;
+      unsigned left_version, right_version;
+      int merged;
+    };
+    const auto lower = [](const candidate& a, const candidate& b) {
+      return a.score != b.score ? a.score < b.score : a.left > b.left;
+    };
+    std::vector<token> list(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      list[i] = {ids[i], i == 0 ? none : i - 1, i + 1 == ids.size() ? none : i + 1, 0, true};
+    }
+    std::priority_queue<candidate, std::vector<candidate>, decltype(lower)> queue(lower);
+    std::string pair;
+    const auto consider = [&](std::size_t l, std::size_t r) {
+      pair.assign(pieces_[static_cast<std::size_t>(list[l].id)]);
+      pair.append(pieces_[static_cast<std::size_t>(list[r].id)]);
+      const auto id = find(pair);
+      if (!id) return;
+      const float s = scores_[static_cast<std::size_t>(*id)];
+      if (s > -1e10F) queue.push({s, l, r, list[l].version, list[r].version, *id});  // run.c's floor; NaN never
+    };
+    for (std::size_t i = 0; i + 1 < list.size(); ++i) consider(i, i + 1);
+    while (!queue.empty()) {
+      const candidate c = queue.top();
+      queue.pop();
+      token& l = list[c.left];
+      token& r = list[c.right];
+      if (!l.alive || !r.alive || l.next != c.right || l.version != c.left_version || r.version != c.right_version) {
+        continue;
+      }
+      l.id = c.merged;
+      ++l.version;
+      r.alive = false;
+      l.next = r.next;
+      if (r.next != none) list[r.next].prev = c.left;
+      if (l.prev != none) consider(l.prev, c.left);
+      if (l.next != none) consider(c.left, l.next);
+    }
+    ids.clear();
+    for (std::size_t i = list.empty() ? none : 0; i != none; i = list[i].next) ids.push_back(list[i].id);
+  }
+
+  std::vector<std::string> pieces_;
+  std::vector<float> scores_;
+  std::size_t max_token_length_ = 0;
+  std::unordered_map<std::string, int, string_hash, std::equal_to<>> ids_;
+  bool has_byte_pieces_ = false;
+};
+
+}  // namespace ternq::io
