@@ -22,6 +22,10 @@
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/linalg/gram.hpp"
 
+// optim: optimizers and schedules for calibrated methods (standard library only)
+#include "ternq/optim/adam.hpp"
+#include "ternq/optim/schedule.hpp"
+
 // quant: the methods and their metrics
 #include "ternq/quant/absmean.hpp"
 #include "ternq/quant/groupwise.hpp"
