@@ -28,6 +28,7 @@
 
 // quant: the methods and their metrics
 #include "ternq/quant/absmean.hpp"
+#include "ternq/quant/catq/soft_ternarize.hpp"
 #include "ternq/quant/groupwise.hpp"
 #include "ternq/quant/metrics.hpp"
 #include "ternq/quant/optimal_symmetric.hpp"
