@@ -28,9 +28,12 @@
 
 // quant: the methods and their metrics
 #include "ternq/quant/absmean.hpp"
+#include "ternq/quant/catq.hpp"
+#include "ternq/quant/catq/calibrator.hpp"
 #include "ternq/quant/catq/gradient.hpp"
 #include "ternq/quant/catq/loss.hpp"
 #include "ternq/quant/catq/modulation.hpp"
+#include "ternq/quant/catq/options.hpp"
 #include "ternq/quant/catq/soft_ternarize.hpp"
 #include "ternq/quant/groupwise.hpp"
 #include "ternq/quant/metrics.hpp"
