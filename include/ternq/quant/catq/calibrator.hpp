@@ -2,6 +2,7 @@
 // CAT-Q's calibration loop: sharpness schedule, Adam on the logits, keep-best of the hard solution (ALGORITHMS.md §4).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>

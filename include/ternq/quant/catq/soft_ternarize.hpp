@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <type_traits>
 
 #include <Eigen/Core>
 
@@ -113,7 +114,8 @@ void check_soft_sharpness(S s, const char* context) {
 /// `invalid_argument` for a negative or NaN `s`.
 ///
 /// tanh is Eigen's (`Eigen::numext::tanh`), the function the span version
-/// vectorizes, so both agree exactly.
+/// vectorizes, so both agree: bit for bit with GCC 12 and Clang 14 on
+/// x86-64; the tests allow a few ulp for builds that contract to FMA.
 template <class S>
 soft_step<S> soft_ternarize_grad(S z, S s, S delta) {
   static_assert(std::is_floating_point_v<S>);
@@ -139,7 +141,7 @@ S soft_ternarize(S z, S s, S delta) {
 /// The span form: `f`, `df/dz` and `df/dDelta` of every `z[j]` at one `(s, Delta)`,
 /// with the tanh evaluations vectorized by Eigen. Outputs must have `z.size()`
 /// elements and must not overlap `z` (they may be the calibrator's block rows).
-/// Gives exactly the values of `soft_ternarize_grad` element by element.
+/// Gives the values of `soft_ternarize_grad` element by element.
 template <class S>
 void soft_ternarize_grad(std::span<const S> z, S s, S delta, std::span<S> f, std::span<S> d_z, std::span<S> d_delta) {
   static_assert(std::is_floating_point_v<S>);
