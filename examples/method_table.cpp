@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 // The main job: quantize an LLM-like layer with every method and print E_w, E_x and time per method.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,8 @@ struct options {
   std::uint64_t seed = 1;
   unsigned threads = 0;  // 0: all hardware threads
   bool csv = false;
+  std::size_t catq_steps = ternq::catq{}.steps;
+  std::string catq_curve;  // where to write catq's loss curve as CSV (empty: nowhere)
 };
 
 using weights = ternq::testing::row_matrix;
@@ -33,8 +37,10 @@ struct table_entry {
   method_fn run;
 };
 
-/// Every method the library offers, in the order of the table.
-std::vector<table_entry> methods(ternq::group_size_option g) {
+/// Every method the library offers, in the order of the table. `catq_report`
+/// receives the report of the catq run (its loss curve).
+std::vector<table_entry> methods(ternq::group_size_option g, const options& opt,
+                                 const std::shared_ptr<ternq::catq_report>& catq_report) {
   auto entry = [](std::string name, auto method) {
     return table_entry{std::move(name),
                        [method](const ternq::cpu_exec& exec, const weights& w, const Eigen::MatrixXd& c) {
@@ -45,7 +51,43 @@ std::vector<table_entry> methods(ternq::group_size_option g) {
       entry("absmean", ternq::absmean{.group_size = g}),
       entry("twn", ternq::twn{.group_size = g}),
       entry("optimal_symmetric", ternq::optimal_symmetric{.group_size = g}),
+      // CAT-Q's initialization (the hard ternarization of its priors), then the calibrated result.
+      table_entry{"catq_init",
+                  [g](const ternq::cpu_exec& exec, const weights& w, const Eigen::MatrixXd&) {
+                    return ternq::catq_initial_matrix(exec, w, ternq::catq{.group_size = g});
+                  }},
+      table_entry{"catq",
+                  [g, steps = opt.catq_steps, catq_report](const ternq::cpu_exec& exec, const weights& w,
+                                                           const Eigen::MatrixXd& c) {
+                    auto result = ternq::catq_calibrate(exec, w, c, ternq::catq{.group_size = g, .steps = steps});
+                    *catq_report = std::move(result.report);
+                    return std::move(result.matrix);
+                  }},
   };
+}
+
+/// Writes catq's loss curve as CSV: one line per step (its sharpness or "hard", the loss the gradient
+/// was taken of) plus the hard E_x where it was evaluated, both relative to `energy` = tr(W C W^T).
+bool write_catq_curve(const std::string& path, const ternq::catq_report& r, double energy) {
+  std::FILE* out = std::fopen(path.c_str(), "w");
+  if (out == nullptr) return false;
+  std::fprintf(out, "step,sharpness,rel_loss,rel_hard_E_x\n");
+  std::size_t next_eval = 0;
+  for (std::size_t k = 0; k <= r.loss.size(); ++k) {  // the last line: the logits after the final update
+    while (next_eval < r.evaluations.size() && r.evaluations[next_eval].step < k) ++next_eval;
+    char hard[32] = "";
+    if (next_eval < r.evaluations.size() && r.evaluations[next_eval].step == k) {
+      std::snprintf(hard, sizeof hard, "%.8g", r.evaluations[next_eval].hard_loss / energy);
+    }
+    if (k == r.loss.size()) {
+      std::fprintf(out, "%zu,,,%s\n", k, hard);
+    } else if (std::isfinite(r.sharpness[k])) {
+      std::fprintf(out, "%zu,%.6g,%.8g,%s\n", k, r.sharpness[k], r.loss[k] / energy, hard);
+    } else {
+      std::fprintf(out, "%zu,hard,%.8g,%s\n", k, r.loss[k] / energy, hard);
+    }
+  }
+  return std::fclose(out) == 0;
 }
 
 }  // namespace
@@ -60,6 +102,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", opt.seed, "generator seed");
   app.add_option("--threads", opt.threads, "worker threads (0: all)");
   app.add_flag("--csv", opt.csv, "print CSV instead of a table");
+  app.add_option("--catq-steps", opt.catq_steps, "calibration steps of catq")->check(CLI::PositiveNumber);
+  app.add_option("--catq-curve", opt.catq_curve,
+                 "write catq's loss curve (step, sharpness, relative loss, relative hard E_x) as CSV to this file");
   CLI11_PARSE(app, argc, argv);
 
   const weights w = ternq::testing::llm_like_weights(opt.rows, opt.cols, opt.seed);
@@ -77,7 +122,8 @@ int main(int argc, char** argv) {
                 opt.group_size == 0 ? "per row" : std::to_string(opt.group_size).c_str(), exec.thread_count());
     std::printf("%-22s %12s %12s %12s\n", "method", "rel E_w", "rel E_x", "time (ms)");
   }
-  for (const auto& m : methods(g)) {
+  const auto catq_report = std::make_shared<ternq::catq_report>();
+  for (const auto& m : methods(g, opt, catq_report)) {
     const auto start = std::chrono::steady_clock::now();
     const ternq::ternary_matrix q = m.run(exec, w, gram.matrix());
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -88,6 +134,11 @@ int main(int argc, char** argv) {
     } else {
       std::printf("%-22s %12.6f %12.6f %12.3f\n", m.name.c_str(), ew, ex, ms);
     }
+  }
+  if (!opt.catq_curve.empty() &&
+      !write_catq_curve(opt.catq_curve, *catq_report, ternq::output_energy(w, gram.matrix()))) {
+    std::fprintf(stderr, "cannot write %s\n", opt.catq_curve.c_str());
+    return 1;
   }
   return 0;
 }

@@ -22,8 +22,19 @@
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/linalg/gram.hpp"
 
+// optim: optimizers and schedules for calibrated methods (standard library only)
+#include "ternq/optim/adam.hpp"
+#include "ternq/optim/schedule.hpp"
+
 // quant: the methods and their metrics
 #include "ternq/quant/absmean.hpp"
+#include "ternq/quant/catq.hpp"
+#include "ternq/quant/catq/calibrator.hpp"
+#include "ternq/quant/catq/gradient.hpp"
+#include "ternq/quant/catq/loss.hpp"
+#include "ternq/quant/catq/modulation.hpp"
+#include "ternq/quant/catq/options.hpp"
+#include "ternq/quant/catq/soft_ternarize.hpp"
 #include "ternq/quant/groupwise.hpp"
 #include "ternq/quant/metrics.hpp"
 #include "ternq/quant/optimal_symmetric.hpp"
