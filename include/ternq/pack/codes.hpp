@@ -3,9 +3,12 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
+#include <type_traits>
 
 #include "ternq/config.hpp"
 
@@ -44,15 +47,52 @@ inline void pack_2bit(std::span<const std::int8_t> t, std::span<std::uint8_t> ou
   }
 }
 
+/// `pack_2bit` for a compile-time count of `4 Bytes` codes, into a local
+/// buffer first: with the output known not to alias the input, compilers
+/// vectorize the fully unrolled loop.
+template <std::size_t Bytes>
+inline void pack_2bit_block(const std::int8_t* t, std::uint8_t* out) noexcept {
+  std::uint8_t local[Bytes];
+  for (std::size_t j = 0; j < Bytes; ++j) {
+    local[j] = static_cast<std::uint8_t>(code_of(t[4 * j]) | (code_of(t[4 * j + 1]) << 2U) |
+                                         (code_of(t[4 * j + 2]) << 4U) | (code_of(t[4 * j + 3]) << 6U));
+  }
+  std::memcpy(out, local, Bytes);
+}
+
+namespace detail {
+/// The four values of every byte of sequential 2-bit codes, as the bytes of
+/// a little-endian u32: one load and one store per byte when decoding.
+struct two_bit_table {
+  std::array<std::uint32_t, 256> values{};
+  constexpr two_bit_table() {
+    for (unsigned b = 0; b < 256; ++b) {
+      std::uint32_t w = 0;
+      for (unsigned l = 0; l < 4; ++l)
+        w |= static_cast<std::uint32_t>(static_cast<std::uint8_t>(value_of((b >> (2U * l)) & 3U))) << (8U * l);
+      values[b] = w;
+    }
+  }
+};
+inline constexpr two_bit_table two_bit_values{};
+}  // namespace detail
+
 /// Inverse of `pack_2bit` for `t.size()` codes. Returns false when a code 3
 /// (+2, not ternary) was read; `t` then holds 2 there.
 inline bool unpack_2bit(std::span<const std::uint8_t> in, std::span<std::int8_t> t) noexcept {
   TERNQ_ASSERT(in.size() == packed_2bit_size(t.size()));
-  unsigned three = 0;
-  for (std::size_t j = 0; j < t.size(); ++j) {
-    const auto c = static_cast<std::uint8_t>((in[j / 4] >> (2U * (j % 4))) & 3U);
+  const std::size_t full = t.size() / 4;
+  unsigned three = 0;  // a 2-bit field is 3 where both its bits are set
+  for (std::size_t j = 0; j < full; ++j) {
+    const std::uint8_t b = in[j];
+    three |= static_cast<unsigned>(b & (b >> 1U) & 0x55U);
+    const std::uint32_t w = detail::two_bit_values.values[b];
+    for (std::size_t l = 0; l < 4; ++l) t[4 * j + l] = static_cast<std::int8_t>(w >> (8U * l));
+  }
+  for (std::size_t k = 4 * full; k < t.size(); ++k) {
+    const auto c = static_cast<std::uint8_t>((in[full] >> (2U * (k % 4))) & 3U);
     three |= static_cast<unsigned>(c == 3);
-    t[j] = value_of(c);
+    t[k] = value_of(c);
   }
   return three == 0;
 }
@@ -67,25 +107,37 @@ inline void pack_2bit_interleaved(const std::int8_t* t, std::uint8_t* out) noexc
   constexpr unsigned s1 = msb_first ? 4U : 2U;
   constexpr unsigned s2 = msb_first ? 2U : 4U;
   constexpr unsigned s3 = msb_first ? 0U : 6U;
+  std::uint8_t local[W];  // a local output cannot alias `t`: the unrolled loop vectorizes
   for (std::size_t m = 0; m < W; ++m) {
-    out[m] = static_cast<std::uint8_t>((code_of(t[m]) << s0) | (code_of(t[W + m]) << s1) |
-                                       (code_of(t[2 * W + m]) << s2) | (code_of(t[3 * W + m]) << s3));
+    local[m] = static_cast<std::uint8_t>((code_of(t[m]) << s0) | (code_of(t[W + m]) << s1) |
+                                         (code_of(t[2 * W + m]) << s2) | (code_of(t[3 * W + m]) << s3));
   }
+  std::memcpy(out, local, W);
+}
+
+/// True when no 2-bit field of `in[0..n)` holds the non-ternary code 3 (both bits set).
+inline bool no_code_three(const std::uint8_t* in, std::size_t n) noexcept {
+  unsigned three = 0;
+  for (std::size_t m = 0; m < n; ++m) three |= static_cast<unsigned>(in[m] & (in[m] >> 1U) & 0x55U);
+  return three == 0;
 }
 
 /// Inverse of `pack_2bit_interleaved`. Returns false when a code 3 was read.
 template <std::size_t W, bool msb_first = false>
-inline bool unpack_2bit_interleaved(const std::uint8_t* in, std::int8_t* t) noexcept {
-  unsigned three = 0;
-  for (std::size_t l = 0; l < 4; ++l) {
-    const unsigned shift = msb_first ? 6U - 2U * static_cast<unsigned>(l) : 2U * static_cast<unsigned>(l);
-    for (std::size_t m = 0; m < W; ++m) {
-      const auto c = static_cast<std::uint8_t>((in[m] >> shift) & 3U);
-      three |= static_cast<unsigned>(c == 3);
-      t[l * W + m] = value_of(c);
-    }
+inline bool unpack_2bit_interleaved(const std::uint8_t* packed, std::int8_t* t) noexcept {
+  constexpr unsigned s0 = msb_first ? 6U : 0U;
+  constexpr unsigned s1 = msb_first ? 4U : 2U;
+  constexpr unsigned s2 = msb_first ? 2U : 4U;
+  constexpr unsigned s3 = msb_first ? 0U : 6U;
+  std::uint8_t in[W];  // a local input cannot alias `t`: the unrolled loop vectorizes
+  std::memcpy(in, packed, W);
+  for (std::size_t m = 0; m < W; ++m) {
+    t[m] = value_of(static_cast<std::uint8_t>((in[m] >> s0) & 3U));
+    t[W + m] = value_of(static_cast<std::uint8_t>((in[m] >> s1) & 3U));
+    t[2 * W + m] = value_of(static_cast<std::uint8_t>((in[m] >> s2) & 3U));
+    t[3 * W + m] = value_of(static_cast<std::uint8_t>((in[m] >> s3) & 3U));
   }
-  return three == 0;
+  return no_code_three(in, W);
 }
 
 // --- base-3 digits -----------------------------------------------------------
@@ -96,9 +148,12 @@ inline bool unpack_2bit_interleaved(const std::uint8_t* in, std::int8_t* t) noex
 // is a multiply and a shift per digit, no division (the TQ1_0 design).
 
 /// The stored byte of a base-3 number `q` in 0..242: `(q 256 + 242) / 243`.
+/// (In 16-bit arithmetic, which the numerator fits: compilers then divide
+/// 8 or 16 lanes at a time with a multiply-high.)
 constexpr std::uint8_t base3_byte(unsigned q) noexcept {
   TERNQ_ASSERT(q < 243U);
-  return static_cast<std::uint8_t>((q * 256U + 242U) / 243U);
+  const auto numerator = static_cast<std::uint16_t>(q * 256U + 242U);
+  return static_cast<std::uint8_t>(numerator / std::uint16_t{243});
 }
 
 /// Powers of three that fit a byte.
@@ -136,35 +191,123 @@ inline void unpack_base3(std::span<const std::uint8_t> in, std::span<std::int8_t
   for (std::size_t k = 0; k < t.size(); ++k) t[k] = value_of(base3_digit(in[k / 5], k % 5));
 }
 
+namespace detail {
+/// The stored base-3 number of `Digits` codes of `t` at stride `W`
+/// (`Digits == 4`: the fifth digit is 0).
+template <std::size_t W, std::size_t Digits>
+inline std::uint16_t base3_number(const std::int8_t* t, std::size_t m) noexcept {
+  if constexpr (Digits == 5) {
+    return static_cast<std::uint16_t>(code_of(t[m]) * 81U + code_of(t[W + m]) * 27U + code_of(t[2 * W + m]) * 9U +
+                                      code_of(t[3 * W + m]) * 3U + code_of(t[4 * W + m]));
+  } else {
+    return static_cast<std::uint16_t>(code_of(t[m]) * 81U + code_of(t[W + m]) * 27U + code_of(t[2 * W + m]) * 9U +
+                                      code_of(t[3 * W + m]) * 3U);
+  }
+}
+/// Stages at least this wide are computed through a local buffer, which
+/// lets compilers vectorize them.
+inline constexpr std::size_t base3_vector_width = 16;
+
+/// The stored byte of every base-3 number 0..242.
+struct base3_byte_table {
+  std::array<std::uint8_t, 243> bytes{};
+  constexpr base3_byte_table() {
+    for (unsigned q = 0; q < 243; ++q) bytes[q] = base3_byte(q);
+  }
+};
+inline constexpr base3_byte_table base3_bytes{};
+
+/// A narrow stage (PTQ1_0's 8 and 2 bytes, TQ1_0's 4) as SIMD within a
+/// register: each plane of `W` codes is one little-endian word, the codes
+/// become stored codes byte-wise without carries, and the base-3 number of
+/// each byte lane is at most 242, so the lanes never carry into each other
+/// either; a table then maps each lane to its byte. (Compilers leave such
+/// short loops scalar, and slow.)
+template <std::size_t W, std::size_t Digits>
+inline void pack_base3_narrow(const std::int8_t* t, std::uint8_t* out) noexcept {
+  static_assert(W == 2 || W == 4 || W == 8);
+  using word = std::conditional_t<W == 8, std::uint64_t, std::uint32_t>;
+  constexpr word ones = static_cast<word>(0x0101010101010101ULL);
+  constexpr word high = static_cast<word>(0x8080808080808080ULL);
+  word q = 0;
+  for (std::size_t n = 0; n < Digits; ++n) {
+    word w = 0;
+    std::memcpy(&w, t + n * W, W);  // lanes beyond W (W == 2) stay 0 and are never stored
+    const word c = static_cast<word>((((w & ~high) + ones) ^ (w & high)));  // t + 1 in every byte, no carries
+    q = static_cast<word>(q * 3U + c);
+  }
+  if constexpr (Digits == 4) q = static_cast<word>(q * 3U);
+  for (std::size_t m = 0; m < W; ++m) out[m] = base3_bytes.bytes[static_cast<std::uint8_t>(q >> (8U * m))];
+}
+
+/// The five digits of every stored byte, as the values -1, 0, +1 in the
+/// bytes of a little-endian u64 (digit 0 in the low byte).
+struct base3_digit_table {
+  std::array<std::uint64_t, 256> digits{};
+  constexpr base3_digit_table() {
+    for (unsigned b = 0; b < 256; ++b) {
+      std::uint64_t d = 0;
+      for (unsigned n = 0; n < 5; ++n) {
+        d |= static_cast<std::uint64_t>(
+                 static_cast<std::uint8_t>(value_of(base3_digit(static_cast<std::uint8_t>(b), n))))
+             << (8U * n);
+      }
+      digits[b] = d;
+    }
+  }
+};
+inline constexpr base3_digit_table base3_digits{};
+
+/// The inverse of `pack_base3_narrow`: one table load per byte, then the
+/// digits are regrouped into one word per plane.
+template <std::size_t W, std::size_t Digits>
+inline void unpack_base3_narrow(const std::uint8_t* packed, std::int8_t* t) noexcept {
+  static_assert(W == 2 || W == 4 || W == 8);
+  std::uint64_t d[W];
+  for (std::size_t m = 0; m < W; ++m) d[m] = base3_digits.digits[packed[m]];
+  for (std::size_t n = 0; n < Digits; ++n) {
+    std::uint64_t plane = 0;
+    for (std::size_t m = 0; m < W; ++m) plane |= ((d[m] >> (8U * n)) & 0xFFU) << (8U * m);
+    std::memcpy(t + n * W, &plane, W);
+  }
+}
+}  // namespace detail
+
 /// One stage of the staged base-3 layout (TQ1_0, PTQ1_0): `5 W` codes into
 /// `W` bytes, byte `m` holding elements `m, W + m, ..., 4W + m`, the first in
-/// the most significant digit.
-template <std::size_t W>
-inline void pack_base3_stage5(const std::int8_t* t, std::uint8_t* out) noexcept {
-  for (std::size_t m = 0; m < W; ++m) {
-    const unsigned q = code_of(t[m]) * 81U + code_of(t[W + m]) * 27U + code_of(t[2 * W + m]) * 9U +
-                       code_of(t[3 * W + m]) * 3U + code_of(t[4 * W + m]);
-    out[m] = base3_byte(q);
+/// the most significant digit. With `Digits == 4` (the `qh` bytes) `4 W`
+/// codes fill the four most significant digits and the fifth is 0.
+template <std::size_t W, std::size_t Digits = 5>
+inline void pack_base3_stage(const std::int8_t* t, std::uint8_t* out) noexcept {
+  static_assert(Digits == 4 || Digits == 5);
+  if constexpr (W >= detail::base3_vector_width) {
+    std::uint8_t local[W];  // a local output cannot alias `t`: the unrolled loop vectorizes
+    for (std::size_t m = 0; m < W; ++m) local[m] = base3_byte(detail::base3_number<W, Digits>(t, m));
+    std::memcpy(out, local, W);
+  } else if constexpr (std::endian::native == std::endian::little) {
+    detail::pack_base3_narrow<W, Digits>(t, out);
+  } else {
+    for (std::size_t m = 0; m < W; ++m) out[m] = base3_byte(detail::base3_number<W, Digits>(t, m));
   }
 }
 
-/// The 4-digit stage (the `qh` bytes): `4 W` codes into `W` bytes, byte `m`
-/// holding elements `m, W + m, 2W + m, 3W + m` in its four most significant
-/// digits and 0 in the fifth.
-template <std::size_t W>
-inline void pack_base3_stage4(const std::int8_t* t, std::uint8_t* out) noexcept {
-  for (std::size_t m = 0; m < W; ++m) {
-    const unsigned q =
-        code_of(t[m]) * 81U + code_of(t[W + m]) * 27U + code_of(t[2 * W + m]) * 9U + code_of(t[3 * W + m]) * 3U;
-    out[m] = base3_byte(q);
-  }
-}
-
-/// Inverse of `pack_base3_stage5` (`Digits == 5`) or `pack_base3_stage4` (`Digits == 4`).
-template <std::size_t W, std::size_t Digits>
-inline void unpack_base3_stage(const std::uint8_t* in, std::int8_t* t) noexcept {
-  for (std::size_t n = 0; n < Digits; ++n) {
-    for (std::size_t m = 0; m < W; ++m) t[n * W + m] = value_of(base3_digit(in[m], n));
+/// Inverse of `pack_base3_stage`.
+template <std::size_t W, std::size_t Digits = 5>
+inline void unpack_base3_stage(const std::uint8_t* packed, std::int8_t* t) noexcept {
+  static_assert(Digits == 4 || Digits == 5);
+  if constexpr (W >= detail::base3_vector_width) {
+    std::uint8_t in[W];  // a local input cannot alias `t`: the unrolled loop vectorizes
+    std::memcpy(in, packed, W);
+    for (std::size_t m = 0; m < W; ++m) {
+      for (std::size_t n = 0; n < Digits; ++n) t[n * W + m] = value_of(base3_digit(in[m], n));
+    }
+  } else if constexpr (std::endian::native == std::endian::little) {
+    detail::unpack_base3_narrow<W, Digits>(packed, t);
+  } else {
+    for (std::size_t m = 0; m < W; ++m) {
+      const std::uint8_t b = packed[m];
+      for (std::size_t n = 0; n < Digits; ++n) t[n * W + m] = value_of(base3_digit(b, n));
+    }
   }
 }
 

@@ -5,12 +5,12 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
 
 #include "ternq/core/error.hpp"
-#include "ternq/core/half.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/pack/format.hpp"
 
@@ -29,16 +29,18 @@ inline constexpr const char* refit_hint =
     " (pack_options{.refit = refit_policy::symmetric_per_block} re-fits it, changing the weights)";
 
 /// Index of the first code outside {-1, 0, +1}, or `codes.size()`. Scans in
-/// chunks with a branch-free (vectorizable) test and locates inside the
-/// first bad chunk only.
+/// chunks with a byte-wide maximum of `t + 1` (which compilers vectorize)
+/// and searches inside the first bad chunk only.
 inline std::size_t first_invalid_code(std::span<const std::int8_t> codes) noexcept {
   constexpr std::size_t chunk = 4096;
   for (std::size_t begin = 0; begin < codes.size(); begin += chunk) {
     const std::size_t end = begin + chunk < codes.size() ? begin + chunk : codes.size();
-    unsigned bad = 0;
-    for (std::size_t k = begin; k < end; ++k)
-      bad |= static_cast<unsigned>(static_cast<std::uint8_t>(codes[k] + 1) > 2U);
-    if (bad == 0) continue;
+    std::uint8_t largest = 0;
+    for (std::size_t k = begin; k < end; ++k) {
+      const auto c = static_cast<std::uint8_t>(codes[k] + 1);
+      largest = c > largest ? c : largest;
+    }
+    if (largest <= 2) continue;
     for (std::size_t k = begin; k < end; ++k) {
       if (static_cast<std::uint8_t>(codes[k] + 1) > 2U) return k;
     }
@@ -46,7 +48,29 @@ inline std::size_t first_invalid_code(std::span<const std::int8_t> codes) noexce
   return codes.size();
 }
 
-inline std::string context_of(format f) { return "pack " + std::string(name_of(f)); }
+/// Index of the first NaN or Inf in `v`, or `v.size()` (a branch-free scan, then a search).
+inline std::size_t first_non_finite(std::span<const float> v) noexcept {
+  constexpr float max = std::numeric_limits<float>::max();
+  unsigned bad = 0;
+  for (const float x : v) bad |= static_cast<unsigned>(!(std::fabs(x) <= max));
+  if (bad == 0) return v.size();
+  std::size_t k = 0;
+  while (k < v.size() && std::fabs(v[k]) <= max) ++k;
+  return k;
+}
+
+/// Index of the first value that rounds to an fp16 infinity (|x| >= 65520), or `v.size()`.
+inline std::size_t first_beyond_fp16(std::span<const float> v) noexcept {
+  constexpr float limit = 65520.0F;  // the midpoint between 65504 and 2^16 rounds (to even) to Inf
+  unsigned bad = 0;
+  for (const float x : v) bad |= static_cast<unsigned>(std::fabs(x) >= limit);
+  if (bad == 0) return v.size();
+  std::size_t k = 0;
+  while (k < v.size() && std::fabs(v[k]) < limit) ++k;
+  return k;
+}
+
+inline std::string context_of(format f) { return ternq::detail::concat("pack ", name_of(f)); }
 
 }  // namespace detail
 
@@ -76,17 +100,13 @@ inline std::optional<conflict> find_conflict(const ternary_matrix& q, format f) 
     return make(errc::shape_mismatch, false, "in_features ", q.cols(), " is not a multiple of the ", block,
                 "-element block");
   }
-  for (std::size_t i = 0; i < q.rows(); ++i) {
-    for (std::size_t k = 0; k < layout.count(); ++k) {
-      if (!std::isfinite(q.scale(i, k))) {
-        return make(errc::non_finite, false, "the scale of row ", i, ", group ", k, " is not finite (", q.scale(i, k),
-                    ")");
-      }
-      if (!std::isfinite(q.offset(i, k))) {
-        return make(errc::non_finite, false, "the offset of row ", i, ", group ", k, " is not finite (", q.offset(i, k),
-                    ")");
-      }
-    }
+  if (const std::size_t k = detail::first_non_finite(q.scales()); k < q.scales().size()) {
+    return make(errc::non_finite, false, "the scale of row ", k / layout.count(), ", group ", k % layout.count(),
+                " is not finite (", q.scales()[k], ")");
+  }
+  if (const std::size_t k = detail::first_non_finite(q.offsets()); k < q.offsets().size()) {
+    return make(errc::non_finite, false, "the offset of row ", k / layout.count(), ", group ", k % layout.count(),
+                " is not finite (", q.offsets()[k], ")");
   }
   if (const std::size_t bad = detail::first_invalid_code(q.codes()); bad < q.codes().size()) {
     return make(errc::invalid_argument, false, "code ", static_cast<int>(q.codes()[bad]), " at (", bad / q.cols(), ", ",
@@ -129,13 +149,9 @@ inline std::optional<conflict> find_conflict(const ternary_matrix& q, format f) 
       }
     }
   }
-  for (std::size_t i = 0; i < q.rows(); ++i) {
-    for (std::size_t k = 0; k < layout.count(); ++k) {
-      if ((fp32_to_fp16_bits(q.scale(i, k)) & 0x7FFFU) == 0x7C00U) {
-        return make(errc::unsupported, false, "the scale ", q.scale(i, k), " of row ", i, ", group ", k,
-                    " overflows fp16 (largest finite 65504)");
-      }
-    }
+  if (const std::size_t k = detail::first_beyond_fp16(q.scales()); k < q.scales().size()) {
+    return make(errc::unsupported, false, "the scale ", q.scales()[k], " of row ", k / layout.count(), ", group ",
+                k % layout.count(), " overflows fp16 (largest finite 65504)");
   }
   return std::nullopt;
 }

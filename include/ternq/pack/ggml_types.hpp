@@ -74,7 +74,7 @@ inline const ggml_type_traits& traits_of(ggml_type type) {
 /// The name of type id `id` ("TQ2_0"), or "type <id>" when unknown.
 inline std::string ggml_type_name(std::uint32_t id) {
   const ggml_type_traits* t = find_ggml_type(id);
-  return t != nullptr ? std::string(t->name) : "type " + std::to_string(id);
+  return t != nullptr ? std::string(t->name) : ternq::detail::concat("type ", id);
 }
 inline std::string ggml_type_name(ggml_type type) { return ggml_type_name(static_cast<std::uint32_t>(type)); }
 

@@ -68,14 +68,23 @@ decltype(auto) with_block_codec(format f, Fn&& fn) {
 
 template <class Codec>
 void encode_blocks(const ternary_matrix& q, std::span<std::uint8_t> out) noexcept {
-  const std::size_t blocks = q.cols() / Codec::elements;
   const group_layout& layout = q.layout();
   std::uint8_t* dst = out.data();
   for (std::size_t i = 0; i < q.rows(); ++i) {
     const std::int8_t* codes = q.row_codes(i).data();
-    for (std::size_t b = 0; b < blocks; ++b) {
-      const std::uint16_t d = fp32_to_fp16_bits(q.scale(i, layout.group_of(b * Codec::elements)));
-      Codec::encode(codes + b * Codec::elements, d, dst);
+    // Walk the groups alongside the blocks (no division per block); a
+    // compatible matrix has one scale per block, the scale of the group
+    // holding its first element.
+    std::size_t k = 0;
+    std::size_t group_end = layout.end(0);
+    std::uint16_t d = fp32_to_fp16_bits(q.scale(i, 0));
+    for (std::size_t begin = 0; begin < q.cols(); begin += Codec::elements) {
+      while (begin >= group_end) {
+        ++k;
+        group_end = layout.end(k);
+        d = fp32_to_fp16_bits(q.scale(i, k));
+      }
+      Codec::encode(codes + begin, d, dst);
       dst += Codec::bytes;
     }
   }

@@ -25,8 +25,7 @@ struct sequential_2bit {
   /// Writes one block from `elements` codes in {-1, 0, +1} and fp16 scale bits `d`.
   static void encode(const std::int8_t* t, std::uint16_t d, std::uint8_t* dst) noexcept {
     store_le(dst + offsetof(Block, d), d);
-    pack_2bit(std::span<const std::int8_t>(t, elements),
-              std::span<std::uint8_t>(dst + offsetof(Block, qs), elements / 4));
+    pack_2bit_block<elements / 4>(t, dst + offsetof(Block, qs));
   }
   /// Reads the codes of one block; false when a code 3 (+2, not ternary) was read.
   static bool decode(const std::uint8_t* src, std::int8_t* t) noexcept {

@@ -24,9 +24,9 @@ struct tq1_0 {
 
   /// Writes one block from `elements` codes in {-1, 0, +1} and fp16 scale bits `d`.
   static void encode(const std::int8_t* t, std::uint16_t d, std::uint8_t* dst) noexcept {
-    pack_base3_stage5<32>(t, dst);
-    pack_base3_stage5<16>(t + 160, dst + 32);
-    pack_base3_stage4<4>(t + 240, dst + offsetof(block, qh));
+    pack_base3_stage<32>(t, dst);
+    pack_base3_stage<16>(t + 160, dst + 32);
+    pack_base3_stage<4, 4>(t + 240, dst + offsetof(block, qh));
     store_le(dst + offsetof(block, d), d);
   }
   /// Reads the codes of one block. Every byte decodes to ternary codes: always true.

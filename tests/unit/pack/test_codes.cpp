@@ -105,14 +105,14 @@ TEST_CASE("base 3 stages: element n W + m in byte m, digit n") {
   std::vector<std::int8_t> t(40, 0);
   t[8 * 2 + 3] = 1;  // byte 3, digit 2
   std::vector<std::uint8_t> out(8);
-  ternq::pack::pack_base3_stage5<8>(t.data(), out.data());
+  ternq::pack::pack_base3_stage<8>(t.data(), out.data());
   CHECK(out[3] == ternq::pack::base3_byte(1 * 81 + 1 * 27 + 2 * 9 + 1 * 3 + 1));
   std::vector<std::int8_t> back(40);
   ternq::pack::unpack_base3_stage<8, 5>(out.data(), back.data());
   CHECK(back == t);
   std::vector<std::int8_t> four = {-1, 0, 1, -1, 1, 1, 0, 0};  // W = 2
   std::vector<std::uint8_t> qh(2);
-  ternq::pack::pack_base3_stage4<2>(four.data(), qh.data());
+  ternq::pack::pack_base3_stage<2, 4>(four.data(), qh.data());
   CHECK(qh[0] == ternq::pack::base3_byte((0 * 27 + 2 * 9 + 2 * 3 + 1) * 3));
   std::vector<std::int8_t> four_back(8);
   ternq::pack::unpack_base3_stage<2, 4>(qh.data(), four_back.data());
