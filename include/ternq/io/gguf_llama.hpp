@@ -60,8 +60,9 @@ struct llama_vocab {
 /// as the first pair, then `general.name` (when given), the `llama.*` keys
 /// (counts and lengths UINT32, epsilon and RoPE base FLOAT32),
 /// `general.file_type` and `general.quantization_version = 2` (UINT32).
-/// Throws `invalid_argument` for a zero count, a head count that does not
-/// divide the embedding or the KV head count, or keys already present.
+/// Throws `invalid_argument` (adding nothing) for a zero count, a head count
+/// that does not divide the embedding or the KV head count, or a key that is
+/// already present.
 inline void add_llama_metadata(gguf_metadata& md, const llama_hparams& hp, std::uint32_t file_type,
                                std::string_view name = {}) {
   const auto require = [](bool ok, const auto&... what) {
@@ -77,25 +78,30 @@ inline void add_llama_metadata(gguf_metadata& md, const llama_hparams& hp, std::
   require(kv > 0 && hp.head_count % kv == 0, "head_count_kv ", kv, " does not divide head_count ", hp.head_count);
   require(hp.rms_norm_eps > 0.0F, "rms_norm_eps must be positive");
 
+  std::vector<gguf_kv> keys;
+  if (!name.empty()) keys.push_back({"general.name", std::string(name)});
+  keys.push_back({"llama.vocab_size", hp.vocab_size});
+  keys.push_back({"llama.context_length", hp.context_length});
+  keys.push_back({"llama.embedding_length", hp.embedding_length});
+  keys.push_back({"llama.block_count", hp.block_count});
+  keys.push_back({"llama.feed_forward_length", hp.feed_forward_length});
+  keys.push_back({"llama.rope.dimension_count", hp.rope_dimension_count.value_or(hp.head_dim())});
+  keys.push_back({"llama.attention.head_count", hp.head_count});
+  if (hp.head_count_kv) keys.push_back({"llama.attention.head_count_kv", *hp.head_count_kv});
+  keys.push_back({"llama.attention.layer_norm_rms_epsilon", hp.rms_norm_eps});
+  keys.push_back({"llama.rope.freq_base", hp.rope_freq_base});
+  keys.push_back({"general.file_type", file_type});
+  keys.push_back({"general.quantization_version", std::uint32_t{2}});
+  require(!md.contains("general.architecture"), "general.architecture is already set");
+  for (const auto& kv : keys) require(!md.contains(kv.key), kv.key, " is already set");
   md.insert(0, "general.architecture", std::string("llama"));
-  if (!name.empty()) md.add("general.name", std::string(name));
-  md.add("llama.vocab_size", hp.vocab_size);
-  md.add("llama.context_length", hp.context_length);
-  md.add("llama.embedding_length", hp.embedding_length);
-  md.add("llama.block_count", hp.block_count);
-  md.add("llama.feed_forward_length", hp.feed_forward_length);
-  md.add("llama.rope.dimension_count", hp.rope_dimension_count.value_or(hp.head_dim()));
-  md.add("llama.attention.head_count", hp.head_count);
-  if (hp.head_count_kv) md.add("llama.attention.head_count_kv", *hp.head_count_kv);
-  md.add("llama.attention.layer_norm_rms_epsilon", hp.rms_norm_eps);
-  md.add("llama.rope.freq_base", hp.rope_freq_base);
-  md.add("general.file_type", file_type);
-  md.add("general.quantization_version", std::uint32_t{2});
+  for (auto& kv : keys) md.add(std::move(kv.key), std::move(kv.value));
 }
 
 /// Adds the `tokenizer.ggml.*` keys. `tokens` (when given) must number
 /// `vocab_size`; `scores` and `token_types` (when given) match `tokens`;
-/// special ids must be below `vocab_size`. Throws `invalid_argument`.
+/// special ids must be below `vocab_size`. Throws `invalid_argument` (adding
+/// nothing), also when a key is already present.
 inline void add_llama_tokenizer(gguf_metadata& md, const llama_vocab& v, std::uint32_t vocab_size) {
   const auto require = [](bool ok, const auto&... what) {
     if (!ok) fail(errc::invalid_argument, "add_llama_tokenizer: ", what...);
@@ -112,14 +118,17 @@ inline void add_llama_tokenizer(gguf_metadata& md, const llama_vocab& v, std::ui
   for (const auto& id : {v.bos_id, v.eos_id, v.unk_id, v.pad_id}) {
     require(!id || *id < vocab_size, "special token id ", id.value_or(0), " is outside the vocabulary of ", vocab_size);
   }
-  md.add("tokenizer.ggml.model", v.model);
-  if (!v.tokens.empty()) md.add("tokenizer.ggml.tokens", gguf_array(v.tokens));
-  if (!v.scores.empty()) md.add("tokenizer.ggml.scores", gguf_array(v.scores));
-  if (!v.token_types.empty()) md.add("tokenizer.ggml.token_type", gguf_array(v.token_types));
-  if (v.bos_id) md.add("tokenizer.ggml.bos_token_id", *v.bos_id);
-  if (v.eos_id) md.add("tokenizer.ggml.eos_token_id", *v.eos_id);
-  if (v.unk_id) md.add("tokenizer.ggml.unknown_token_id", *v.unk_id);
-  if (v.pad_id) md.add("tokenizer.ggml.padding_token_id", *v.pad_id);
+  std::vector<gguf_kv> keys;
+  keys.push_back({"tokenizer.ggml.model", v.model});
+  if (!v.tokens.empty()) keys.push_back({"tokenizer.ggml.tokens", gguf_array(v.tokens)});
+  if (!v.scores.empty()) keys.push_back({"tokenizer.ggml.scores", gguf_array(v.scores)});
+  if (!v.token_types.empty()) keys.push_back({"tokenizer.ggml.token_type", gguf_array(v.token_types)});
+  if (v.bos_id) keys.push_back({"tokenizer.ggml.bos_token_id", *v.bos_id});
+  if (v.eos_id) keys.push_back({"tokenizer.ggml.eos_token_id", *v.eos_id});
+  if (v.unk_id) keys.push_back({"tokenizer.ggml.unknown_token_id", *v.unk_id});
+  if (v.pad_id) keys.push_back({"tokenizer.ggml.padding_token_id", *v.pad_id});
+  for (const auto& kv : keys) require(!md.contains(kv.key), kv.key, " is already set");
+  for (auto& kv : keys) md.add(std::move(kv.key), std::move(kv.value));
 }
 
 /// One tensor of a llama model: its GGUF name and extents (`ne[0]` innermost).

@@ -34,7 +34,8 @@ class gguf_source {
  public:
   gguf_source(std::vector<std::uint8_t> bytes, std::string name)
       : name_(std::move(name)), bytes_(std::move(bytes)), size_(bytes_.size()) {}
-  gguf_source(const std::filesystem::path& path, std::string name) : name_(std::move(name)), path_(path) {
+  gguf_source(const std::filesystem::path& path, std::string name)
+      : name_(std::move(name)), path_(path), file_backed_(true) {
     file_ = std::make_unique<std::ifstream>(path, std::ios::binary);
     if (!file_->is_open()) fail(errc::io, name_, ": cannot open the file");
     file_->seekg(0, std::ios::end);
@@ -46,7 +47,7 @@ class gguf_source {
 
   [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
-  [[nodiscard]] bool in_memory() const noexcept { return file_ == nullptr; }
+  [[nodiscard]] bool in_memory() const noexcept { return !file_backed_; }
   [[nodiscard]] std::span<const std::uint8_t> memory() const noexcept { return bytes_; }
 
   /// Reads `n` bytes at `offset`; the range must lie inside the source (the caller checks).
@@ -66,6 +67,9 @@ class gguf_source {
     position_ = offset + n;
   }
 
+  /// Closes the stream used for parsing (tensor data is read through `read_at`).
+  void end_parse() noexcept { file_.reset(); }
+
   /// Reads a byte range of the file through a new stream (for tensor data; safe to call on a const reader).
   void read_at(std::uint64_t offset, std::uint8_t* dst, std::size_t n) const {
     TERNQ_ASSERT(offset <= size_ && n <= size_ - offset);
@@ -84,6 +88,7 @@ class gguf_source {
   std::string name_;
   std::vector<std::uint8_t> bytes_;
   std::filesystem::path path_;
+  bool file_backed_ = false;
   std::unique_ptr<std::ifstream> file_;
   std::uint64_t size_ = 0;
   std::uint64_t position_ = 0;
@@ -320,7 +325,10 @@ class gguf_reader {
   }
 
  private:
-  explicit gguf_reader(std::shared_ptr<detail::gguf_source> source) : source_(std::move(source)) { parse(); }
+  explicit gguf_reader(std::shared_ptr<detail::gguf_source> source) : source_(std::move(source)) {
+    parse();
+    source_->end_parse();
+  }
 
   template <class... Args>
   [[noreturn]] void corrupt(const Args&... args) const {

@@ -242,6 +242,10 @@ class gguf_writer {
       fail(errc::invalid_argument, "gguf_writer: tensor '", info->name, "' is declared ",
            pack::ggml_type_name(info->type), " but the packed data is ", pack::ggml_type_name(p.type()));
     }
+    if (info != nullptr && info->name == name && (info->cols() != p.cols || info->rows() != p.rows)) {
+      fail(errc::invalid_argument, "gguf_writer: tensor '", info->name, "' is declared with ne[0] = ", info->cols(),
+           " and ", info->rows(), " rows, but the packed matrix is ", p.rows, "x", p.cols);
+    }
     write_tensor(name, std::span<const std::uint8_t>(p.data));
   }
 

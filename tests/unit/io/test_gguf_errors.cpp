@@ -101,6 +101,11 @@ TEST_CASE("gguf writer: data is checked against its info, in order, and id 42 ne
   CHECK_THROWS_WITH_AS(w.write_tensor("a", pq),
                        "[ternq.invalid_argument] gguf_writer: tensor 'a' is declared Q2_0 but the packed data is PQ2_0",
                        ternq::error);
+  const ternq::ternary_matrix wide(1, 256, 128);  // same bytes as 2x128, another shape
+  CHECK_THROWS_WITH_AS(w.write_tensor("a", ternq::pack::pack(wide, ternq::pack::format::q2_0)),
+                       "[ternq.invalid_argument] gguf_writer: tensor 'a' is declared with ne[0] = 128 and 2 rows, but "
+                       "the packed matrix is 1x256",
+                       ternq::error);
   CHECK_NOTHROW(w.write_tensor("a", ternq::pack::pack(g128, ternq::pack::format::q2_0)));
   const std::vector<float> three(3, 0.0F);
   CHECK_THROWS_WITH_AS(w.write_tensor("b", std::span<const float>(three)),

@@ -218,6 +218,14 @@ TEST_CASE("gguf llama: hyperparameters are checked") {
   hp.block_count = 0;
   CHECK_THROWS_AS(ternq::io::add_llama_metadata(md, hp, 0), ternq::error);
   CHECK(md.empty());
+  // A key already present: refused, and nothing is added.
+  md.add("general.name", std::string("x"));
+  CHECK_THROWS_WITH_AS(ternq::io::add_llama_metadata(md, tiny(), 0, "tiny"),
+                       "[ternq.invalid_argument] add_llama_metadata: general.name is already set", ternq::error);
+  CHECK(md.size() == 1);
+  ternq::io::add_llama_metadata(md, tiny(), 0);  // without a name: fine, architecture first
+  CHECK(md.entries().front().key == "general.architecture");
+  CHECK(md.entries()[1].key == "general.name");
   // Tied output: no output.weight.
   const auto tied = ternq::io::llama_tensors(tiny(), true);
   CHECK(std::none_of(tied.begin(), tied.end(), [](const auto& t) { return t.name == "output.weight"; }));
