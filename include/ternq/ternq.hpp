@@ -31,6 +31,7 @@
 #include "ternq/quant/twn.hpp"
 
 // pack: ternary block formats (standard library only, plus the symmetric optimum for the opt-in re-fit)
+#include "ternq/pack/base3.hpp"
 #include "ternq/pack/blocks.hpp"
 #include "ternq/pack/bytes.hpp"
 #include "ternq/pack/codes.hpp"

@@ -5,9 +5,9 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ternq/pack/base3.hpp"
 #include "ternq/pack/blocks.hpp"
 #include "ternq/pack/bytes.hpp"
-#include "ternq/pack/codes.hpp"
 #include "ternq/pack/format.hpp"
 
 namespace ternq::pack {

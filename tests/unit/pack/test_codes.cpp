@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "llm_like.hpp"
+#include "ternq/pack/base3.hpp"
 #include "ternq/pack/bytes.hpp"
 #include "ternq/pack/codes.hpp"
 
