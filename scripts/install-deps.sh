@@ -11,6 +11,7 @@ packages=(
   doctest-dev                        # unit tests
   libbenchmark-dev                   # benchmarks
   libcli11-dev                       # command-line parsing in examples and tools
+  libssl-dev                         # sha256 of the packing golden vectors (test only; the library never links it)
 )
 
 missing=()

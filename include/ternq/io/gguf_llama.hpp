@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT
+// llama-architecture GGUF metadata and tokenizer keys with the exact types llama.cpp checks, and the tensor layout.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ternq/core/error.hpp"
+#include "ternq/io/gguf_types.hpp"
+#include "ternq/pack/ggml_types.hpp"
+
+namespace ternq::io {
+
+/// `general.file_type` values llama.cpp names (its `llama_ftype`). The
+/// forks' types have no agreed value; pass any u32 to `add_llama_metadata`.
+namespace llama_file_type {
+inline constexpr std::uint32_t all_f32 = 0;
+inline constexpr std::uint32_t mostly_f16 = 1;
+inline constexpr std::uint32_t mostly_bf16 = 32;
+inline constexpr std::uint32_t mostly_tq1_0 = 36;
+inline constexpr std::uint32_t mostly_tq2_0 = 37;
+}  // namespace llama_file_type
+
+/// Hyperparameters of a llama-architecture model.
+struct llama_hparams {
+  std::uint32_t vocab_size = 0;           ///< written as `llama.vocab_size` (what a `no_vocab` model is sized by)
+  std::uint32_t context_length = 0;       ///< `llama.context_length`
+  std::uint32_t embedding_length = 0;     ///< `llama.embedding_length` (n_embd)
+  std::uint32_t block_count = 0;          ///< `llama.block_count` (layers)
+  std::uint32_t feed_forward_length = 0;  ///< `llama.feed_forward_length` (n_ff)
+  std::uint32_t head_count = 0;           ///< `llama.attention.head_count`
+  std::optional<std::uint32_t> head_count_kv{};         ///< `llama.attention.head_count_kv` (grouped-query attention)
+  float rms_norm_eps = 1e-5F;                           ///< `llama.attention.layer_norm_rms_epsilon`
+  float rope_freq_base = 10000.0F;                      ///< `llama.rope.freq_base`
+  std::optional<std::uint32_t> rope_dimension_count{};  ///< `llama.rope.dimension_count`; default: the head dimension
+
+  /// `embedding_length / head_count`.
+  [[nodiscard]] std::uint32_t head_dim() const noexcept { return head_count == 0 ? 0 : embedding_length / head_count; }
+  /// Rows of `attn_k` / `attn_v`: `head_dim * head_count_kv`.
+  [[nodiscard]] std::uint32_t kv_dim() const noexcept { return head_dim() * head_count_kv.value_or(head_count); }
+};
+
+/// A tokenizer's vocabulary, written as the `tokenizer.ggml.*` keys.
+struct llama_vocab {
+  std::string model = "llama";              ///< `"llama"` (SentencePiece-style) or `"no_vocab"` (synthetic models)
+  std::vector<std::string> tokens{};        ///< `tokenizer.ggml.tokens`; may be empty for `no_vocab`
+  std::vector<float> scores{};              ///< `tokenizer.ggml.scores`; empty: not written
+  std::vector<std::int32_t> token_types{};  ///< `tokenizer.ggml.token_type` (1 normal, 2 unknown, 3 control, 6 byte)
+  std::optional<std::uint32_t> bos_id{};    ///< `tokenizer.ggml.bos_token_id`
+  std::optional<std::uint32_t> eos_id{};    ///< `tokenizer.ggml.eos_token_id`
+  std::optional<std::uint32_t> unk_id{};    ///< `tokenizer.ggml.unknown_token_id`
+  std::optional<std::uint32_t> pad_id{};    ///< `tokenizer.ggml.padding_token_id`
+};
+
+/// Adds the llama model keys (FORMATS.md): `general.architecture = "llama"`
+/// as the first pair, then `general.name` (when given), the `llama.*` keys
+/// (counts and lengths UINT32, epsilon and RoPE base FLOAT32),
+/// `general.file_type` and `general.quantization_version = 2` (UINT32).
+/// Throws `invalid_argument` (adding nothing) for a zero count, a head count
+/// that does not divide the embedding or the KV head count, or a key that is
+/// already present.
+inline void add_llama_metadata(gguf_metadata& md, const llama_hparams& hp, std::uint32_t file_type,
+                               std::string_view name = {}) {
+  const auto require = [](bool ok, const auto&... what) {
+    if (!ok) fail(errc::invalid_argument, "add_llama_metadata: ", what...);
+  };
+  require(hp.vocab_size > 0 && hp.context_length > 0 && hp.embedding_length > 0 && hp.block_count > 0 &&
+              hp.feed_forward_length > 0 && hp.head_count > 0,
+          "vocab_size, context_length, embedding_length, block_count, feed_forward_length and head_count must be "
+          "positive");
+  require(hp.embedding_length % hp.head_count == 0, "head_count ", hp.head_count, " does not divide embedding_length ",
+          hp.embedding_length);
+  const std::uint32_t kv = hp.head_count_kv.value_or(hp.head_count);
+  require(kv > 0 && hp.head_count % kv == 0, "head_count_kv ", kv, " does not divide head_count ", hp.head_count);
+  require(hp.rms_norm_eps > 0.0F, "rms_norm_eps must be positive");
+
+  std::vector<gguf_kv> keys;
+  if (!name.empty()) keys.push_back({"general.name", std::string(name)});
+  keys.push_back({"llama.vocab_size", hp.vocab_size});
+  keys.push_back({"llama.context_length", hp.context_length});
+  keys.push_back({"llama.embedding_length", hp.embedding_length});
+  keys.push_back({"llama.block_count", hp.block_count});
+  keys.push_back({"llama.feed_forward_length", hp.feed_forward_length});
+  keys.push_back({"llama.rope.dimension_count", hp.rope_dimension_count.value_or(hp.head_dim())});
+  keys.push_back({"llama.attention.head_count", hp.head_count});
+  if (hp.head_count_kv) keys.push_back({"llama.attention.head_count_kv", *hp.head_count_kv});
+  keys.push_back({"llama.attention.layer_norm_rms_epsilon", hp.rms_norm_eps});
+  keys.push_back({"llama.rope.freq_base", hp.rope_freq_base});
+  keys.push_back({"general.file_type", file_type});
+  keys.push_back({"general.quantization_version", std::uint32_t{2}});
+  require(!md.contains("general.architecture"), "general.architecture is already set");
+  for (const auto& kv : keys) require(!md.contains(kv.key), kv.key, " is already set");
+  md.insert(0, "general.architecture", std::string("llama"));
+  for (auto& kv : keys) md.add(std::move(kv.key), std::move(kv.value));
+}
+
+/// Adds the `tokenizer.ggml.*` keys. `tokens` (when given) must number
+/// `vocab_size`; `scores` and `token_types` (when given) match `tokens`;
+/// special ids must be below `vocab_size`. Throws `invalid_argument` (adding
+/// nothing), also when a key is already present.
+inline void add_llama_tokenizer(gguf_metadata& md, const llama_vocab& v, std::uint32_t vocab_size) {
+  const auto require = [](bool ok, const auto&... what) {
+    if (!ok) fail(errc::invalid_argument, "add_llama_tokenizer: ", what...);
+  };
+  require(v.model == "llama" || v.model == "no_vocab", "tokenizer model '", v.model,
+          "' is not supported (\"llama\" or \"no_vocab\")");
+  require(v.model == "no_vocab" || !v.tokens.empty(), "a \"llama\" tokenizer needs its tokens");
+  require(v.tokens.empty() || v.tokens.size() == vocab_size, v.tokens.size(), " tokens for a vocabulary of ",
+          vocab_size);
+  require(v.scores.empty() || v.scores.size() == v.tokens.size(), v.scores.size(), " scores for ", v.tokens.size(),
+          " tokens");
+  require(v.token_types.empty() || v.token_types.size() == v.tokens.size(), v.token_types.size(), " token types for ",
+          v.tokens.size(), " tokens");
+  for (const auto& id : {v.bos_id, v.eos_id, v.unk_id, v.pad_id}) {
+    require(!id || *id < vocab_size, "special token id ", id.value_or(0), " is outside the vocabulary of ", vocab_size);
+  }
+  std::vector<gguf_kv> keys;
+  keys.push_back({"tokenizer.ggml.model", v.model});
+  if (!v.tokens.empty()) keys.push_back({"tokenizer.ggml.tokens", gguf_array(v.tokens)});
+  if (!v.scores.empty()) keys.push_back({"tokenizer.ggml.scores", gguf_array(v.scores)});
+  if (!v.token_types.empty()) keys.push_back({"tokenizer.ggml.token_type", gguf_array(v.token_types)});
+  if (v.bos_id) keys.push_back({"tokenizer.ggml.bos_token_id", *v.bos_id});
+  if (v.eos_id) keys.push_back({"tokenizer.ggml.eos_token_id", *v.eos_id});
+  if (v.unk_id) keys.push_back({"tokenizer.ggml.unknown_token_id", *v.unk_id});
+  if (v.pad_id) keys.push_back({"tokenizer.ggml.padding_token_id", *v.pad_id});
+  for (const auto& kv : keys) require(!md.contains(kv.key), kv.key, " is already set");
+  for (auto& kv : keys) md.add(std::move(kv.key), std::move(kv.value));
+}
+
+/// One tensor of a llama model: its GGUF name and extents (`ne[0]` innermost).
+struct llama_tensor {
+  std::string name;
+  std::vector<std::int64_t> ne;
+  bool is_norm = false;  ///< a norm vector (stored F32)
+};
+
+/// Exactly the tensors llama.cpp loads for `hp`, in the order ternq writes
+/// them: `token_embd.weight [n_embd, n_vocab]`, `output_norm.weight`,
+/// `output.weight [n_embd, n_vocab]` (omitted when `tied_output`: the
+/// embedding is reused), then per layer `attn_norm`, `attn_q [n_embd,
+/// n_embd]`, `attn_k` and `attn_v [n_embd, kv_dim]`, `attn_output [n_embd,
+/// n_embd]`, `ffn_norm`, `ffn_gate` and `ffn_up [n_embd, n_ff]`, `ffn_down
+/// [n_ff, n_embd]`.
+inline std::vector<llama_tensor> llama_tensors(const llama_hparams& hp, bool tied_output) {
+  const std::int64_t embd = hp.embedding_length;
+  const std::int64_t vocab = hp.vocab_size;
+  const std::int64_t ff = hp.feed_forward_length;
+  const std::int64_t kv = hp.kv_dim();
+  std::vector<llama_tensor> out;
+  out.push_back({"token_embd.weight", {embd, vocab}, false});
+  out.push_back({"output_norm.weight", {embd}, true});
+  if (!tied_output) out.push_back({"output.weight", {embd, vocab}, false});
+  for (std::uint32_t l = 0; l < hp.block_count; ++l) {
+    const std::string p = ternq::detail::concat("blk.", l, ".");
+    out.push_back({p + "attn_norm.weight", {embd}, true});
+    out.push_back({p + "attn_q.weight", {embd, embd}, false});
+    out.push_back({p + "attn_k.weight", {embd, kv}, false});
+    out.push_back({p + "attn_v.weight", {embd, kv}, false});
+    out.push_back({p + "attn_output.weight", {embd, embd}, false});
+    out.push_back({p + "ffn_norm.weight", {embd}, true});
+    out.push_back({p + "ffn_gate.weight", {embd, ff}, false});
+    out.push_back({p + "ffn_up.weight", {embd, ff}, false});
+    out.push_back({p + "ffn_down.weight", {ff, embd}, false});
+  }
+  return out;
+}
+
+}  // namespace ternq::io
