@@ -24,7 +24,11 @@
 
 // quant: the methods and their metrics
 #include "ternq/quant/absmean.hpp"
+#include "ternq/quant/aga.hpp"
+#include "ternq/quant/atq.hpp"
 #include "ternq/quant/groupwise.hpp"
+#include "ternq/quant/itf.hpp"
+#include "ternq/quant/itf_aga.hpp"
 #include "ternq/quant/metrics.hpp"
 #include "ternq/quant/optimal_symmetric.hpp"
 #include "ternq/quant/quantize.hpp"
