@@ -19,13 +19,22 @@
 #include "ternq/core/view.hpp"
 
 // linalg: dense algebra on Eigen
+#include "ternq/linalg/damping.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/linalg/gram.hpp"
+#include "ternq/linalg/spd_inverse.hpp"
+#include "ternq/linalg/tasks.hpp"
+#include "ternq/linalg/tiled_products.hpp"
 
 // quant: the methods and their metrics
 #include "ternq/quant/absmean.hpp"
 #include "ternq/quant/aga.hpp"
 #include "ternq/quant/atq.hpp"
+#include "ternq/quant/gptq/driver.hpp"
+#include "ternq/quant/gptq/options.hpp"
+#include "ternq/quant/gptq/order.hpp"
+#include "ternq/quant/gptq/report.hpp"
+#include "ternq/quant/gptq/steps.hpp"
 #include "ternq/quant/groupwise.hpp"
 #include "ternq/quant/itf.hpp"
 #include "ternq/quant/itf_aga.hpp"
