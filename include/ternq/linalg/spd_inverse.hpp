@@ -12,7 +12,7 @@
 
 namespace ternq::linalg {
 
-/// Columns per panel of the triangular inverse and of the product below.
+/// Columns per panel of the inversion below.
 inline constexpr Eigen::Index inverse_panel = 256;
 
 /// Replaces the lower triangle of the symmetric positive definite `a`
@@ -21,36 +21,39 @@ inline constexpr Eigen::Index inverse_panel = 256;
 /// unspecified, when the Cholesky factorization fails (not numerically
 /// positive definite).
 ///
-/// Steps, all through Eigen: `a = L L^T` in place (Eigen's LLT); then
-/// `L^{-1}` panel by panel, each a triangular solve against the identity
-/// restricted to the trailing rows (the rows above a panel of `L^{-1}` are
-/// zero), `m^3 / 3` flops; then the lower triangle of
-/// `a^{-1} = L^{-T} L^{-1}` panel by panel, `(L^{-1}[j:, j:])^T L^{-1}[j:, J]`,
-/// a triangular-times-dense product, `m^3 / 3` flops. Panels are
-/// independent tasks of fixed shape: parallel, and bit-identical for any
-/// thread count. Needs one `m x m` scratch matrix for `L^{-1}`.
+/// Steps, all through Eigen: `a = L L^T` in place (Eigen's LLT), and `L^T`
+/// mirrored into the upper triangle, which frees the strictly lower one.
+/// Then column panel `J = [j, j + w)` of `a^{-1} = L^{-T} L^{-1}` restricted
+/// to rows `j..m` (all the lower triangle needs) is
+/// `L[j:, j:]^{-T} (L[j:, j:]^{-1} E)`, with `E` the identity columns `J`
+/// on rows `j..m`: two triangular solves on the trailing block, which only
+/// read the upper triangle (the rows above `j` of `L^{-1} E` are zero and
+/// `L^{-T}` is upper triangular, so the trailing block suffices). Each
+/// panel writes its part of the strictly lower triangle; the diagonal is
+/// written last. `2 m^3 / 3` flops after the factorization, panels in
+/// parallel (fixed shapes: bit-identical for any thread count), scratch
+/// `m x 256` per thread and no second `m x m` matrix.
 inline bool invert_spd_lower(Eigen::MatrixXd& a, unsigned threads) {
   const Eigen::Index m = a.rows();
   {
     Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>, Eigen::Lower> llt(a);
     if (llt.info() != Eigen::Success) return false;
   }
+  a.triangularView<Eigen::StrictlyUpper>() = a.transpose();  // U = L^T, diagonal shared
+  Eigen::VectorXd diagonal(m);
   const auto panels = static_cast<std::size_t>((m + inverse_panel - 1) / inverse_panel);
-  Eigen::MatrixXd linv(m, m);
   parallel_tasks(panels, threads, [&](std::size_t p) {
     const Eigen::Index c0 = static_cast<Eigen::Index>(p) * inverse_panel;
     const Eigen::Index w = std::min(inverse_panel, m - c0);
-    auto x = linv.block(c0, c0, m - c0, w);
-    x.setZero();
+    const auto u = a.block(c0, c0, m - c0, m - c0).triangularView<Eigen::Upper>();
+    Eigen::MatrixXd x = Eigen::MatrixXd::Zero(m - c0, w);
     x.topRows(w).diagonal().setOnes();
-    a.block(c0, c0, m - c0, m - c0).triangularView<Eigen::Lower>().solveInPlace(x);
+    u.transpose().solveInPlace(x);  // L^{-1} E
+    u.solveInPlace(x);              // L^{-T} L^{-1} E
+    diagonal.segment(c0, w) = x.topRows(w).diagonal();
+    a.block(c0, c0, m - c0, w).triangularView<Eigen::StrictlyLower>() = x.triangularView<Eigen::StrictlyLower>();
   });
-  parallel_tasks(panels, threads, [&](std::size_t p) {
-    const Eigen::Index c0 = static_cast<Eigen::Index>(p) * inverse_panel;
-    const Eigen::Index w = std::min(inverse_panel, m - c0);
-    a.block(c0, c0, m - c0, w).noalias() =
-        linv.block(c0, c0, m - c0, m - c0).transpose().triangularView<Eigen::Upper>() * linv.block(c0, c0, m - c0, w);
-  });
+  a.diagonal() = diagonal;
   return true;
 }
 
