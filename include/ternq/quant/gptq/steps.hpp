@@ -94,8 +94,9 @@ class cpu_gptq_steps {
   /// SSR scoring (ALGORITHMS.md §3): with `wbar` the mean of the remaining
   /// columns `[first, m)` of the compensated weights, the cosine similarity
   /// of each remaining column with `wbar` (0 for a zero column or a zero
-  /// `wbar`). `wbar` is summed in fixed row bands, each column's dot product
-  /// and norm by one Eigen reduction over a column of fixed alignment.
+  /// `wbar`). `wbar` is summed column after column (vectorized along the
+  /// rows) in fixed row bands; each column's dot product and norm are Eigen
+  /// reductions over a column of fixed alignment.
   [[nodiscard]] std::vector<double> ssr_scores(std::size_t first) const {
     const auto n = static_cast<Eigen::Index>(rows_);
     const auto f = static_cast<Eigen::Index>(first);
@@ -105,7 +106,10 @@ class cpu_gptq_steps {
     linalg::parallel_tasks(bands, threads_, [&](std::size_t b) {
       const Eigen::Index r0 = static_cast<Eigen::Index>(b) * linalg::product_tile;
       const Eigen::Index h = std::min(linalg::product_tile, n - r0);
-      wbar.segment(r0, h) = w_.block(r0, f, h, r).template cast<double>().rowwise().sum() / static_cast<double>(r);
+      auto band = wbar.segment(r0, h);
+      band.setZero();
+      for (Eigen::Index j = f; j < w_.cols(); ++j) band += w_.col(j).segment(r0, h).template cast<double>();
+      band /= static_cast<double>(r);
     });
     const double wbar_norm = wbar.norm();
     std::vector<double> scores(static_cast<std::size_t>(r), 0.0);
