@@ -38,7 +38,7 @@ layer make_layer(std::size_t n, std::size_t m, std::uint64_t seed, bool llm_like
   return l;
 }
 
-ternq::gptq_result run(const auto& w, const Eigen::MatrixXd& c, const ternq::gptq& options, unsigned threads = 1) {
+ternq::gptq_result run(const auto& w, const auto& c, const ternq::gptq& options, unsigned threads = 1) {
   return ternq::gptq_quantize(ternq::cpu_exec{.threads = threads}, w, c, options);
 }
 
@@ -323,4 +323,18 @@ TEST_CASE("degenerate input: zero rows, constant rows, dead columns, a single sh
   const auto d = run(l.w, dead, {.grid = ternq::absmean{.group_size = 32}});
   CHECK(d.report.dead_columns == 100);
   CHECK(d.report.damped_output_error() >= 0.0);
+}
+
+TEST_CASE("any storage order of the weights and a float Gram matrix give the same result") {
+  const layer l = make_layer(24, 200, 6, true, 0.02);
+  const ternq::gptq options{.grid = ternq::itf_aga{.group_size = 64}, .order = ternq::ssr{}};
+  const auto reference = run(l.w, l.c, options);
+  const Eigen::MatrixXf col_major = l.w;
+  check_identical(run(col_major, l.c, options).matrix, reference.matrix);
+  Eigen::MatrixXf padded = Eigen::MatrixXf::Zero(30, 210);
+  padded.block(3, 5, 24, 200) = l.w;
+  check_identical(run(padded.block(3, 5, 24, 200), l.c, options).matrix, reference.matrix);
+  const Eigen::MatrixXf cf = l.c.cast<float>();
+  const Eigen::MatrixXd cfd = cf.cast<double>();  // the same values in double
+  check_identical(run(l.w, cf, options).matrix, run(l.w, cfd, options).matrix);
 }
