@@ -80,14 +80,32 @@ void check_atq_sizes(std::span<const T> w, std::size_t codes, const char* contex
   if (codes != w.size()) fail(errc::shape_mismatch, context, ": ", codes, " codes for ", w.size(), " weights");
 }
 
+/// Partial sums in lanes: lane `l` adds the terms `j = l (mod 8)` in order
+/// and the lanes are combined in a fixed tree. Breaking one long chain of
+/// dependent additions lets a loop run at throughput instead of latency; the
+/// order is part of the definition, so every path (the step functions, the
+/// fused loop, float or double input) gets the same bits.
+inline constexpr std::size_t itf_lanes = 8;
+
+/// `sum_j f(j)` for `j < n` in `itf_lanes` lanes.
+template <class F>
+double lane_sum(std::size_t n, F f) noexcept {
+  double lane[itf_lanes] = {};
+  std::size_t j = 0;
+  for (; j + itf_lanes <= n; j += itf_lanes) {
+    for (std::size_t l = 0; l < itf_lanes; ++l) lane[l] += f(j + l);
+  }
+  for (std::size_t l = 0; j < n; ++j, ++l) lane[l] += f(j);
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
 /// `sum w` in double. Every float is exact in double and so is every partial
-/// sum of a constant group (c k needs 24 + log2 k bits), so `mean` of a
-/// constant group is that constant exactly and the group comes back with E_w = 0.
+/// sum of a constant group, in any order (`c k` needs 24 + log2 k bits), so
+/// `mean` of a constant group is that constant exactly and the group comes
+/// back with E_w = 0.
 template <class T>
 double exact_sum(std::span<const T> w) noexcept {
-  double s = 0.0;
-  for (const T x : w) s += static_cast<double>(x);
-  return s;
+  return lane_sum(w.size(), [&](std::size_t j) { return static_cast<double>(w[j]); });
 }
 
 }  // namespace detail
@@ -105,6 +123,46 @@ constexpr std::int8_t nearest_level_code(S x, S alpha, S mu) noexcept {
   return static_cast<std::int8_t>(static_cast<int>(d >= half) - static_cast<int>(d <= -half));
 }
 
+namespace detail {
+
+/// One pass over a group: when `round` is set, first replaces every code
+/// `in[j]` by the nearest level of `*round`, written to `out[j]` (`out` may
+/// be `in`), counting the changes; then accumulates `sum t`, `sum t^2`
+/// (exact, in integers) and `sum w t` (in lanes) of the codes into `s`.
+/// Returns the number of changed codes.
+template <class T>
+std::size_t itf_pass(std::span<const T> w, const std::int8_t* in, std::int8_t* out, const atq_grid* round,
+                     itf_sums& s) noexcept {
+  const std::size_t n = w.size();
+  std::size_t changed = 0;
+  const std::int8_t* codes = in;
+  if (round) {
+    // nearest_level_code(x, alpha, mu) in double, in a loop the compiler can vectorize
+    const double mu = round->mu;
+    const double half = round->alpha > 0.0 ? round->alpha * 0.5 : 0.0;
+    const bool collapsed = !(round->alpha > 0.0);
+    for (std::size_t j = 0; j < n; ++j) {
+      const double d = static_cast<double>(w[j]) - mu;
+      const int r = collapsed ? 0 : static_cast<int>(d >= half) - static_cast<int>(d <= -half);
+      changed += static_cast<std::size_t>(r != in[j]);
+      out[j] = static_cast<std::int8_t>(r);
+    }
+    codes = out;
+  }
+  long long sum_t = 0;
+  long long sum_tt = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    sum_t += codes[j];
+    sum_tt += codes[j] * codes[j];
+  }
+  s.t = static_cast<double>(sum_t);
+  s.tt = static_cast<double>(sum_tt);
+  s.wt = lane_sum(n, [&](std::size_t j) { return static_cast<double>(codes[j]) * static_cast<double>(w[j]); });
+  return changed;
+}
+
+}  // namespace detail
+
 /// The sums of `itf_sums` for codes `t` of weights `w`.
 template <class T>
 itf_sums itf_accumulate(std::span<const T> w, std::span<const std::int8_t> t) {
@@ -112,12 +170,7 @@ itf_sums itf_accumulate(std::span<const T> w, std::span<const std::int8_t> t) {
   itf_sums s;
   s.n = static_cast<double>(w.size());
   s.w = detail::exact_sum(w);
-  for (std::size_t j = 0; j < w.size(); ++j) {
-    const int c = t[j];
-    s.t += c;
-    s.tt += c * c;
-    s.wt += c * static_cast<double>(w[j]);
-  }
+  detail::itf_pass(w, t.data(), nullptr, nullptr, s);
   return s;
 }
 
@@ -192,19 +245,17 @@ atq_grid atq_init_group(std::span<const T> w, std::span<std::int8_t> t) {
   if (w.empty()) return {};
   const double n = static_cast<double>(w.size());
   const double mu = detail::exact_sum(w) / n;
-  double abs_sum = 0.0;
-  for (const T x : w) abs_sum += std::abs(static_cast<double>(x) - mu);
-  const double delta = 0.75 * abs_sum / n;
-  double kept = 0.0;
-  double count = 0.0;
+  const double delta =
+      0.75 * detail::lane_sum(w.size(), [&](std::size_t j) { return std::abs(static_cast<double>(w[j]) - mu); }) / n;
+  std::size_t count = 0;
   for (std::size_t j = 0; j < w.size(); ++j) {
     const double wc = static_cast<double>(w[j]) - mu;
-    const bool on = std::abs(wc) > delta;
-    t[j] = static_cast<std::int8_t>(on ? (wc > 0.0 ? 1 : -1) : 0);
-    kept += on ? std::abs(wc) : 0.0;
-    count += on ? 1.0 : 0.0;
+    t[j] = static_cast<std::int8_t>(static_cast<int>(wc > delta) - static_cast<int>(wc < -delta));
+    count += static_cast<std::size_t>(t[j] != 0);
   }
-  return {count > 0.0 ? kept / count : 0.0, mu};
+  const double kept = detail::lane_sum(  // sum |wc| over the non-zero codes = sum T wc
+      w.size(), [&](std::size_t j) { return static_cast<double>(t[j]) * (static_cast<double>(w[j]) - mu); });
+  return {count > 0 ? kept / static_cast<double>(count) : 0.0, mu};
 }
 
 /// ATQ with Iterative Ternary Fitting on one row-group (Algorithm 1 of the
@@ -232,17 +283,7 @@ itf_group_result itf_fit_group(std::span<const T> w, std::span<std::int8_t> t, u
     r.grid.alpha = std::abs(r.grid.alpha);  // the sign rule; rounding below re-derives the codes
     r.stats.degenerate = r.stats.degenerate || degenerate;
     ++r.stats.iterations;
-    std::size_t changed = 0;
-    s.t = s.tt = s.wt = 0.0;
-    for (std::size_t j = 0; j < w.size(); ++j) {
-      const double x = static_cast<double>(w[j]);
-      const std::int8_t c = nearest_level_code(x, r.grid.alpha, r.grid.mu);
-      changed += static_cast<std::size_t>(c != t[j]);
-      t[j] = c;
-      s.t += c;
-      s.tt += c * c;
-      s.wt += c * x;
-    }
+    const std::size_t changed = detail::itf_pass(w, t.data(), t.data(), &r.grid, s);
     changed_last = changed != 0;
     if (!changed_last) {
       r.stats.converged = true;
