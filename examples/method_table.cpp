@@ -37,8 +37,12 @@ struct table_entry {
   method_fn run;
 };
 
-/// Every method the library offers, in the order of the table. `catq_report`
-/// receives the report of the catq run (its loss curve).
+/// Every method the library offers, in the order of the table. The PT²-LLM
+/// rows form its ablation: ATQ with ITF on/off and AGA on/off (`atq_init`
+/// is the initialization alone, `aga` is AGA on the initialization's
+/// codes), each alone and inside the GPTQ driver with SSR, then the block
+/// order with the full ITF+AGA grid: none (sequential), random, act-order,
+/// SSR. `catq_report` receives the report of the catq run (its loss curve).
 std::vector<table_entry> methods(ternq::group_size_option g, const options& opt,
                                  const std::shared_ptr<ternq::catq_report>& catq_report) {
   auto entry = [](std::string name, auto method) {
@@ -47,10 +51,31 @@ std::vector<table_entry> methods(ternq::group_size_option g, const options& opt,
                          return ternq::quantize(exec, w, method, c);
                        }};
   };
+  const ternq::itf atq_init{.group_size = g, .max_iters = 0};
+  const ternq::itf itf{.group_size = g};
+  const ternq::itf_aga aga{.group_size = g, .max_iters = 0};
+  const ternq::itf_aga itf_aga{.group_size = g};
   return {
       entry("absmean", ternq::absmean{.group_size = g}),
       entry("twn", ternq::twn{.group_size = g}),
       entry("optimal_symmetric", ternq::optimal_symmetric{.group_size = g}),
+      entry("atq_init", atq_init),
+      entry("itf", itf),
+      entry("aga", aga),
+      entry("itf_aga", itf_aga),
+      entry("gptq_absmean", ternq::gptq{.grid = ternq::absmean{.group_size = g}}),
+      entry("gptq_optimal", ternq::gptq{.grid = ternq::optimal_symmetric{.group_size = g}}),
+      entry("gptq_atq_init", ternq::gptq{.grid = atq_init}),
+      entry("gptq_itf", ternq::gptq{.grid = itf}),
+      entry("gptq_aga", ternq::gptq{.grid = aga}),
+      entry("gptq_ssr_atq_init", ternq::gptq{.grid = atq_init, .order = ternq::ssr{}}),
+      entry("gptq_ssr_itf", ternq::gptq{.grid = itf, .order = ternq::ssr{}}),
+      entry("gptq_ssr_aga", ternq::gptq{.grid = aga, .order = ternq::ssr{}}),
+      entry("gptq_ssr_itf_aga", ternq::gptq{.grid = itf_aga, .order = ternq::ssr{}}),
+      entry("gptq_itf_aga", ternq::gptq{.grid = itf_aga}),
+      entry("gptq_rand_itf_aga", ternq::gptq{.grid = itf_aga, .order = ternq::random_order{1}}),
+      entry("gptq_act_itf_aga", ternq::gptq{.grid = itf_aga, .order = ternq::act_order{}}),
+      entry("gptq_itf_aga_gram", ternq::gptq{.grid = itf_aga, .metric = ternq::aga_metric::gram_block}),
       // CAT-Q's initialization (the hard ternarization of its priors), then the calibrated result.
       table_entry{"catq_init",
                   [g](const ternq::cpu_exec& exec, const weights& w, const Eigen::MatrixXd&) {

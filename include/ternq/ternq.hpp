@@ -19,8 +19,12 @@
 #include "ternq/core/view.hpp"
 
 // linalg: dense algebra on Eigen
+#include "ternq/linalg/damping.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/linalg/gram.hpp"
+#include "ternq/linalg/spd_inverse.hpp"
+#include "ternq/linalg/tasks.hpp"
+#include "ternq/linalg/tiled_products.hpp"
 
 // optim: optimizers and schedules for calibrated methods (standard library only)
 #include "ternq/optim/adam.hpp"
@@ -35,7 +39,16 @@
 #include "ternq/quant/catq/modulation.hpp"
 #include "ternq/quant/catq/options.hpp"
 #include "ternq/quant/catq/soft_ternarize.hpp"
+#include "ternq/quant/aga.hpp"
+#include "ternq/quant/atq.hpp"
+#include "ternq/quant/gptq/driver.hpp"
+#include "ternq/quant/gptq/options.hpp"
+#include "ternq/quant/gptq/order.hpp"
+#include "ternq/quant/gptq/report.hpp"
+#include "ternq/quant/gptq/steps.hpp"
 #include "ternq/quant/groupwise.hpp"
+#include "ternq/quant/itf.hpp"
+#include "ternq/quant/itf_aga.hpp"
 #include "ternq/quant/metrics.hpp"
 #include "ternq/quant/optimal_symmetric.hpp"
 #include "ternq/quant/quantize.hpp"

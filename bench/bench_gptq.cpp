@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: MIT
+// The GPTQ driver on LLM-sized fp32 layers against Eigen's SGEMM doing the same n m^2 flops; ITF against a plain read.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <ternq/adapters/eigen.hpp>
+#include <ternq/ternq.hpp>
+
+#include "llm_like.hpp"
+#include "support/ratio_reporter.hpp"
+
+namespace {
+
+using ternq::testing::row_matrix;
+
+constexpr std::size_t block = 128;  // the driver's block (group) size
+
+/// A layer and the Gram matrix of 512 tokens of LLM-like activations (the
+/// driver's cost does not depend on the Gram matrix's content).
+struct layer {
+  row_matrix w;
+  Eigen::MatrixXd c;
+};
+
+std::unique_ptr<layer> make_layer(const ternq::bench::shape& s) {
+  auto l = std::make_unique<layer>();
+  l->w = ternq::testing::llm_like_weights(s.rows, s.cols, 42);
+  ternq::gram_accumulator acc(s.cols);
+  acc.add(ternq::testing::llm_like_activations(512, s.cols, 42));
+  l->c = acc.matrix();
+  return l;
+}
+
+/// Flops of the driver's rank-g updates `W[:, F] -= Err K^T` over all blocks: `n m^2 - n m g` for `g | m`.
+double update_flops(std::size_t n, std::size_t m) {
+  double f = 0.0;
+  for (std::size_t first = 0; first < m; first += block) {
+    const std::size_t size = std::min(block, m - first);
+    f += 2.0 * static_cast<double>(n) * static_cast<double>(size) * static_cast<double>(m - first - size);
+  }
+  return f;
+}
+
+/// The baseline: Eigen's SGEMM doing exactly the driver's update products
+/// (one `n x g` by `g x |F|` product per block into a column-major `n x m`
+/// float matrix), one Eigen call per block, or through the driver's tiled
+/// helper on `threads` threads.
+void sgemm_updates(benchmark::State& state, std::size_t n, std::size_t m, unsigned threads) {
+  const auto ni = static_cast<Eigen::Index>(n);
+  const auto mi = static_cast<Eigen::Index>(m);
+  Eigen::MatrixXf w = Eigen::MatrixXf::Random(ni, mi);
+  const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> err =
+      Eigen::MatrixXf::Random(ni, static_cast<Eigen::Index>(block)) * 1e-3F;
+  const Eigen::MatrixXf kt = Eigen::MatrixXf::Random(static_cast<Eigen::Index>(block), mi) * 1e-3F;
+  for (auto _ : state) {
+    for (Eigen::Index first = 0; first < mi; first += static_cast<Eigen::Index>(block)) {
+      const Eigen::Index size = std::min<Eigen::Index>(static_cast<Eigen::Index>(block), mi - first);
+      const Eigen::Index f = first + size;
+      if (f == mi) break;
+      auto target = w.rightCols(mi - f);
+      if (threads == 1) {
+        target.noalias() -= err.leftCols(size) * kt.topLeftCorner(size, mi - f);
+      } else {
+        ternq::linalg::subtract_product_by_row_tiles(target, err.leftCols(size), kt.topLeftCorner(size, mi - f),
+                                                     threads);
+      }
+    }
+    benchmark::DoNotOptimize(w.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(update_flops(n, m) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// The last report of each whole-driver benchmark, by name.
+std::map<std::string, ternq::gptq_report>& last_reports() {
+  static std::map<std::string, ternq::gptq_report> reports;
+  return reports;
+}
+
+/// The whole driver on `threads` threads; counters give the FLOP rate of
+/// its update step (the `n m^2` part) and of the whole run, and seconds per step.
+void driver(benchmark::State& state, const layer* l, ternq::gptq options, unsigned threads, std::string key) {
+  const ternq::cpu_exec exec{.threads = threads};
+  double total = 0.0;
+  ternq::gptq_report report;
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    auto r = ternq::gptq_quantize(exec, l->w, l->c, options);
+    benchmark::DoNotOptimize(r.matrix.codes().data());
+    total = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    report = std::move(r.report);
+  }
+  const double flops = update_flops(static_cast<std::size_t>(l->w.rows()), static_cast<std::size_t>(l->w.cols()));
+  state.counters["update_GFLOP/s"] = flops * 1e-9 / report.seconds.update;
+  state.counters["nm2_GFLOP/s"] = flops * 1e-9 / total;
+  state.counters["s_setup"] = report.seconds.setup;
+  state.counters["s_order"] = report.seconds.order;
+  state.counters["s_quantize"] = report.seconds.quantize;
+  state.counters["s_update"] = report.seconds.update;
+  state.counters["s_downdate"] = report.seconds.downdate;
+  last_reports()[key] = std::move(report);
+}
+
+/// The update step alone, as manual time: the seconds the driver's last run
+/// under `key` spent in `update_remaining` (the driver runs first if it has
+/// not yet), so the ratio to `sgemm_updates` is the FLOP rate of the
+/// `n m^2` part relative to SGEMM without running the driver twice.
+void update_step(benchmark::State& state, const layer* l, ternq::gptq options, unsigned threads, std::string key) {
+  for (auto _ : state) {
+    auto it = last_reports().find(key);
+    if (it == last_reports().end()) {
+      last_reports()[key] = ternq::gptq_quantize(ternq::cpu_exec{.threads = threads}, l->w, l->c, options).report;
+      it = last_reports().find(key);
+    }
+    state.SetIterationTime(it->second.seconds.update);
+  }
+}
+
+/// Reads every byte of `w` once (XOR of 64-bit words): the least any quantizer must do.
+void plain_read(benchmark::State& state, const row_matrix* w) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(w->data());
+  const std::size_t size = static_cast<std::size_t>(w->size()) * sizeof(float);
+  for (auto _ : state) {
+    std::uint64_t acc = 0;
+    for (std::size_t b = 0; b + 8 <= size; b += 8) {
+      std::uint64_t v;
+      std::memcpy(&v, bytes + b, 8);
+      acc ^= v;
+    }
+    benchmark::DoNotOptimize(acc);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(size));
+}
+
+void itf_alone(benchmark::State& state, const row_matrix* w) {
+  for (auto _ : state) {
+    auto q = ternq::quantize(ternq::cpu_exec{.threads = 1}, *w, ternq::itf{});
+    benchmark::DoNotOptimize(q.codes().data());
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(w->size() * sizeof(float)));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto shapes = ternq::bench::take_shape_flags(argc, argv, {{4096, 4096}, {11008, 4096}, {4096, 11008}});
+  std::vector<std::unique_ptr<layer>> layers;
+  std::vector<ternq::bench::ratio_spec> ratios;
+  for (const auto& s : shapes) {
+    layers.push_back(make_layer(s));
+    const layer* l = layers.back().get();
+    const std::string n = ternq::bench::shape_name(s);
+    const ternq::gptq seq{.grid = ternq::itf_aga{.group_size = block}};
+    const ternq::gptq with_ssr{.grid = ternq::itf_aga{.group_size = block}, .order = ternq::ssr{}};
+    for (unsigned t : {1U, 2U}) {
+      const std::string th = "/threads:" + std::to_string(t);
+      benchmark::RegisterBenchmark(("sgemm_updates/" + n + th).c_str(), sgemm_updates, s.rows, s.cols, t);
+      benchmark::RegisterBenchmark(("gptq_itf_aga/" + n + th).c_str(), driver, l, seq, t, "seq" + n + th);
+      benchmark::RegisterBenchmark(("gptq_update_step/" + n + th).c_str(), update_step, l, seq, t, "seq" + n + th)
+          ->UseManualTime();
+      benchmark::RegisterBenchmark(("gptq_ssr_itf_aga/" + n + th).c_str(), driver, l, with_ssr, t, "ssr" + n + th);
+      ratios.push_back({"update step FLOP rate / Eigen SGEMM " + n + th, "gptq_update_step/" + n + th + "/manual_time",
+                        "sgemm_updates/" + n + th, false, 0.5});
+      ratios.push_back({"whole driver n m^2 FLOP rate / SGEMM " + n + th, "gptq_itf_aga/" + n + th,
+                        "sgemm_updates/" + n + th, false, 0.5});
+      ratios.push_back({"whole driver with SSR / SGEMM " + n + th, "gptq_ssr_itf_aga/" + n + th,
+                        "sgemm_updates/" + n + th, false, 0.0});
+    }
+    benchmark::RegisterBenchmark(("plain_read/" + n).c_str(), plain_read, &l->w);
+    benchmark::RegisterBenchmark(("itf/" + n).c_str(), itf_alone, &l->w);
+    ratios.push_back({"itf throughput / plain read " + n, "itf/" + n, "plain_read/" + n, false, 0.0});
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  ternq::bench::ratio_reporter reporter(ratios);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}

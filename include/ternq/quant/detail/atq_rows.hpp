@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+// ITF over the rows of a matrix in fixed row chunks, shared by the itf and itf_aga methods.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "ternq/core/parallel.hpp"
+#include "ternq/core/ternary_matrix.hpp"
+#include "ternq/core/view.hpp"
+#include "ternq/quant/atq.hpp"
+#include "ternq/quant/groupwise.hpp"
+
+namespace ternq::detail {
+
+/// Rows per unit of parallel work. Chunk boundaries depend on the row count
+/// only, never on the thread count, so chunked matrix products (AGA) give
+/// the same bits whatever the number of threads.
+inline constexpr std::size_t atq_row_chunk = 64;
+
+/// Runs `body(chunk, row_begin, row_end)` for every fixed chunk of `rows`,
+/// spread over `threads` threads.
+template <class Body>
+void for_each_row_chunk(std::size_t rows, unsigned threads, Body&& body) {
+  const std::size_t chunks = (rows + atq_row_chunk - 1) / atq_row_chunk;
+  parallel_for(chunks, threads, [&](std::size_t c0, std::size_t c1) {
+    for (std::size_t c = c0; c < c1; ++c) {
+      body(c, c * atq_row_chunk, std::min(rows, (c + 1) * atq_row_chunk));
+    }
+  });
+}
+
+/// ITF on every group of rows `[r0, r1)` of `w`: writes the codes into `q`
+/// and the double grids into `grids` (row-major, `(r1 - r0) x groups`).
+/// Each row is checked (finite, float range) just before it is fitted.
+template <class T>
+atq_stats itf_fit_rows(const matrix_view<const T>& w, std::size_t r0, std::size_t r1, unsigned max_iters,
+                       ternary_matrix& q, std::vector<atq_grid>& grids, std::vector<T>& scratch,
+                       std::string_view context) {
+  const group_layout& layout = q.layout();
+  grids.resize((r1 - r0) * layout.count());
+  scratch.resize(w.rows_contiguous() ? 0 : w.cols());
+  atq_stats stats;
+  for (std::size_t i = r0; i < r1; ++i) {
+    const std::span<const T> row = row_of(w, i, scratch);
+    require_weight_row(row, i, context);
+    const auto codes = q.row_codes(i);
+    for (std::size_t k = 0; k < layout.count(); ++k) {
+      const std::size_t b = layout.begin(k);
+      const std::size_t n = layout.size(k);
+      const itf_group_result r = itf_fit_group(row.subspan(b, n), codes.subspan(b, n), max_iters);
+      grids[(i - r0) * layout.count() + k] = r.grid;
+      stats.add(r.stats);
+    }
+  }
+  return stats;
+}
+
+/// Stores double grids of rows `[r0, r1)` into `q` (float scales and offsets).
+inline void store_grids(ternary_matrix& q, std::size_t r0, std::size_t r1, std::span<const atq_grid> grids) {
+  const std::size_t groups = q.groups_per_row();
+  for (std::size_t i = r0; i < r1; ++i) {
+    for (std::size_t k = 0; k < groups; ++k) {
+      const atq_grid& g = grids[(i - r0) * groups + k];
+      q.scale(i, k) = static_cast<float>(g.alpha);
+      q.offset(i, k) = static_cast<float>(g.mu);
+    }
+  }
+}
+
+}  // namespace ternq::detail

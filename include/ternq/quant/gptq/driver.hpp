@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+// The GPTQ-style blockwise driver with an explicit inverse Hessian, so any block order works (ALGORITHMS.md §3).
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ternq/core/adapt.hpp"
+#include "ternq/core/checks.hpp"
+#include "ternq/core/error.hpp"
+#include "ternq/core/parallel.hpp"
+#include "ternq/core/progress.hpp"
+#include "ternq/core/ternary_matrix.hpp"
+#include "ternq/core/view.hpp"
+#include "ternq/quant/gptq/options.hpp"
+#include "ternq/quant/gptq/order.hpp"
+#include "ternq/quant/gptq/report.hpp"
+#include "ternq/quant/gptq/steps.hpp"
+#include "ternq/quant/groupwise.hpp"
+#include "ternq/quant/quantize.hpp"
+
+namespace ternq {
+
+namespace detail {
+
+/// Wall-clock seconds since `start`, added to `*total`.
+class step_timer {
+ public:
+  explicit step_timer(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  step_timer(const step_timer&) = delete;
+  step_timer& operator=(const step_timer&) = delete;
+  ~step_timer() { total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+/// The damping of the next retry: ten times the last, at least 1e-4.
+inline double next_damping(double lambda) noexcept { return std::max(10.0 * lambda, 1e-4); }
+
+/// One pass of the driver at damping `lambda` (ALGORITHMS.md §3). Returns
+/// the stage whose factorization failed, or nullopt on success (`q` and
+/// `report` then hold the result).
+template <class Steps, class T, class G>
+std::optional<std::string> gptq_pass(Steps& steps, const matrix_view<const T>& w, const matrix_view<const G>& gram,
+                                     const gptq& options, double lambda, ternary_matrix& q, gptq_report& report) {
+  const group_layout& layout = q.layout();
+  const std::size_t m = w.cols();
+  const bool use_ssr = std::holds_alternative<ssr>(options.order);
+  std::vector<std::size_t> order;
+  {
+    step_timer t(report.seconds.setup);
+    order = initial_column_order(options.order, gram);
+    steps.load_weights(w, order);
+    const auto info = steps.load_inverse(gram, std::span<const std::size_t>(order), lambda);
+    if (!info) return std::string("hessian");
+    report.dead_columns = info->dead_columns;
+  }
+  std::vector<std::size_t> position(m);  // position[original column] = working position
+  for (std::size_t p = 0; p < m; ++p) position[order[p]] = p;
+  report.blocks.clear();
+  double running = 0.0;
+  for (std::size_t b = 0; b < layout.count(); ++b) {
+    const std::size_t first = layout.begin(b);
+    const std::size_t size = layout.size(b);
+    if (use_ssr) {
+      step_timer t(report.seconds.order);
+      const std::vector<double> scores = steps.ssr_scores(first);
+      const auto chosen = ssr_select(scores, std::span<const std::size_t>(order).subspan(first), size);
+      std::vector<std::size_t> columns(chosen.size());
+      for (std::size_t k = 0; k < chosen.size(); ++k) columns[k] = order[first + chosen[k]];
+      for (std::size_t k = 0; k < columns.size(); ++k) {  // move the chosen columns to the front, best first
+        const std::size_t to = first + k;
+        const std::size_t from = position[columns[k]];
+        steps.swap_columns(first, to, from);
+        std::swap(order[to], order[from]);
+        position[order[to]] = to;
+        position[order[from]] = from;
+      }
+    }
+    {
+      step_timer t(report.seconds.factor);
+      if (!steps.factor_block(first, size)) return "block " + std::to_string(b);
+    }
+    gptq_block_report block;
+    {
+      step_timer t(report.seconds.quantize);
+      block = steps.quantize_block(b, first, size, options, gram,
+                                   std::span<const std::size_t>(order).subspan(first, size), w, q);
+    }
+    {
+      step_timer t(report.seconds.update);
+      steps.update_remaining(first, size);
+    }
+    {
+      step_timer t(report.seconds.downdate);
+      steps.downdate_inverse(first, size);
+    }
+    running += block.output_error;
+    report.blocks.push_back(block);
+    report_progress(options.progress, {"gptq.block", b + 1, layout.count(), running});
+  }
+  q.set_permutation(std::move(order));
+  return std::nullopt;
+}
+
+}  // namespace detail
+
+/// GPTQ-style blockwise quantization (ALGORITHMS.md §3) with the steps of
+/// `Steps` (the CPU implementation by default): returns the ternary matrix,
+/// whose permutation records the block order, and the report.
+///
+/// Validation: non-empty finite weights, an `m x m` finite Gram matrix, a
+/// finite damping `>= 0`, a non-zero group size. When a Cholesky
+/// factorization fails (the damped Hessian or a block's `P`), the whole
+/// pass restarts with ten times the damping, up to `damping_retries` times,
+/// each recorded in `report.retries`; `errc::numerical` only when the last
+/// retry fails too.
+template <class Steps, class T, class G>
+gptq_result gptq_quantize_with(Steps& steps, const matrix_view<const T>& w, const matrix_view<const G>& gram,
+                               const gptq& options) {
+  constexpr const char* context = "quantize(gptq)";
+  require_weights(w, context);
+  require_gram_for(gram, w.cols(), context);
+  if (!std::isfinite(options.damping) || options.damping < 0.0) {
+    fail(errc::invalid_argument, context, ": damping must be finite and >= 0 (got ", options.damping, ")");
+  }
+  if (const auto* t = std::get_if<twn>(&options.grid)) {
+    if (!std::isfinite(t->threshold_ratio) || t->threshold_ratio < 0.0) {
+      fail(errc::invalid_argument, context, ": twn threshold_ratio must be finite and >= 0 (got ", t->threshold_ratio,
+           ")");
+    }
+  }
+  gptq_result out{ternary_matrix(w.rows(), w.cols(), gptq_group_size(options), gptq_asymmetric(options)), {}};
+  gptq_report& report = out.report;
+  report.damping_requested = options.damping;
+  double lambda = options.damping;
+  for (unsigned attempt = 0;; ++attempt) {
+    const std::optional<std::string> failed = detail::gptq_pass(steps, w, gram, options, lambda, out.matrix, report);
+    if (!failed) break;
+    report.retries.push_back({lambda, *failed});
+    if (attempt == options.damping_retries) {
+      fail(errc::numerical, context, ": Cholesky factorization of the ", *failed, " failed at damping ", lambda,
+           " after ", attempt, " retries from damping ", options.damping);
+    }
+    lambda = detail::next_damping(lambda);
+  }
+  report.damping_used = lambda;
+  return out;
+}
+
+/// `gptq_quantize_with` on the CPU steps, with `exec`'s threads.
+template <class T, class G>
+gptq_result gptq_quantize(const cpu_exec& exec, const matrix_view<const T>& w, const matrix_view<const G>& gram,
+                          const gptq& options) {
+  cpu_gptq_steps<T> steps(exec.thread_count());
+  return gptq_quantize_with(steps, w, gram, options);
+}
+
+/// `gptq_quantize` for any adaptable weights and Gram matrix (Eigen, xtensor, views).
+template <class W, class G>
+requires(!a_matrix_view<W> || !a_matrix_view<G>) gptq_result
+    gptq_quantize(const cpu_exec& exec, const W& w, const G& gram, const gptq& options) {
+  return gptq_quantize(exec, as_const_view(w), as_const_view(gram), options);
+}
+
+/// `quantize` entry for the GPTQ driver (see ternq/quant/quantize.hpp).
+template <class T, class G>
+ternary_matrix quantize_view(const cpu_exec& exec, const matrix_view<const T>& w, const gptq& options,
+                             const matrix_view<const G>& gram) {
+  return gptq_quantize(exec, w, gram, options).matrix;
+}
+
+}  // namespace ternq

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT
+// Options of the GPTQ-style blockwise driver: the grid of each block, the block order, damping (ALGORITHMS.md §3).
+#pragma once
+
+#include <cstdint>
+#include <variant>
+
+#include "ternq/core/grouping.hpp"
+#include "ternq/core/progress.hpp"
+#include "ternq/quant/absmean.hpp"
+#include "ternq/quant/itf.hpp"
+#include "ternq/quant/itf_aga.hpp"
+#include "ternq/quant/optimal_symmetric.hpp"
+#include "ternq/quant/twn.hpp"
+
+namespace ternq {
+
+/// Blocks in column order: `[0, g)`, `[g, 2g)`, ... (classic GPTQ).
+struct sequential {};
+
+/// GPTQ's act-order: columns ranked once by decreasing `diag(H)` (ties: lower
+/// column first), blocks taken in that order.
+struct act_order {};
+
+/// A random column order (the "random reorder" ablation), a pure function of `seed`.
+struct random_order {
+  std::uint64_t seed = 0;
+};
+
+/// Structural Similarity-based Reordering (PT²-LLM): each block is the `g`
+/// remaining columns most cosine-similar to the mean remaining column of the
+/// compensated weights (ALGORITHMS.md §3).
+struct ssr {};
+
+/// Which block the driver quantizes next.
+using block_order = std::variant<sequential, act_order, random_order, ssr>;
+
+/// The grid fitted to each block (one group per row): the group size of the
+/// grid method is the block size of the driver. Symmetric grids give a
+/// symmetric result, `itf`/`itf_aga` an asymmetric one.
+using gptq_grid = std::variant<absmean, twn, optimal_symmetric, itf, itf_aga>;
+
+/// The metric AGA aligns the grid to inside the driver.
+enum class aga_metric {
+  compensated,  ///< `P^{-1}`: the output error left after later columns compensate (ALGORITHMS.md §3)
+  gram_block,   ///< the plain Gram block `C[B, B]`, as standalone AGA
+};
+
+/// GPTQ-style blockwise error compensation with a pluggable grid and block
+/// order (ALGORITHMS.md §3), e.g.
+/// `ternq::gptq{.grid = ternq::itf_aga{.group_size = 128}, .order = ternq::ssr{}}`.
+/// Needs calibration statistics: `quantize(w, gptq{...}, gram)`.
+struct gptq {
+  gptq_grid grid = itf_aga{};
+  block_order order = sequential{};
+  /// `lambda` of `H = C + lambda mean(diag C) I`, finite and >= 0.
+  double damping = 0.01;
+  /// Which `C` AGA uses when `grid` is `itf_aga`.
+  aga_metric metric = aga_metric::compensated;
+  /// Factorization failures retried, each with ten times the damping
+  /// (at least 1e-4); every retry is recorded in the report.
+  unsigned damping_retries = 3;
+  /// Called after each block (stage `"gptq.block"`, error: the damped output
+  /// error so far); returning false cancels with `errc::cancelled`.
+  progress_callback progress{};
+};
+
+/// The block size of a driver configuration: the grid's group size.
+inline group_size_option gptq_group_size(const gptq& options) {
+  return std::visit([](const auto& g) { return g.group_size; }, options.grid);
+}
+
+/// True when the grid is asymmetric (`itf`, `itf_aga`).
+inline bool gptq_asymmetric(const gptq& options) {
+  return std::holds_alternative<itf>(options.grid) || std::holds_alternative<itf_aga>(options.grid);
+}
+
+}  // namespace ternq

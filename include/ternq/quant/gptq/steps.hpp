@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: MIT
+// The hot steps of the GPTQ driver on the CPU: the seam a CUDA implementation replaces (ALGORITHMS.md §3).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+
+#include "ternq/core/parallel.hpp"
+#include "ternq/core/ternary_matrix.hpp"
+#include "ternq/core/view.hpp"
+#include "ternq/linalg/damping.hpp"
+#include "ternq/linalg/eigen_bridge.hpp"
+#include "ternq/linalg/spd_inverse.hpp"
+#include "ternq/linalg/tasks.hpp"
+#include "ternq/linalg/tiled_products.hpp"
+#include "ternq/quant/aga.hpp"
+#include "ternq/quant/atq.hpp"
+#include "ternq/quant/detail/atq_rows.hpp"
+#include "ternq/quant/gptq/options.hpp"
+#include "ternq/quant/gptq/report.hpp"
+
+namespace ternq {
+
+/// The CPU implementation of the driver's steps. It owns the working state
+/// — the weights `W` (column-major, leading dimension padded to 16 so every
+/// column has the same alignment), the lower triangle of the inverse
+/// Hessian of the remaining columns, and `O(n g)` block scratch — in
+/// *working positions*: the driver moves each chosen block to the front of
+/// the remaining positions (`swap_columns`), so the remaining columns are
+/// always the trailing positions `[first, m)` and every product below
+/// works on contiguous blocks.
+///
+/// The driver (`driver.hpp`) calls only these members, in this order per
+/// block: [`ssr_scores`, `swap_columns`], `factor_block`, `quantize_block`,
+/// `update_remaining`, `downdate_inverse`. A CUDA implementation provides
+/// a class with the same members over device memory; the driver's logic
+/// (orders, retries, report, progress) does not change.
+///
+/// Every parallel step splits its work into pieces of a fixed shape (row
+/// chunks, product tiles, panels) independent of the thread count, so the
+/// result is bit-identical for any number of threads.
+///
+/// `T` is the working precision of `W` (the input's scalar type: float
+/// weights are compensated in float, as in GPTQ, so the `n m^2` update runs
+/// at SGEMM speed); the inverse Hessian is kept in double (see
+/// docs/algorithms/gptq.md).
+template <class T>
+class cpu_gptq_steps {
+ public:
+  using weights_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+  using row_block = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+  explicit cpu_gptq_steps(unsigned threads) : threads_(std::max(1U, threads)) {}
+
+  /// Copies `w` into the working weights, column `order[p]` at position `p`.
+  void load_weights(const matrix_view<const T>& w, std::span<const std::size_t> order) {
+    rows_ = w.rows();
+    const auto n = static_cast<Eigen::Index>(rows_);
+    const Eigen::Index ld = (n + 15) / 16 * 16;
+    w_.resize(ld, static_cast<Eigen::Index>(order.size()));
+    if (ld > n) w_.bottomRows(ld - n).setZero();
+    const auto src = linalg::map(w);
+    parallel_for(order.size(), threads_, [&](std::size_t p0, std::size_t p1) {
+      for (std::size_t p = p0; p < p1; ++p) {
+        w_.col(static_cast<Eigen::Index>(p)).head(n) = src.col(static_cast<Eigen::Index>(order[p]));
+      }
+    });
+  }
+
+  /// Builds the damped Hessian in the order `order` (ALGORITHMS.md §3),
+  /// zeroes the weights of dead columns, and inverts it. Returns nullopt when
+  /// the Cholesky factorization fails.
+  template <class G>
+  std::optional<linalg::damped_hessian_info> load_inverse(const matrix_view<const G>& gram,
+                                                          std::span<const std::size_t> order, double lambda) {
+    std::vector<char> dead;
+    const linalg::damped_hessian_info info = linalg::build_damped_hessian(gram, order, lambda, hinv_, dead);
+    for (std::size_t p = 0; p < dead.size(); ++p) {
+      if (dead[p]) w_.col(static_cast<Eigen::Index>(p)).setZero();
+    }
+    if (!linalg::invert_spd_lower(hinv_, threads_)) return std::nullopt;
+    return info;
+  }
+
+  /// SSR scoring (ALGORITHMS.md §3): with `wbar` the mean of the remaining
+  /// columns `[first, m)` of the compensated weights, the cosine similarity
+  /// of each remaining column with `wbar` (0 for a zero column or a zero
+  /// `wbar`). `wbar` is summed column after column (vectorized along the
+  /// rows) in fixed row bands; each column's dot product and norm are Eigen
+  /// reductions over a column of fixed alignment.
+  [[nodiscard]] std::vector<double> ssr_scores(std::size_t first) const {
+    const auto n = static_cast<Eigen::Index>(rows_);
+    const auto f = static_cast<Eigen::Index>(first);
+    const Eigen::Index r = w_.cols() - f;
+    Eigen::VectorXd wbar(n);
+    const auto bands = static_cast<std::size_t>((n + linalg::product_tile - 1) / linalg::product_tile);
+    linalg::parallel_tasks(bands, threads_, [&](std::size_t b) {
+      const Eigen::Index r0 = static_cast<Eigen::Index>(b) * linalg::product_tile;
+      const Eigen::Index h = std::min(linalg::product_tile, n - r0);
+      auto band = wbar.segment(r0, h);
+      band.setZero();
+      for (Eigen::Index j = f; j < w_.cols(); ++j) band += w_.col(j).segment(r0, h).template cast<double>();
+      band /= static_cast<double>(r);
+    });
+    const double wbar_norm = wbar.norm();
+    std::vector<double> scores(static_cast<std::size_t>(r), 0.0);
+    parallel_for(scores.size(), threads_, [&](std::size_t c0, std::size_t c1) {
+      for (std::size_t c = c0; c < c1; ++c) {
+        const auto col = w_.col(f + static_cast<Eigen::Index>(c)).head(n).template cast<double>();
+        const double norm = col.norm();
+        if (norm > 0.0 && wbar_norm > 0.0) scores[c] = col.dot(wbar) / (norm * wbar_norm);
+      }
+    });
+    return scores;
+  }
+
+  /// Exchanges working positions `a` and `b` (both `>= first`): the weight
+  /// columns and the rows and columns of the remaining inverse Hessian.
+  void swap_columns(std::size_t first, std::size_t a, std::size_t b) {
+    if (a == b) return;
+    w_.col(static_cast<Eigen::Index>(a)).swap(w_.col(static_cast<Eigen::Index>(b)));
+    linalg::swap_symmetric_lower(hinv_, static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(a),
+                                 static_cast<Eigen::Index>(b));
+  }
+
+  /// `P = Hinv[B, B]` for the block `B = [first, first + size)` and its upper
+  /// Cholesky factor `U` (`P = U^T U`). Returns false when `P` is not
+  /// numerically positive definite.
+  bool factor_block(std::size_t first, std::size_t size) {
+    const auto f = static_cast<Eigen::Index>(first);
+    const auto s = static_cast<Eigen::Index>(size);
+    const Eigen::MatrixXd p = hinv_.block(f, f, s, s).selfadjointView<Eigen::Lower>();
+    const Eigen::LLT<Eigen::MatrixXd> llt(p);
+    if (llt.info() != Eigen::Success) return false;
+    u_ = llt.matrixU();
+    if (!u_.diagonal().allFinite() || (u_.diagonal().array() <= 0.0).any()) return false;
+    u_t_ = u_.template cast<T>();
+    return true;
+  }
+
+  /// The block's grid and codes (ALGORITHMS.md §3, per block): the grid of
+  /// every row from the block's current (compensated) weights — ITF, then
+  /// AGA against `P^{-1}` or `C[B, B]` for `itf_aga` — then the GPTQ inner
+  /// loop: for each column `j` of the block in order, the nearest level `q`
+  /// of the stored (float) grid, `e = (w_j - q) / U_jj`, and the later
+  /// columns of the block absorb `e U[j, j']`. Writes codes and grids of
+  /// group `group` into `q`, keeps `Err = D U^{-1}` for the update, and
+  /// returns the block's `E_w` (against `original`, columns `columns`) and
+  /// damped output error `||Err||^2`.
+  template <class G>
+  gptq_block_report quantize_block(std::size_t group, std::size_t first, std::size_t size, const gptq& options,
+                                   const matrix_view<const G>& gram, std::span<const std::size_t> columns,
+                                   const matrix_view<const T>& original, ternary_matrix& q) {
+    const auto s = static_cast<Eigen::Index>(size);
+    const bool aga = std::holds_alternative<itf_aga>(options.grid);
+    const bool asymmetric = q.has_offsets();
+    Eigen::MatrixXd metric;
+    if (aga && options.metric == aga_metric::compensated) {
+      Eigen::MatrixXd uinv = Eigen::MatrixXd::Identity(s, s);
+      u_.triangularView<Eigen::Upper>().solveInPlace(uinv);
+      metric = uinv * uinv.transpose();  // P^{-1} = U^{-1} U^{-T}
+      metric = (0.5 * (metric + metric.transpose())).eval();
+    } else if (aga) {
+      metric.resize(s, s);
+      for (Eigen::Index a = 0; a < s; ++a) {
+        for (Eigen::Index b = 0; b < s; ++b) {
+          metric(a, b) =
+              static_cast<double>(gram(columns[static_cast<std::size_t>(a)], columns[static_cast<std::size_t>(b)]));
+        }
+      }
+    }
+    err_.resize(static_cast<Eigen::Index>(rows_), s);
+    const std::size_t chunks = (rows_ + detail::atq_row_chunk - 1) / detail::atq_row_chunk;
+    std::vector<gptq_block_report> parts(chunks);
+    detail::for_each_row_chunk(rows_, threads_, [&](std::size_t c, std::size_t r0, std::size_t r1) {
+      gptq_block_report& part = parts[c];
+      const auto rc = static_cast<Eigen::Index>(r1 - r0);
+      row_block wb = w_.block(static_cast<Eigen::Index>(r0), static_cast<Eigen::Index>(first), rc, s);
+      std::vector<std::int8_t> codes(static_cast<std::size_t>(rc) * size);
+      std::vector<atq_grid> grids(static_cast<std::size_t>(rc));
+      fit_grids(options.grid, wb, codes, grids, part.grid);
+      if (aga) {
+        Eigen::MatrixXd td(rc, s);
+        for (Eigen::Index r = 0; r < rc; ++r) {
+          for (Eigen::Index j = 0; j < s; ++j) td(r, j) = codes[static_cast<std::size_t>(r * s + j)];
+        }
+        std::vector<aga_outcome> outcome(grids.size());
+        for (std::size_t r = 0; r < grids.size(); ++r) outcome[r].grid = grids[r];
+        const Eigen::MatrixXd wd = wb.template cast<double>();
+        part.grid.aga_fallbacks += aga_align_rows(wd, td, metric, std::span<aga_outcome>(outcome));
+        for (std::size_t r = 0; r < grids.size(); ++r) grids[r] = outcome[r].grid;  // codes are re-rounded below
+      }
+      for (Eigen::Index r = 0; r < rc; ++r) {
+        const std::size_t i = r0 + static_cast<std::size_t>(r);
+        const float alpha_f = static_cast<float>(grids[static_cast<std::size_t>(r)].alpha);
+        const float mu_f = asymmetric ? static_cast<float>(grids[static_cast<std::size_t>(r)].mu) : 0.0F;
+        q.scale(i, group) = alpha_f;
+        if (asymmetric) q.offset(i, group) = mu_f;
+        const auto out = q.row_codes(i).subspan(first, size);
+        quantize_row(&wb(r, 0), &err_(static_cast<Eigen::Index>(i), 0), out, alpha_f, mu_f, original, i, columns, part);
+      }
+    });
+    gptq_block_report block;
+    block.first = first;
+    block.size = size;
+    for (const auto& p : parts) {
+      block.weight_error += p.weight_error;
+      block.output_error += p.output_error;
+      block.grid.merge(p.grid);
+    }
+    return block;
+  }
+
+  /// The rank-`g` update of the remaining weights,
+  /// `W[:, F] -= D P^{-1} Hinv[B, F]`, computed as `Err K^T` with
+  /// `Err = D U^{-1}` (kept by `quantize_block`) and `K = Hinv[F, B] U^{-1}`:
+  /// the same product (`P^{-1} = U^{-1} U^{-T}`) with one triangular solve
+  /// instead of two. One GEMM per fixed band of rows.
+  void update_remaining(std::size_t first, std::size_t size) {
+    const auto f = static_cast<Eigen::Index>(first + size);
+    const Eigen::Index p = w_.cols() - f;
+    if (p == 0) return;
+    const auto s = static_cast<Eigen::Index>(size);
+    k_ = hinv_.block(f, static_cast<Eigen::Index>(first), p, s);
+    const auto bands = static_cast<std::size_t>((p + linalg::product_tile - 1) / linalg::product_tile);
+    linalg::parallel_tasks(bands, threads_, [&](std::size_t b) {
+      const Eigen::Index r0 = static_cast<Eigen::Index>(b) * linalg::product_tile;
+      auto band = k_.middleRows(r0, std::min(linalg::product_tile, p - r0));
+      u_.triangularView<Eigen::Upper>().template solveInPlace<Eigen::OnTheRight>(band);  // K U = Hinv[F, B]
+    });
+    kt_ = k_.transpose().template cast<T>();
+    auto target = w_.block(0, f, static_cast<Eigen::Index>(rows_), p);
+    linalg::subtract_product_by_row_tiles(target, err_, kt_, threads_);
+  }
+
+  /// The inverse downdate `Hinv[F, F] -= Hinv[F, B] P^{-1} Hinv[B, F] = K K^T`
+  /// (lower triangle, fixed tiles); must follow `update_remaining`, which computes `K`.
+  void downdate_inverse(std::size_t first, std::size_t size) {
+    const auto f = static_cast<Eigen::Index>(first + size);
+    if (f >= hinv_.rows()) return;
+    linalg::lower_downdate_by_tiles(hinv_, f, k_, threads_);
+  }
+
+  [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
+  [[nodiscard]] unsigned threads() const noexcept { return threads_; }
+
+ private:
+  using err_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+  /// The grid of every row of `wb` (one group per row) by the block's grid method.
+  void fit_grids(const gptq_grid& grid, row_block& wb, std::vector<std::int8_t>& codes, std::vector<atq_grid>& grids,
+                 atq_stats& stats) const {
+    const auto size = static_cast<std::size_t>(wb.cols());
+    std::visit(
+        [&](const auto& method) {
+          using method_type = std::decay_t<decltype(method)>;
+          [[maybe_unused]] optimal_symmetric_workspace<T> ws;
+          for (Eigen::Index r = 0; r < wb.rows(); ++r) {
+            const std::span<const T> row(&wb(r, 0), size);
+            const std::span<std::int8_t> cs(codes.data() + static_cast<std::size_t>(r) * size, size);
+            atq_grid& g = grids[static_cast<std::size_t>(r)];
+            if constexpr (std::is_same_v<method_type, absmean>) {
+              g = {absmean_fit_group(row, cs), 0.0};
+            } else if constexpr (std::is_same_v<method_type, twn>) {
+              g = {twn_fit_group(row, cs, method.threshold_ratio), 0.0};
+            } else if constexpr (std::is_same_v<method_type, optimal_symmetric>) {
+              g = {optimal_symmetric_fit_group(row, cs, ws), 0.0};
+            } else {
+              const itf_group_result fit = itf_fit_group(row, cs, method.max_iters);
+              g = fit.grid;
+              stats.add(fit.stats);
+            }
+          }
+        },
+        grid);
+  }
+
+  /// The GPTQ inner loop on one row of the block (the row's working copy
+  /// `work`, modified in place). Rows are independent.
+  void quantize_row(T* work, T* err, std::span<std::int8_t> out, float alpha_f, float mu_f,
+                    const matrix_view<const T>& original, std::size_t i, std::span<const std::size_t> columns,
+                    gptq_block_report& part) const {
+    const std::size_t size = out.size();
+    const T alpha = static_cast<T>(alpha_f);
+    const T mu = static_cast<T>(mu_f);
+    for (std::size_t j = 0; j < size; ++j) {
+      const T x = work[j];
+      const std::int8_t c = nearest_level_code(x, alpha, mu);
+      const T value = alpha * static_cast<T>(c) + mu;
+      const T e = (x - value) / u_t_(static_cast<Eigen::Index>(j), static_cast<Eigen::Index>(j));
+      err[j] = e;
+      const T* u = &u_t_(static_cast<Eigen::Index>(j), 0);
+      for (std::size_t k = j + 1; k < size; ++k) work[k] -= e * u[k];
+      out[j] = c;
+      part.output_error += static_cast<double>(e) * static_cast<double>(e);
+      const float stored = alpha_f * static_cast<float>(c) + mu_f;
+      const double d = static_cast<double>(original(i, columns[j])) - static_cast<double>(stored);
+      part.weight_error += d * d;
+    }
+  }
+
+  unsigned threads_ = 1;
+  std::size_t rows_ = 0;
+  weights_matrix w_;      // working weights, column-major, padded leading dimension
+  Eigen::MatrixXd hinv_;  // lower triangle: inverse Hessian of the remaining positions
+  Eigen::MatrixXd u_;     // upper Cholesky factor of the current block's P
+  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> u_t_;  // u_ in working precision
+  err_matrix err_;                                                         // Err = D U^{-1}, n x g
+  Eigen::MatrixXd k_;                                                      // K = Hinv[F, B] U^{-1}, |F| x g
+  weights_matrix kt_;                                                      // K^T in working precision
+};
+
+}  // namespace ternq

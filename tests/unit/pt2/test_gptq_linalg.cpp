@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+// The driver's dense algebra: SPD inverse, symmetric swaps, tiled products, damped Hessian, block orders.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <array>
+#include <limits>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include "llm_like.hpp"
+#include "ternq/ternq.hpp"
+
+namespace {
+
+Eigen::MatrixXd spd(Eigen::Index m, std::uint64_t seed) {
+  const Eigen::MatrixXd x =
+      ternq::testing::gaussian_matrix(static_cast<std::size_t>(m), static_cast<std::size_t>(m) + 7, seed)
+          .cast<double>();
+  Eigen::MatrixXd h = x * x.transpose();
+  h.diagonal().array() += 0.5;
+  return h;
+}
+
+}  // namespace
+
+TEST_CASE("invert_spd_lower: the lower triangle of the inverse, for sizes around the panel width") {
+  for (Eigen::Index m : {1, 2, 17, 255, 256, 257, 520}) {
+    const Eigen::MatrixXd h = spd(m, static_cast<std::uint64_t>(m));
+    Eigen::MatrixXd a = h;
+    a.triangularView<Eigen::StrictlyUpper>().setConstant(std::numeric_limits<double>::quiet_NaN());  // never read
+    REQUIRE(ternq::linalg::invert_spd_lower(a, 2));
+    const Eigen::MatrixXd expected = h.llt().solve(Eigen::MatrixXd::Identity(m, m));
+    const Eigen::MatrixXd got = a.selfadjointView<Eigen::Lower>();
+    CHECK((got - expected).norm() <= 1e-10 * expected.norm());
+  }
+  for (unsigned threads : {2U, 3U}) {
+    const Eigen::MatrixXd h = spd(700, 3);
+    Eigen::MatrixXd one = h, other = h;
+    ternq::linalg::invert_spd_lower(one, 1);
+    ternq::linalg::invert_spd_lower(other, threads);
+    CHECK(Eigen::MatrixXd(one.triangularView<Eigen::Lower>()) == Eigen::MatrixXd(other.triangularView<Eigen::Lower>()));
+  }
+  Eigen::MatrixXd indefinite(2, 2);
+  indefinite << 1, 3, 3, 1;
+  CHECK_FALSE(ternq::linalg::invert_spd_lower(indefinite, 1));
+}
+
+TEST_CASE("swap_symmetric_lower is the symmetric transposition on the trailing block") {
+  const Eigen::MatrixXd h = spd(40, 7);
+  for (auto [first, q, p] :
+       std::vector<std::array<Eigen::Index, 3>>{{0, 0, 39}, {5, 7, 20}, {5, 20, 7}, {10, 10, 11}, {3, 30, 30}}) {
+    Eigen::MatrixXd a = h;
+    ternq::linalg::swap_symmetric_lower(a, first, q, p);
+    Eigen::MatrixXd expected = h;
+    expected.row(q).swap(expected.row(p));
+    expected.col(q).swap(expected.col(p));
+    const Eigen::Index r = 40 - first;
+    const Eigen::MatrixXd got = a.bottomRightCorner(r, r).selfadjointView<Eigen::Lower>();
+    CHECK(got == expected.bottomRightCorner(r, r));
+  }
+}
+
+TEST_CASE("tiled products equal the plain products and do not depend on the thread count") {
+  const Eigen::MatrixXf t0 = ternq::testing::gaussian_matrix(600, 333, 1);
+  const Eigen::MatrixXf lhs = ternq::testing::gaussian_matrix(600, 64, 2);
+  const Eigen::MatrixXf rhs = ternq::testing::gaussian_matrix(64, 333, 3);
+  Eigen::MatrixXf one = t0;
+  ternq::linalg::subtract_product_by_row_tiles(one, lhs, rhs, 1);
+  const Eigen::MatrixXf plain = t0 - lhs * rhs;
+  CHECK((one - plain).norm() <= 1e-5F * plain.norm());
+  for (unsigned threads : {2U, 3U}) {
+    Eigen::MatrixXf other = t0;
+    ternq::linalg::subtract_product_by_row_tiles(other, lhs, rhs, threads);
+    CHECK(other == one);
+  }
+  const Eigen::MatrixXd h = spd(700, 4);
+  const Eigen::MatrixXd k = ternq::testing::gaussian_matrix(600, 32, 5).cast<double>();
+  Eigen::MatrixXd a = h;
+  ternq::linalg::lower_downdate_by_tiles(a, 100, k, 1);
+  const Eigen::MatrixXd expected = h.bottomRightCorner(600, 600) - k * k.transpose();
+  const Eigen::MatrixXd got = a.bottomRightCorner(600, 600).selfadjointView<Eigen::Lower>();
+  CHECK((got - expected).norm() <= 1e-12 * expected.norm());
+  CHECK(a.topLeftCorner(100, 700) == h.topLeftCorner(100, 700));  // rows above the trailing block untouched
+  for (unsigned threads : {2U, 3U}) {
+    Eigen::MatrixXd other = h;
+    ternq::linalg::lower_downdate_by_tiles(other, 100, k, threads);
+    CHECK(Eigen::MatrixXd(other.triangularView<Eigen::Lower>()) == Eigen::MatrixXd(a.triangularView<Eigen::Lower>()));
+  }
+}
+
+TEST_CASE("build_damped_hessian: permuted, damped by the mean diagonal, dead columns decoupled") {
+  Eigen::MatrixXd c = spd(6, 9);
+  c.row(2).setZero();
+  c.col(2).setZero();
+  const std::vector<std::size_t> order = {4, 2, 0, 5, 1, 3};
+  Eigen::MatrixXd h;
+  std::vector<char> dead;
+  const auto info = ternq::linalg::build_damped_hessian(ternq::linalg::view_of(std::as_const(c)), order, 0.1, h, dead);
+  const double mean = c.diagonal().mean();
+  CHECK(info.mean_diagonal == doctest::Approx(mean));
+  CHECK(info.dead_columns == 1);
+  CHECK(dead == std::vector<char>{0, 1, 0, 0, 0, 0});
+  for (Eigen::Index p = 0; p < 6; ++p) {
+    for (Eigen::Index q = 0; q <= p; ++q) {
+      const auto op = static_cast<Eigen::Index>(order[static_cast<std::size_t>(p)]);
+      const auto oq = static_cast<Eigen::Index>(order[static_cast<std::size_t>(q)]);
+      double expected = c(op, oq);
+      if (p == q) expected = op == 2 ? 1.0 : expected + 0.1 * mean;
+      CHECK(h(p, q) == doctest::Approx(expected));
+    }
+  }
+}
+
+TEST_CASE("block orders: act-order by decreasing diag(H), random is a seeded permutation") {
+  Eigen::MatrixXd c = Eigen::MatrixXd::Zero(5, 5);
+  c.diagonal() << 2.0, 0.0, 5.0, 2.0, 0.5;  // column 1 is dead: counts as 1
+  const auto v = ternq::linalg::view_of(std::as_const(c));
+  CHECK(ternq::initial_column_order(ternq::act_order{}, v) == std::vector<std::size_t>{2, 0, 3, 1, 4});
+  CHECK(ternq::initial_column_order(ternq::sequential{}, v) == std::vector<std::size_t>{0, 1, 2, 3, 4});
+  CHECK(ternq::initial_column_order(ternq::ssr{}, v) == std::vector<std::size_t>{0, 1, 2, 3, 4});
+  const Eigen::MatrixXd big = Eigen::MatrixXd::Identity(50, 50);
+  const auto r1 = ternq::initial_column_order(ternq::random_order{7}, ternq::linalg::view_of(big));
+  const auto r2 = ternq::initial_column_order(ternq::random_order{7}, ternq::linalg::view_of(big));
+  const auto r3 = ternq::initial_column_order(ternq::random_order{8}, ternq::linalg::view_of(big));
+  CHECK(r1 == r2);
+  CHECK(r1 != r3);
+  CHECK_NOTHROW(ternq::require_permutation(r1, 50, "test"));
+}
