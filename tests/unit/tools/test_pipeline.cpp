@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+// The whole-model path: sequential calibration, GGUF output read back, fake-quantized checkpoints, quality ordering.
+#include <doctest/doctest.h>
+
+#include <map>
+
+#include <ternq/io/gguf_reader.hpp>
+#include <ternq/io/llama2c_tokenizer.hpp>
+
+#include "cli/methods.hpp"
+#include "cli/text_slice.hpp"
+#include "llama/forward.hpp"
+#include "llama/gguf_io.hpp"
+#include "llama/load.hpp"
+#include "llama/save.hpp"
+#include "llama/sequential.hpp"
+#include "tools_test_support.hpp"
+
+namespace {
+
+using namespace ternq;
+using tools_test::have_shared;
+using tools_test::shared_dir;
+
+llama::layer_quantizer quantizer_for(const std::string& method, group_size_option g) {
+  const auto choice = cli::parse_method(method, g, 0);
+  return [choice](const llama::matrix& w, const Eigen::MatrixXd& gram, std::size_t, llama::linear) {
+    return cli::run_method(cpu_exec{}, choice, w, gram);
+  };
+}
+
+/// Calibration and evaluation batches from disjoint slices of the TinyStories head.
+struct slices {
+  llama::batch calibration, evaluation;
+};
+slices tinystories(const io::llama2c_tokenizer& tok, std::size_t len) {
+  const auto path = shared_dir() / "text/tinystories_validation_head.txt";
+  const bool collapse = cli::needs_whitespace_collapse(tok);
+  return {cli::windows(cli::tokenize(tok, cli::read_text(path, 0), 16 * len, collapse), len, 16),
+          cli::windows(cli::tokenize(tok, cli::read_text(path, 400000), 16 * len, collapse), len, 16)};
+}
+
+}  // namespace
+
+TEST_CASE("sequential calibration: each layer's Gram matrix comes from the already-quantized layers before it") {
+  llama::model m = tools_test::random_model(21);
+  const llama::batch calib = tools_test::random_batch(3, 24, m.cfg.vocab_size, 5);
+  std::map<std::pair<std::size_t, llama::linear>, Eigen::MatrixXd> seen;
+  const auto quantize = quantizer_for("optimal", 16);
+  const auto results = llama::quantize_sequential(
+      m, calib, [&](const llama::matrix& w, const Eigen::MatrixXd& gram, std::size_t l, llama::linear which) {
+        seen[{l, which}] = gram;
+        return quantize(w, gram, l, which);
+      });
+  REQUIRE(results.size() == 14);
+  // Replay the finished (fully quantized) model: every layer must see exactly the inputs it was calibrated on.
+  std::size_t checked = 0;
+  (void)llama::final_hidden(m, calib, [&](std::size_t l, llama::activation_site site, const llama::matrix& x, auto&) {
+    const Eigen::MatrixXd replay = x.cast<double>().transpose() * x.cast<double>();
+    for (const auto which : llama::consumers(site)) {
+      CHECK((seen.at({l, which}) - replay).norm() <= 1e-9 * replay.norm());
+      ++checked;
+    }
+  });
+  CHECK(checked == 14);
+  // The weights left in the model are the dequantized ternary matrices.
+  for (const auto& r : results) {
+    const llama::matrix& w = m.layers[r.layer].weight(r.which);
+    for (Eigen::Index i = 0; i < w.rows(); ++i) {
+      for (Eigen::Index j = 0; j < w.cols(); ++j) {
+        CHECK(w(i, j) == r.quantized.value(static_cast<std::size_t>(i), static_cast<std::size_t>(j)));
+      }
+    }
+  }
+}
+
+TEST_CASE("stories260K: the GGUF has llama.cpp's structure and dequantizes to the fake-quantized model") {
+  if (!have_shared("models/stories260K.bin")) return;
+  const io::llama2c_tokenizer tok(shared_dir() / "models/tok512.bin");
+  for (const std::string method : {"absmean", "gptq_optimal"}) {
+    CAPTURE(method);
+    llama::model m = llama::load_llama2c(shared_dir() / "models/stories260K.bin");
+    const auto data = tinystories(tok, 128);
+    // Scales rounded to fp16 as ternq-quantize does for a ternary GGUF, so packed blocks decode exactly.
+    const auto base = quantizer_for(method, 64);
+    const auto results = llama::quantize_sequential(
+        m, data.calibration, [&](const llama::matrix& w, const Eigen::MatrixXd& c, std::size_t l, llama::linear which) {
+          ternary_matrix q = base(w, c, l, which);
+          for (float& s : q.scales()) s = fp16_bits_to_fp32(fp32_to_fp16_bits(s));
+          return q;
+        });
+    std::map<std::pair<std::size_t, llama::linear>, ternary_matrix> ternary;
+    for (const auto& r : results) ternary.emplace(std::pair{r.layer, r.which}, r.quantized);
+    tools_test::temp_dir dir("gguf-" + method);
+    const auto path = dir.path() / "model.gguf";
+    const auto stored = llama::save_gguf(m, ternary, {.format = pack::format::q2_0}, &tok, path, "test");
+
+    // Structure: exactly llama.cpp's tensors, in order, with their extents and valid offsets.
+    const io::gguf_reader r = io::gguf_reader::open(path);
+    io::llama_hparams hp;
+    hp.vocab_size = 512;
+    hp.embedding_length = 64;
+    hp.block_count = 5;
+    hp.feed_forward_length = 172;
+    hp.head_count = 8;
+    hp.head_count_kv = 4;
+    const auto expected = io::llama_tensors(hp, /*tied_output=*/true);
+    REQUIRE(r.tensors().size() == expected.size());
+    std::uint64_t offset = 0;
+    for (std::size_t k = 0; k < expected.size(); ++k) {
+      const auto& t = r.tensors()[k];
+      CHECK(t.name == expected[k].name);
+      CHECK(t.ne == expected[k].ne);
+      CHECK(t.offset == offset);
+      offset = (t.offset + t.size + r.alignment() - 1) / r.alignment() * r.alignment();
+      const bool linear = t.name.find("attn_") != std::string::npos && t.name.find("norm") == std::string::npos;
+      const bool ffn = t.name.find("ffn_") != std::string::npos && t.name.find("norm") == std::string::npos;
+      if ((linear || ffn) && t.ne[0] % 64 == 0) CHECK(t.type == pack::ggml_type::q2_0);
+      if (t.name.find("ffn_down") != std::string::npos) CHECK(t.type == pack::ggml_type::f16);  // 172 columns: fallback
+      if (t.name.find("norm") != std::string::npos || t.name == "token_embd.weight") {
+        CHECK(t.type == pack::ggml_type::f32);
+      }
+    }
+    CHECK(r.metadata().get<std::string>("general.architecture") == "llama");
+    CHECK(r.metadata().get<std::string>("tokenizer.ggml.model") == "llama");
+    CHECK(r.metadata().get<std::uint32_t>("llama.attention.head_count_kv") == 4);
+    std::size_t fallbacks = 0;
+    for (const auto& s : stored) fallbacks += s.reason.empty() ? 0 : 1;
+    CHECK(fallbacks == 5);  // one ffn_down per layer
+
+    // Content: the GGUF read back is the fake-quantized model, weight for weight.
+    const llama::model back = llama::load_gguf(path);
+    CHECK(back.embedding == m.embedding);
+    for (std::size_t l = 0; l < m.layers.size(); ++l) {
+      for (const auto which : llama::all_linears) CHECK(back.layers[l].weight(which) == m.layers[l].weight(which));
+    }
+    // And a llama2.c checkpoint of it loads back the same.
+    llama::save_llama2c(m, dir.path() / "fake.bin");
+    const llama::model fake = llama::load_llama2c(dir.path() / "fake.bin");
+    CHECK(fake.layers[2].w1 == m.layers[2].w1);
+    const auto nll_back = llama::next_token_nll(back, data.evaluation).mean();
+    const auto nll_fake = llama::next_token_nll(fake, data.evaluation).mean();
+    CHECK(nll_back == doctest::Approx(nll_fake).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("stories260K: GPTQ with ITF+AGA beats absmean in perplexity on a held-out slice") {
+  if (!have_shared("models/stories260K.bin")) return;
+  const io::llama2c_tokenizer tok(shared_dir() / "models/tok512.bin");
+  const auto data = tinystories(tok, 128);
+  const llama::model fp = llama::load_llama2c(shared_dir() / "models/stories260K.bin");
+  std::map<std::string, double> nll;
+  nll["fp"] = llama::next_token_nll(fp, data.evaluation).mean();
+  for (const std::string method : {"absmean", "gptq_itf_aga"}) {
+    llama::model m = fp;
+    (void)llama::quantize_sequential(m, data.calibration, quantizer_for(method, 64));
+    nll[method] = llama::next_token_nll(m, data.evaluation).mean();
+  }
+  MESSAGE("held-out NLL: fp " << nll["fp"] << ", absmean " << nll["absmean"] << ", gptq_itf_aga "
+                              << nll["gptq_itf_aga"]);
+  CHECK(nll["fp"] < nll["gptq_itf_aga"]);
+  CHECK(nll["gptq_itf_aga"] < nll["absmean"]);
+}

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+// Shared pieces of the tools tests: the shared models, small random models, temporary directories.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <unistd.h>
+
+#include <doctest/doctest.h>
+
+#include "llama/forward.hpp"
+#include "llama/model.hpp"
+#include "llm_like.hpp"
+
+namespace ternq::tools_test {
+
+inline std::filesystem::path shared_dir() { return TERNQ_SHARED_DIR; }
+
+/// True when ../shared holds the file; otherwise the calling test reports that it skips.
+inline bool have_shared(const std::string& relative) {
+  if (std::filesystem::exists(shared_dir() / relative)) return true;
+  MESSAGE("skipped: " << (shared_dir() / relative).string() << " is not available");
+  return false;
+}
+
+/// A fresh directory under the system temp directory, removed by the destructor.
+class temp_dir {
+ public:
+  explicit temp_dir(const std::string& name)
+      : path_(std::filesystem::temp_directory_path() / ("ternq-tools-" + name + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~temp_dir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// A small random Llama model (grouped-query attention, untied output).
+inline llama::model random_model(std::uint64_t seed, llama::rope_style rope = llama::rope_style::interleaved) {
+  llama::model m;
+  m.cfg = {.dim = 32, .hidden_dim = 48, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 40, .seq_len = 64};
+  m.cfg.rope = rope;
+  testing::rng r(seed);
+  const auto random = [&](std::size_t rows, std::size_t cols, double scale) {
+    llama::matrix x(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+    for (Eigen::Index k = 0; k < x.size(); ++k) x.data()[k] = static_cast<float>(scale * r.normal());
+    return x;
+  };
+  const auto norm = [&](std::size_t n) {
+    llama::vector v(static_cast<Eigen::Index>(n));
+    for (Eigen::Index k = 0; k < v.size(); ++k) v(k) = static_cast<float>(1.0 + 0.1 * r.normal());
+    return v;
+  };
+  const std::size_t d = m.cfg.dim, kv = m.cfg.kv_dim(), h = m.cfg.hidden_dim;
+  m.embedding = random(m.cfg.vocab_size, d, 1.0);
+  m.final_norm = norm(d);
+  m.classifier = random(m.cfg.vocab_size, d, 0.2);
+  for (std::size_t l = 0; l < m.cfg.n_layers; ++l) {
+    llama::layer w;
+    w.wq = random(d, d, 0.2);
+    w.wk = random(kv, d, 0.2);
+    w.wv = random(kv, d, 0.2);
+    w.wo = random(d, d, 0.2);
+    w.w1 = random(h, d, 0.2);
+    w.w2 = random(d, h, 0.2);
+    w.w3 = random(h, d, 0.2);
+    w.attn_norm = norm(d);
+    w.ffn_norm = norm(d);
+    m.layers.push_back(std::move(w));
+  }
+  return m;
+}
+
+/// A batch of random token sequences.
+inline llama::batch random_batch(std::size_t sequences, std::size_t length, std::size_t vocab, std::uint64_t seed) {
+  testing::rng r(seed);
+  llama::batch b;
+  b.sequences = sequences;
+  b.length = length;
+  for (std::size_t k = 0; k < sequences * length; ++k) b.tokens.push_back(static_cast<std::int32_t>(r.below(vocab)));
+  return b;
+}
+
+}  // namespace ternq::tools_test

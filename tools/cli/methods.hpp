@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT
+// The method names of the command-line tools, parsed into ternq method structs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <ternq/ternq.hpp>
+
+namespace ternq::cli {
+
+/// Every method a tool can run, as one value.
+using any_method = std::variant<absmean, twn, optimal_symmetric, itf, itf_aga, gptq, catq>;
+
+/// A parsed `--method` value and what the result will look like.
+struct method_choice {
+  std::string name;
+  any_method method;
+  bool needs_gram = false;  ///< calibration statistics are required
+  bool asymmetric = false;  ///< the grids have offsets (alpha T + mu)
+  bool permutes = false;    ///< the columns are reordered
+};
+
+/// The names `--method` accepts: the data-free and standalone methods, CAT-Q,
+/// and `gptq_[act_|ssr_|random_]<grid>` for the blockwise driver with any
+/// grid (`gptq_itf_aga`, `gptq_act_itf_aga`, `gptq_ssr_itf_aga`, ...).
+inline std::vector<std::string> method_names() {
+  std::vector<std::string> names = {"absmean", "twn", "optimal", "itf", "itf_aga", "catq"};
+  for (const char* order : {"", "act_", "ssr_", "random_"}) {
+    for (const char* grid : {"absmean", "twn", "optimal", "itf", "itf_aga"}) {
+      names.push_back(std::string("gptq_") + order + grid);
+    }
+  }
+  return names;
+}
+
+namespace detail {
+inline std::optional<gptq_grid> grid_named(std::string_view name, group_size_option g) {
+  if (name == "absmean") return absmean{.group_size = g};
+  if (name == "twn") return twn{.group_size = g};
+  if (name == "optimal") return optimal_symmetric{.group_size = g};
+  if (name == "itf") return itf{.group_size = g};
+  if (name == "itf_aga") return itf_aga{.group_size = g};
+  return std::nullopt;
+}
+}  // namespace detail
+
+/// Parses a method name; `group_size` applies to every method, `seed` to the random block order.
+inline method_choice parse_method(std::string_view name, group_size_option group_size, std::uint64_t seed) {
+  method_choice c;
+  c.name = std::string(name);
+  if (name.starts_with("gptq_")) {
+    std::string_view rest = name.substr(5);
+    block_order order = sequential{};
+    if (rest.starts_with("act_")) {
+      order = act_order{};
+      rest.remove_prefix(4);
+    } else if (rest.starts_with("ssr_")) {
+      order = ssr{};
+      rest.remove_prefix(4);
+    } else if (rest.starts_with("random_")) {
+      order = random_order{.seed = seed};
+      rest.remove_prefix(7);
+    }
+    if (const auto grid = detail::grid_named(rest, group_size)) {
+      gptq g;
+      g.grid = *grid;
+      g.order = order;
+      c.method = g;
+      c.needs_gram = true;
+      c.asymmetric = gptq_asymmetric(g);
+      c.permutes = !std::holds_alternative<sequential>(order);
+      return c;
+    }
+  } else if (name == "catq") {
+    c.method = catq{.group_size = group_size};
+    c.needs_gram = true;
+    return c;
+  } else if (const auto grid = detail::grid_named(name, group_size)) {
+    std::visit([&](const auto& m) { c.method = m; }, *grid);
+    c.asymmetric = name == "itf" || name == "itf_aga";
+    c.needs_gram = name == "itf_aga";
+    return c;
+  }
+  std::string list;
+  for (const auto& n : method_names()) list += (list.empty() ? "" : ", ") + n;
+  fail(errc::invalid_argument, "unknown method '", name, "' (known: ", list, ")");
+}
+
+/// Quantizes `w` with a method that needs no calibration data (`choice.needs_gram` false).
+template <class W>
+ternary_matrix run_data_free(const cpu_exec& exec, const method_choice& choice, const W& w) {
+  return std::visit(
+      [&](const auto& m) -> ternary_matrix {
+        using M = std::remove_cvref_t<decltype(m)>;
+        if constexpr (data_free_method<M, typename decltype(as_const_view(w))::value_type>) {
+          return quantize(exec, w, m);
+        } else {
+          fail(errc::invalid_argument, "method ", choice.name, " needs calibration statistics");
+        }
+      },
+      choice.method);
+}
+
+/// Quantizes `w` with `choice`; `gram` is used by the methods that need it.
+template <class W, class G>
+ternary_matrix run_method(const cpu_exec& exec, const method_choice& choice, const W& w, const G& gram) {
+  return std::visit([&](const auto& m) { return quantize(exec, w, m, gram); }, choice.method);
+}
+
+}  // namespace ternq::cli

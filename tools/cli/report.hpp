@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+// The per-layer quantization report of ternq-quantize, as CSV and JSON.
+#pragma once
+
+#include <cstddef>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <ternq/core/error.hpp>
+
+namespace ternq::cli {
+
+/// One row of the report: a weight matrix and what became of it.
+struct report_row {
+  std::string layer;  ///< e.g. "blk.0.attn_q.weight" or a tensor name
+  std::size_t rows = 0;
+  std::size_t cols = 0;
+  std::string method;
+  double relative_weight_error = 0.0;
+  double relative_output_error = 0.0;  ///< negative when no calibration data was given
+  double seconds = 0.0;
+  std::string format;  ///< how it was stored ("tq2_0", "f16 (fallback: ...)", "f32")
+};
+
+inline nlohmann::json to_json(const std::vector<report_row>& rows, const nlohmann::json& summary) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& r : rows) {
+    nlohmann::json j = {{"layer", r.layer},    {"shape", {r.rows, r.cols}},
+                        {"method", r.method},  {"rel_e_w", r.relative_weight_error},
+                        {"time_s", r.seconds}, {"format", r.format}};
+    if (r.relative_output_error >= 0) {
+      j["rel_e_x"] = r.relative_output_error;
+    } else {
+      j["rel_e_x"] = nullptr;
+    }
+    layers.push_back(std::move(j));
+  }
+  return {{"summary", summary}, {"layers", std::move(layers)}};
+}
+
+inline std::string to_csv(const std::vector<report_row>& rows) {
+  std::string out = "layer,rows,cols,method,rel_e_w,rel_e_x,time_s,format\n";
+  for (const auto& r : rows) {
+    out += r.layer + "," + std::to_string(r.rows) + "," + std::to_string(r.cols) + "," + r.method + "," +
+           std::to_string(r.relative_weight_error) + "," +
+           (r.relative_output_error >= 0 ? std::to_string(r.relative_output_error) : std::string()) + "," +
+           std::to_string(r.seconds) + ",\"" + r.format + "\"\n";
+  }
+  return out;
+}
+
+/// Writes `text` to `path`, throwing `io` naming the path on failure.
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  if (!f) fail(errc::io, "cannot open ", path, " for writing");
+  f << text;
+  if (!f) fail(errc::io, "cannot write ", path);
+}
+
+/// Writes the JSON report to `path` and the CSV beside it (`path` with `.csv`).
+inline void write_report(const std::string& json_path, const std::vector<report_row>& rows,
+                         const nlohmann::json& summary) {
+  write_text(json_path, to_json(rows, summary).dump(2) + "\n");
+  std::string csv_path = json_path;
+  const auto dot = csv_path.rfind('.');
+  csv_path = (dot == std::string::npos ? csv_path : csv_path.substr(0, dot)) + ".csv";
+  write_text(csv_path, to_csv(rows));
+}
+
+}  // namespace ternq::cli

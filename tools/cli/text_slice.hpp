@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: MIT
+// Text slices for calibration and evaluation: read, normalize for the tokenizer, tokenize, cut into windows.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <ternq/core/error.hpp>
+#include <ternq/io/llama2c_tokenizer.hpp>
+
+#include "llama/forward.hpp"
+
+namespace ternq::cli {
+
+/// The bytes of `path` from `offset` on, moved forward to the start of a
+/// UTF-8 code point so a slice never begins inside a character.
+inline std::string read_text(const std::filesystem::path& path, std::size_t offset) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(errc::io, "cannot open text file '", path.string(), "'");
+  std::stringstream buffer;
+  buffer << f.rdbuf();
+  std::string text = buffer.str();
+  if (offset > text.size()) {
+    fail(errc::invalid_argument, "text offset ", offset, " is beyond the end of '", path.string(), "' (", text.size(),
+         " bytes)");
+  }
+  while (offset < text.size() && (static_cast<unsigned char>(text[offset]) & 0xC0U) == 0x80U) ++offset;
+  return text.substr(offset);
+}
+
+/// True when the tokenizer cannot represent a newline (no piece and no byte
+/// fallback): the character-level BabyLlama vocabularies. Their text must
+/// have whitespace runs collapsed to one space, as they were trained.
+inline bool needs_whitespace_collapse(const io::llama2c_tokenizer& tok) {
+  return !tok.find("\n").has_value() && !tok.has_byte_pieces();
+}
+
+/// Tokens of `text` with BOS, at most `max_tokens` of them. Only a prefix of
+/// the text is tokenized (a generous multiple of the tokens wanted), so a
+/// slice of a large file costs little.
+inline std::vector<std::int32_t> tokenize(const io::llama2c_tokenizer& tok, std::string text, std::size_t max_tokens,
+                                          bool collapse_whitespace) {
+  // Every token covers at least one byte, so 8 bytes per token is plenty for
+  // these vocabularies; the cut may split a character, so trim it back.
+  const std::size_t bytes = std::min(text.size(), max_tokens * 8 + 64);
+  std::size_t cut = bytes;
+  while (cut < text.size() && cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0U) == 0x80U) --cut;
+  text.resize(cut);
+  if (collapse_whitespace) text = io::collapse_whitespace(text);
+  const std::vector<int> ids = tok.encode(text);
+  std::vector<std::int32_t> out(ids.begin(),
+                                ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), max_tokens)));
+  return out;
+}
+
+/// Reads token ids from a text file of whitespace-separated integers.
+inline std::vector<std::int32_t> read_token_file(const std::filesystem::path& path) {
+  std::ifstream f(path);
+  if (!f) fail(errc::io, "cannot open token file '", path.string(), "'");
+  std::vector<std::int32_t> out;
+  long long v = 0;
+  while (f >> v) {
+    if (v < 0 || v > INT32_MAX)
+      fail(errc::invalid_argument, "token file '", path.string(), "': id ", v, " out of range");
+    out.push_back(static_cast<std::int32_t>(v));
+  }
+  if (!f.eof()) fail(errc::corrupt_file, "token file '", path.string(), "': not a list of integers");
+  return out;
+}
+
+/// Cuts `tokens` into windows of `length` (the last, partial one is dropped
+/// unless it is the only one), at most `max_windows` of them.
+inline llama::batch windows(const std::vector<std::int32_t>& tokens, std::size_t length, std::size_t max_windows) {
+  if (tokens.size() < 2) fail(errc::invalid_argument, "need at least 2 tokens, got ", tokens.size());
+  llama::batch b;
+  b.length = std::min(length, tokens.size());
+  b.sequences = std::min(max_windows, tokens.size() / b.length);
+  b.tokens.assign(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(b.sequences * b.length));
+  return b;
+}
+
+}  // namespace ternq::cli

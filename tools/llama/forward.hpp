@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: MIT
+// The Llama forward pass on Eigen, batched over sequences, with a hook at every linear layer's input.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "llama/model.hpp"
+
+namespace ternq::llama {
+
+/// `sequences` token sequences of equal `length`, stored sequence after
+/// sequence. Activations use the same order: row `s * length + t` is token
+/// `t` of sequence `s`, at position `t`.
+struct batch {
+  std::size_t sequences = 0;
+  std::size_t length = 0;
+  std::vector<std::int32_t> tokens;
+
+  [[nodiscard]] std::size_t size() const noexcept { return sequences * length; }
+};
+
+/// The activations that feed linear layers inside a block.
+enum class activation_site {
+  attention_input,   ///< normed hidden state: q, k, v
+  attention_output,  ///< concatenated heads: o
+  ffn_input,         ///< normed hidden state: gate, up
+  ffn_hidden,        ///< silu(gate) * up: down
+};
+
+/// The linear layers that read the activations of `site`.
+inline std::span<const linear> consumers(activation_site site) noexcept {
+  static constexpr linear attention_in[] = {linear::q, linear::k, linear::v};
+  static constexpr linear attention_out[] = {linear::o};
+  static constexpr linear ffn_in[] = {linear::gate, linear::up};
+  static constexpr linear ffn_hidden[] = {linear::down};
+  switch (site) {
+    case activation_site::attention_input:
+      return attention_in;
+    case activation_site::attention_output:
+      return attention_out;
+    case activation_site::ffn_input:
+      return ffn_in;
+    case activation_site::ffn_hidden:
+      return ffn_hidden;
+  }
+  return {};
+}
+
+/// Token embeddings, `tokens x dim`. Token ids are checked against the vocabulary.
+inline matrix embed(const model& m, const batch& b) {
+  matrix h(static_cast<Eigen::Index>(b.size()), static_cast<Eigen::Index>(m.cfg.dim));
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    const std::int32_t t = b.tokens[i];
+    if (t < 0 || static_cast<std::size_t>(t) >= m.cfg.vocab_size) {
+      throw std::out_of_range("token id " + std::to_string(t) + " outside the vocabulary of " +
+                              std::to_string(m.cfg.vocab_size));
+    }
+    h.row(static_cast<Eigen::Index>(i)) = m.embedding.row(t);
+  }
+  return h;
+}
+
+/// RMSNorm: `x / sqrt(mean(x^2) + eps) * weight`, row by row (sums in double).
+inline matrix rms_norm(const matrix& h, const vector& weight, float eps) {
+  matrix out(h.rows(), h.cols());
+  for (Eigen::Index i = 0; i < h.rows(); ++i) {
+    const double ms = h.row(i).cast<double>().squaredNorm() / static_cast<double>(h.cols());
+    const auto inv = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(eps)));
+    out.row(i) = (h.row(i) * inv).cwiseProduct(weight.transpose());
+  }
+  return out;
+}
+
+/// Rotary position embedding, in place, on `x` (`tokens x heads*head_dim`).
+/// Pair `j` of a head turns by `position * theta^(-2j / head_dim)`; the
+/// pairs are `(2j, 2j+1)` (interleaved) or `(j, j + head_dim/2)` (rotate-half).
+inline void apply_rope(matrix& x, const config& cfg, const batch& b) {
+  const std::size_t hd = cfg.head_dim();
+  const std::size_t heads = static_cast<std::size_t>(x.cols()) / hd;
+  for (std::size_t row = 0; row < b.size(); ++row) {
+    const auto pos = static_cast<double>(row % b.length);
+    for (std::size_t j = 0; j < hd / 2; ++j) {
+      const double freq = std::pow(static_cast<double>(cfg.rope_theta), -2.0 * static_cast<double>(j) / double(hd));
+      const auto angle = static_cast<float>(pos * freq);
+      const float c = std::cos(angle), s = std::sin(angle);
+      const std::size_t a = cfg.rope == rope_style::interleaved ? 2 * j : j;
+      const std::size_t bdim = cfg.rope == rope_style::interleaved ? 2 * j + 1 : j + hd / 2;
+      for (std::size_t h = 0; h < heads; ++h) {
+        float& x0 = x(static_cast<Eigen::Index>(row), static_cast<Eigen::Index>(h * hd + a));
+        float& x1 = x(static_cast<Eigen::Index>(row), static_cast<Eigen::Index>(h * hd + bdim));
+        const float v0 = x0, v1 = x1;
+        x0 = v0 * c - v1 * s;
+        x1 = v0 * s + v1 * c;
+      }
+    }
+  }
+}
+
+/// Causal grouped-query attention: `q` is `tokens x dim`, `k` and `v` are
+/// `tokens x kv_dim` (already rotated); returns the concatenated heads,
+/// `tokens x dim`, before the output projection.
+inline matrix attention(const config& cfg, const matrix& q, const matrix& k, const matrix& v, const batch& b) {
+  const auto hd = static_cast<Eigen::Index>(cfg.head_dim());
+  const auto len = static_cast<Eigen::Index>(b.length);
+  const std::size_t group = cfg.n_heads / cfg.n_kv_heads;
+  const float scale = 1.0F / std::sqrt(static_cast<float>(hd));
+  matrix out(q.rows(), q.cols());
+  Eigen::MatrixXf scores(len, len);
+  for (std::size_t s = 0; s < b.sequences; ++s) {
+    const auto r0 = static_cast<Eigen::Index>(s * b.length);
+    for (std::size_t h = 0; h < cfg.n_heads; ++h) {
+      const auto qc = static_cast<Eigen::Index>(h) * hd;
+      const auto kc = static_cast<Eigen::Index>(h / group) * hd;
+      scores.noalias() = q.block(r0, qc, len, hd) * k.block(r0, kc, len, hd).transpose() * scale;
+      for (Eigen::Index i = 0; i < len; ++i) {
+        // causal: position i sees 0..i; softmax over that prefix
+        const float top = scores.row(i).head(i + 1).maxCoeff();
+        double total = 0.0;
+        for (Eigen::Index j = 0; j <= i; ++j) {
+          scores(i, j) = std::exp(scores(i, j) - top);
+          total += scores(i, j);
+        }
+        scores.row(i).head(i + 1) /= static_cast<float>(total);
+        scores.row(i).tail(len - i - 1).setZero();
+      }
+      out.block(r0, qc, len, hd).noalias() = scores * v.block(r0, kc, len, hd);
+    }
+  }
+  return out;
+}
+
+/// `silu(gate) * up`, elementwise.
+inline matrix swiglu(const matrix& gate, const matrix& up) {
+  return gate.unaryExpr([](float g) { return g / (1.0F + std::exp(-g)); }).cwiseProduct(up);
+}
+
+/// `x W^T` for a row-major `out x in` weight.
+inline matrix apply_linear(const matrix& x, const matrix& w) { return x * w.transpose(); }
+
+/// Does nothing; the observer of a plain forward pass.
+struct no_observer {
+  template <class Layer>
+  void operator()(std::size_t, activation_site, const matrix&, Layer&) const noexcept {}
+};
+
+/// One transformer block on the hidden state `h` (updated in place).
+/// `observe(layer_index, site, x, weights)` is called with each activation
+/// matrix right before the linear layers of `site` read it, and may replace
+/// those layers' weights (sequential calibration quantizes them there, so
+/// everything downstream sees the quantized layers).
+template <class Layer, class Observer>
+void block_forward(const config& cfg, std::size_t index, Layer& w, matrix& h, const batch& b, Observer&& observe) {
+  const matrix xa = rms_norm(h, w.attn_norm, cfg.norm_eps);
+  observe(index, activation_site::attention_input, xa, w);
+  matrix q = apply_linear(xa, w.wq);
+  matrix k = apply_linear(xa, w.wk);
+  const matrix v = apply_linear(xa, w.wv);
+  apply_rope(q, cfg, b);
+  apply_rope(k, cfg, b);
+  const matrix context = attention(cfg, q, k, v, b);
+  observe(index, activation_site::attention_output, context, w);
+  h += apply_linear(context, w.wo);
+
+  const matrix xf = rms_norm(h, w.ffn_norm, cfg.norm_eps);
+  observe(index, activation_site::ffn_input, xf, w);
+  const matrix hidden = swiglu(apply_linear(xf, w.w1), apply_linear(xf, w.w3));
+  observe(index, activation_site::ffn_hidden, hidden, w);
+  h += apply_linear(hidden, w.w2);
+}
+
+/// The final normed hidden states, `tokens x dim`, through every block.
+template <class Model, class Observer>
+matrix final_hidden(Model& m, const batch& b, Observer&& observe) {
+  matrix h = embed(m, b);
+  for (std::size_t l = 0; l < m.layers.size(); ++l) block_forward(m.cfg, l, m.layers[l], h, b, observe);
+  return rms_norm(h, m.final_norm, m.cfg.norm_eps);
+}
+
+/// Logits, `tokens x vocab`.
+inline matrix logits(const model& m, const batch& b) {
+  return apply_linear(final_hidden(m, b, no_observer{}), m.output());
+}
+
+/// Row-wise log-softmax of `logits` (in double for the normalizer).
+inline Eigen::MatrixXd log_softmax(const matrix& logits) {
+  Eigen::MatrixXd out = logits.cast<double>();
+  for (Eigen::Index i = 0; i < out.rows(); ++i) {
+    const double top = out.row(i).maxCoeff();
+    const double lse = top + std::log((out.row(i).array() - top).exp().sum());
+    out.row(i).array() -= lse;
+  }
+  return out;
+}
+
+/// Sum of next-token negative log-likelihoods over a batch (each sequence
+/// predicts its tokens 1..length-1) and the number of predictions.
+struct nll_sum {
+  double total = 0.0;
+  std::size_t count = 0;
+  [[nodiscard]] double mean() const noexcept { return count == 0 ? 0.0 : total / static_cast<double>(count); }
+};
+
+inline nll_sum next_token_nll(const model& m, const batch& b) {
+  const Eigen::MatrixXd lp = log_softmax(logits(m, b));
+  nll_sum out;
+  for (std::size_t s = 0; s < b.sequences; ++s) {
+    for (std::size_t t = 0; t + 1 < b.length; ++t) {
+      const std::size_t row = s * b.length + t;
+      out.total -= lp(static_cast<Eigen::Index>(row), b.tokens[row + 1]);
+      ++out.count;
+    }
+  }
+  return out;
+}
+
+}  // namespace ternq::llama

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+// Writing a model back in its input's format: llama2.c checkpoints and Hugging Face directories.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <ternq/io/hf_llama.hpp>
+#include <ternq/io/llama2c_model.hpp>
+#include <ternq/io/safetensors_reader.hpp>
+#include <ternq/io/safetensors_writer.hpp>
+
+#include "llama/convert.hpp"
+#include "llama/model.hpp"
+
+namespace ternq::llama {
+
+namespace detail {
+inline matrix_view<const float> view_of(const matrix& m) {
+  return {m.data(), static_cast<std::size_t>(m.rows()), static_cast<std::size_t>(m.cols()),
+          static_cast<std::ptrdiff_t>(m.cols()), 1};
+}
+inline void copy_into(const matrix& m, matrix_view<float> out) {
+  for (std::size_t i = 0; i < out.rows(); ++i) {
+    for (std::size_t j = 0; j < out.cols(); ++j)
+      out(i, j) = m(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j));
+  }
+}
+inline void copy_into(const vector& v, std::span<float> out) { std::copy(v.data(), v.data() + v.size(), out.begin()); }
+}  // namespace detail
+
+/// Writes `m` as a llama2.c checkpoint (the classifier is stored only when
+/// it is not tied to the embedding).
+inline void save_llama2c(const model& m, const std::filesystem::path& path) {
+  io::llama2c_config c;
+  c.dim = m.cfg.dim;
+  c.hidden_dim = m.cfg.hidden_dim;
+  c.n_layers = m.cfg.n_layers;
+  c.n_heads = m.cfg.n_heads;
+  c.n_kv_heads = m.cfg.n_kv_heads;
+  c.vocab_size = m.cfg.vocab_size;
+  c.seq_len = m.cfg.seq_len;
+  c.shared_classifier = !m.classifier.has_value();
+  io::llama2c_model out(c);
+  auto w = out.weights();
+  detail::copy_into(m.embedding, w.token_embedding);
+  detail::copy_into(m.final_norm, w.rms_final);
+  if (m.classifier) detail::copy_into(*m.classifier, w.classifier);
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    const layer& l = m.layers[i];
+    auto& o = w.layers[i];
+    detail::copy_into(l.wq, o.wq);
+    detail::copy_into(l.wk, o.wk);
+    detail::copy_into(l.wv, o.wv);
+    detail::copy_into(l.wo, o.wo);
+    detail::copy_into(l.w1, o.w1);
+    detail::copy_into(l.w2, o.w2);
+    detail::copy_into(l.w3, o.w3);
+    detail::copy_into(l.attn_norm, o.rms_att);
+    detail::copy_into(l.ffn_norm, o.rms_ffn);
+  }
+  out.write(path);
+}
+
+/// Writes `m` as a Hugging Face Llama directory: `config.json` copied from
+/// `source` (the input directory) and every tensor in one F32
+/// `model.safetensors`, with the q/k rows back in rotate-half order.
+inline void save_hf(const model& m, const std::filesystem::path& source, const std::filesystem::path& directory) {
+  std::filesystem::create_directories(directory);
+  std::filesystem::copy_file(source / "config.json", directory / "config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  // The writer keeps views: hold every converted tensor until write().
+  std::vector<matrix> kept;
+  kept.reserve(2 * m.layers.size());
+  io::safetensors_writer writer;
+  const auto add = [&](const std::string& name, const matrix& w) {
+    writer.add(name, io::dtype::f32, detail::view_of(w));
+  };
+  const auto add_vector = [&](const std::string& name, const vector& v) {
+    writer.add(name, io::dtype::f32, {static_cast<std::size_t>(v.size())}, std::span<const float>(v.data(), v.size()));
+  };
+  add("model.embed_tokens.weight", m.embedding);
+  add_vector("model.norm.weight", m.final_norm);
+  if (m.classifier) add("lm_head.weight", *m.classifier);
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    const layer& l = m.layers[i];
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    kept.push_back(deinterleave_rope_rows(l.wq, m.cfg.n_heads));
+    add(p + "self_attn.q_proj.weight", kept.back());
+    kept.push_back(deinterleave_rope_rows(l.wk, m.cfg.n_kv_heads));
+    add(p + "self_attn.k_proj.weight", kept.back());
+    add(p + "self_attn.v_proj.weight", l.wv);
+    add(p + "self_attn.o_proj.weight", l.wo);
+    add(p + "mlp.gate_proj.weight", l.w1);
+    add(p + "mlp.up_proj.weight", l.w3);
+    add(p + "mlp.down_proj.weight", l.w2);
+    add_vector(p + "input_layernorm.weight", l.attn_norm);
+    add_vector(p + "post_attention_layernorm.weight", l.ffn_norm);
+  }
+  writer.write(directory / "model.safetensors");
+}
+
+}  // namespace ternq::llama

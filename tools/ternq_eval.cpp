@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+// ternq-eval: perplexity of a model on a text slice, and KL divergence / top-1 agreement against a reference model.
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <ternq/io/llama2c_tokenizer.hpp>
+
+#include "cli/model_files.hpp"
+#include "cli/text_slice.hpp"
+#include "llama/forward.hpp"
+
+namespace {
+
+using ternq::llama::batch;
+using ternq::llama::model;
+
+struct options {
+  std::string model_path;
+  std::string tokenizer_path;
+  std::string text_path;
+  std::size_t offset = 0;
+  std::size_t tokens = 4096;
+  std::size_t window = 0;  // 0: min(model context, 256)
+  std::string reference_path;
+  std::string collapse = "auto";
+  bool json = false;
+};
+
+/// Next-token statistics of a model, optionally against a reference.
+struct scores {
+  double nll = 0.0;
+  double kl = 0.0;
+  std::size_t top1_agree = 0;
+  std::size_t count = 0;
+};
+
+/// The windows `[first, first + n)` of `b` as their own batch.
+batch slice(const batch& b, std::size_t first, std::size_t n) {
+  batch out;
+  out.sequences = n;
+  out.length = b.length;
+  out.tokens.assign(b.tokens.begin() + static_cast<std::ptrdiff_t>(first * b.length),
+                    b.tokens.begin() + static_cast<std::ptrdiff_t>((first + n) * b.length));
+  return out;
+}
+
+scores evaluate(const model& m, const model* reference, const batch& all) {
+  scores s;
+  constexpr std::size_t windows_per_pass = 8;  // bounds the logits held at once
+  for (std::size_t w0 = 0; w0 < all.sequences; w0 += windows_per_pass) {
+    const batch b = slice(all, w0, std::min(windows_per_pass, all.sequences - w0));
+    const Eigen::MatrixXd lp = ternq::llama::log_softmax(ternq::llama::logits(m, b));
+    Eigen::MatrixXd lr;
+    if (reference != nullptr) lr = ternq::llama::log_softmax(ternq::llama::logits(*reference, b));
+    for (std::size_t q = 0; q < b.sequences; ++q) {
+      for (std::size_t t = 0; t + 1 < b.length; ++t) {
+        const auto row = static_cast<Eigen::Index>(q * b.length + t);
+        s.nll -= lp(row, b.tokens[static_cast<std::size_t>(row) + 1]);
+        ++s.count;
+        if (reference == nullptr) continue;
+        // KL(P_ref || P_model) = sum p_ref (log p_ref - log p_model)
+        s.kl += (lr.row(row).array().exp() * (lr.row(row) - lp.row(row)).array()).sum();
+        Eigen::Index a = 0, r = 0;
+        lp.row(row).maxCoeff(&a);
+        lr.row(row).maxCoeff(&r);
+        s.top1_agree += a == r ? 1 : 0;
+      }
+    }
+  }
+  return s;
+}
+
+int run(const options& opt) {
+  if (opt.tokenizer_path.empty()) {
+    ternq::fail(ternq::errc::invalid_argument,
+                "--tokenizer is required to tokenize --text (a llama2.c tokenizer .bin)");
+  }
+  const auto kind = ternq::cli::detect_model_kind(opt.model_path);
+  const model m = ternq::cli::load_model(opt.model_path, kind);
+  std::optional<model> reference;
+  if (!opt.reference_path.empty()) {
+    reference = ternq::cli::load_model(opt.reference_path, ternq::cli::detect_model_kind(opt.reference_path));
+    if (reference->cfg.vocab_size != m.cfg.vocab_size) {
+      ternq::fail(ternq::errc::shape_mismatch, "the reference has a vocabulary of ", reference->cfg.vocab_size,
+                  ", the model ", m.cfg.vocab_size);
+    }
+  }
+  const ternq::io::llama2c_tokenizer tok(opt.tokenizer_path);
+  if (tok.vocab_size() != m.cfg.vocab_size) {
+    ternq::fail(ternq::errc::shape_mismatch, "the tokenizer has ", tok.vocab_size(),
+                " pieces, the model a vocabulary of ", m.cfg.vocab_size);
+  }
+  if (opt.collapse != "auto" && opt.collapse != "on" && opt.collapse != "off") {
+    ternq::fail(ternq::errc::invalid_argument, "--collapse-whitespace must be auto, on or off (got '", opt.collapse,
+                "')");
+  }
+  const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && ternq::cli::needs_whitespace_collapse(tok));
+  const auto tokens = ternq::cli::tokenize(tok, ternq::cli::read_text(opt.text_path, opt.offset), opt.tokens, collapse);
+  const std::size_t window = opt.window != 0 ? opt.window : std::min<std::size_t>(m.cfg.seq_len, 256);
+  if (window > m.cfg.seq_len) {
+    ternq::fail(ternq::errc::invalid_argument, "--window ", window, " exceeds the model's context of ", m.cfg.seq_len);
+  }
+  const batch all = ternq::cli::windows(tokens, window, tokens.size());
+  const scores s = evaluate(m, reference ? &*reference : nullptr, all);
+  const double nll = s.nll / static_cast<double>(s.count);
+
+  nlohmann::json out = {{"model", opt.model_path},
+                        {"format", std::string(ternq::cli::kind_name(kind))},
+                        {"tokens", s.count},
+                        {"windows", all.sequences},
+                        {"window", all.length},
+                        {"whitespace_collapsed", collapse},
+                        {"nll", nll},
+                        {"ppl", std::exp(nll)}};
+  if (reference) {
+    out["reference"] = opt.reference_path;
+    out["kl"] = s.kl / static_cast<double>(s.count);
+    out["top1"] = static_cast<double>(s.top1_agree) / static_cast<double>(s.count);
+  }
+  if (opt.json) {
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("model      %s (%s)\n", opt.model_path.c_str(), std::string(ternq::cli::kind_name(kind)).c_str());
+    std::printf("tokens     %zu predicted in %zu windows of %zu\n", s.count, all.sequences, all.length);
+    std::printf("nll        %.4f nats/token\nperplexity %.4f\n", nll, std::exp(nll));
+    if (reference) {
+      std::printf("kl         %.5f nats/token against %s\n", out["kl"].get<double>(), opt.reference_path.c_str());
+      std::printf("top-1      %.4f agreement\n", out["top1"].get<double>());
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  CLI::App app{"Perplexity of a model on a text slice; KL divergence and top-1 agreement against a reference."};
+  app.add_option("--model", opt.model_path, "llama2.c checkpoint, Hugging Face directory, or GGUF")->required();
+  app.add_option("--tokenizer", opt.tokenizer_path, "llama2.c tokenizer (.bin)");
+  app.add_option("--text", opt.text_path, "UTF-8 text file")->required();
+  app.add_option("--offset", opt.offset, "byte offset of the slice in the text file");
+  app.add_option("--tokens", opt.tokens, "tokens of the slice (with BOS)")->check(CLI::PositiveNumber);
+  app.add_option("--window", opt.window, "tokens per evaluation window (default: min(context, 256))");
+  app.add_option("--reference", opt.reference_path, "reference model for KL divergence and top-1 agreement");
+  app.add_option("--collapse-whitespace", opt.collapse,
+                 "auto (when the tokenizer has no newline), on, off: collapse whitespace runs to one space");
+  app.add_flag("--json", opt.json, "print one JSON object");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(opt);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ternq-eval: %s\n", e.what());
+    return 1;
+  }
+}

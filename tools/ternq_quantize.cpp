@@ -1,0 +1,385 @@
+// SPDX-License-Identifier: MIT
+// ternq-quantize: ternarize every linear layer of a model (sequentially calibrated) or every matrix of a tensor file.
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <ternq/adapters/eigen.hpp>
+#include <ternq/core/half.hpp>
+#include <ternq/io/llama2c_tokenizer.hpp>
+#include <ternq/io/safetensors_reader.hpp>
+#include <ternq/io/safetensors_writer.hpp>
+#include <ternq/pack/compatibility.hpp>
+#include <ternq/pack/format.hpp>
+#include <ternq/pack/refit.hpp>
+#include <ternq/ternq.hpp>
+
+#include "cli/default_job.hpp"
+#include "cli/methods.hpp"
+#include "cli/model_files.hpp"
+#include "cli/progress_bar.hpp"
+#include "cli/report.hpp"
+#include "cli/text_slice.hpp"
+#include "llama/gguf_io.hpp"
+#include "llama/save.hpp"
+#include "llama/sequential.hpp"
+
+namespace {
+
+using ternq::errc;
+using ternq::fail;
+namespace cli = ternq::cli;
+namespace llama = ternq::llama;
+
+struct options {
+  std::string model_path;
+  std::string tokenizer_path;
+  std::string tensors_path;
+  std::string grams_path;
+  std::string method;
+  std::size_t group_size = 128;  // 0: per row
+  std::uint64_t seed = 0;
+  unsigned threads = 0;
+  std::string calib_text;
+  std::size_t calib_offset = 0;
+  std::string calib_tokens;
+  std::size_t calib_seqs = 32;
+  std::size_t calib_len = 0;  // 0: min(context, 256)
+  std::string out_gguf;
+  std::string format = "tq2_0";
+  bool refit = false;
+  std::string out_fake;
+  std::string report;
+  std::string collapse = "auto";
+};
+
+/// The storage chosen for `--out-gguf`: a ternary block format, or dequantized floats.
+struct storage {
+  std::optional<ternq::pack::format> ternary;  ///< nullopt: f16/f32 (dequantized weights)
+  std::string name;
+};
+
+storage parse_storage(const std::string& name) {
+  for (const auto f : ternq::pack::all_formats) {
+    std::string lower(ternq::pack::name_of(f));
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (lower == name) return {f, name};
+  }
+  if (name == "f16" || name == "f32") return {std::nullopt, name};
+  fail(errc::invalid_argument, "--format '", name, "' is not one of tq2_0, tq1_0, q2_0, pq2_0, ptq1_0, i2_s, f16, f32");
+}
+
+/// Refuses, before any work, a method whose results the chosen ternary format cannot hold.
+void require_storable(const cli::method_choice& m, const storage& s, ternq::group_size_option g, bool refit) {
+  if (!s.ternary || refit) return;
+  const auto f = *s.ternary;
+  const std::size_t block = ternq::pack::traits_of(f).block_elements;
+  const std::string fmt(ternq::pack::name_of(f));
+  const char* hint =
+      ": pass --refit to re-fit each block symmetrically for the format (reported per tensor), or "
+      "--format f16 / f32 to store the dequantized weights";
+  if (m.asymmetric)
+    fail(errc::unsupported, "--method ", m.name, " gives offsets (alpha T + mu), which ", fmt, " cannot store", hint);
+  if (m.permutes) fail(errc::unsupported, "--method ", m.name, " reorders columns, which ", fmt, " cannot store", hint);
+  if (ternq::pack::per_tensor_scale(f))
+    fail(errc::unsupported, fmt, " needs one scale per tensor, which no method gives", hint);
+  if (g && *g % block != 0) {
+    fail(errc::unsupported, "--group-size ", *g, " does not fill whole ", block, "-element blocks of ", fmt,
+         " (use a multiple of ", block, " or 0 for per-row)", hint);
+  }
+}
+
+/// Scales and offsets rounded to fp16, the precision every ternary block stores, so a packed tensor decodes
+/// to exactly the weights of the fake-quantized model.
+void round_grids_to_fp16(ternq::ternary_matrix& q) {
+  const auto round = [](float& x) { x = ternq::fp16_bits_to_fp32(ternq::fp32_to_fp16_bits(x)); };
+  for (float& s : q.scales()) round(s);
+  for (float& o : q.offsets()) round(o);
+}
+
+ternq::cpu_exec exec_of(const options& opt) {
+  return {.threads = opt.threads == 0 ? std::nullopt : std::optional<unsigned>(opt.threads)};
+}
+
+ternq::group_size_option group_of(const options& opt) {
+  return opt.group_size == 0 ? ternq::per_row : ternq::group_size_option(opt.group_size);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tensor mode: every 2-D tensor of a safetensors file on its own.
+
+int run_tensors(const options& opt, const cli::method_choice& choice) {
+  if (opt.out_fake.empty()) fail(errc::invalid_argument, "--tensors needs --out-fake OUT.safetensors");
+  const ternq::io::safetensors_file weights(opt.tensors_path);
+  std::optional<ternq::io::safetensors_file> grams;
+  if (!opt.grams_path.empty()) grams.emplace(opt.grams_path);
+  if (choice.needs_gram && !grams) {
+    fail(errc::invalid_argument, "--method ", choice.name, " needs calibration statistics: --grams C.safetensors");
+  }
+  std::vector<ternq::io::float_matrix> results;  // kept alive until the writer runs
+  std::vector<cli::report_row> rows;
+  std::vector<std::string> names;
+  for (const auto& info : weights.tensors()) {
+    if (info.shape.size() != 2) continue;
+    names.push_back(info.name);
+  }
+  results.reserve(names.size());
+  cli::progress_bar bar("ternq-quantize");
+  for (const auto& name : names) {
+    const ternq::io::float_matrix w = weights.matrix(name);
+    std::optional<ternq::io::float_matrix> c;
+    if (grams) {
+      if (!grams->find(name)) fail(errc::corrupt_file, "--grams has no tensor '", name, "'");
+      c = grams->matrix(name);
+      if (c->rows() != w.cols() || c->cols() != w.cols()) {
+        fail(errc::shape_mismatch, "gram '", name, "' is ", c->rows(), "x", c->cols(), ", the weights have ", w.cols(),
+             " columns");
+      }
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const ternq::ternary_matrix q =
+        c ? cli::run_method(exec_of(opt), choice, w, *c) : cli::run_data_free(exec_of(opt), choice, w);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    results.emplace_back(w.rows(), w.cols());
+    ternq::dequantize(q, results.back().view());
+    cli::report_row r;
+    r.layer = name;
+    r.rows = w.rows();
+    r.cols = w.cols();
+    r.method = choice.name;
+    r.relative_weight_error = ternq::relative_weight_error(w, q);
+    r.relative_output_error = c ? ternq::relative_output_error(w, q, *c) : -1.0;
+    r.seconds = seconds;
+    r.format = "f32";
+    rows.push_back(r);
+    bar.update(rows.size(), names.size(), name);
+  }
+  ternq::io::safetensors_writer writer;
+  for (std::size_t k = 0; k < names.size(); ++k) writer.add(names[k], ternq::io::dtype::f32, results[k].view());
+  writer.write(opt.out_fake);
+  if (!opt.report.empty()) {
+    cli::write_report(opt.report, rows, {{"mode", "tensors"}, {"method", choice.name}, {"tensors", opt.tensors_path}});
+  }
+  std::printf("%-40s %10s %10s\n", "tensor", "rel E_w", "rel E_x");
+  for (const auto& r : rows) {
+    std::printf("%-40s %10.5f %10s\n", r.layer.c_str(), r.relative_weight_error,
+                r.relative_output_error >= 0 ? std::to_string(r.relative_output_error).c_str() : "-");
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Model mode.
+
+llama::batch calibration_batch(const options& opt, const llama::model& m, const ternq::io::llama2c_tokenizer* tok) {
+  const std::size_t len = opt.calib_len != 0 ? opt.calib_len : std::min<std::size_t>(m.cfg.seq_len, 256);
+  if (len > m.cfg.seq_len) fail(errc::invalid_argument, "--calib-len ", len, " exceeds the context of ", m.cfg.seq_len);
+  std::vector<std::int32_t> tokens;
+  if (!opt.calib_tokens.empty()) {
+    tokens = cli::read_token_file(opt.calib_tokens);
+  } else {
+    if (tok == nullptr) fail(errc::invalid_argument, "--calib-text needs --tokenizer (a llama2.c tokenizer .bin)");
+    const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && cli::needs_whitespace_collapse(*tok));
+    tokens = cli::tokenize(*tok, cli::read_text(opt.calib_text, opt.calib_offset), opt.calib_seqs * len, collapse);
+  }
+  for (const auto t : tokens) {
+    if (static_cast<std::size_t>(t) >= m.cfg.vocab_size) {
+      fail(errc::invalid_argument, "calibration token ", t, " is outside the vocabulary of ", m.cfg.vocab_size);
+    }
+  }
+  return cli::windows(tokens, len, opt.calib_seqs);
+}
+
+int run_model(const options& opt, const cli::method_choice& choice) {
+  const auto kind = cli::detect_model_kind(opt.model_path);
+  llama::model m = cli::load_model(opt.model_path, kind);
+  std::optional<ternq::io::llama2c_tokenizer> tok;
+  if (!opt.tokenizer_path.empty()) {
+    tok.emplace(opt.tokenizer_path);
+    if (tok->vocab_size() != m.cfg.vocab_size) {
+      fail(errc::shape_mismatch, "the tokenizer has ", tok->vocab_size(), " pieces, the model a vocabulary of ",
+           m.cfg.vocab_size);
+    }
+  }
+  const bool calibrated = !opt.calib_text.empty() || !opt.calib_tokens.empty();
+  if (choice.needs_gram && !calibrated) {
+    fail(errc::invalid_argument, "--method ", choice.name, " needs calibration data: --calib-text or --calib-tokens");
+  }
+  const storage store = parse_storage(opt.format);
+  if (!opt.out_gguf.empty()) require_storable(choice, store, group_of(opt), opt.refit);
+
+  // The per-layer quantizer: the method, then (for a ternary GGUF) the format's fp16 grids or an opt-in re-fit.
+  std::map<std::pair<std::size_t, llama::linear>, std::string> refits;
+  const bool packing = !opt.out_gguf.empty() && store.ternary.has_value();
+  // An empty gram: no calibration data (data-free methods only).
+  const llama::layer_quantizer quantize = [&](const llama::matrix& w, const Eigen::MatrixXd& gram, std::size_t layer,
+                                              llama::linear which) {
+    ternq::ternary_matrix q =
+        gram.size() == 0 ? cli::run_data_free(exec_of(opt), choice, w) : cli::run_method(exec_of(opt), choice, w, gram);
+    if (!packing) return q;
+    const auto conflict = ternq::pack::find_conflict(q, *store.ternary);
+    if (conflict && conflict->refittable) {
+      double change = 0.0;
+      q = ternq::pack::refit_symmetric(q, *store.ternary, &change);
+      refits[{layer, which}] = "re-fitted for " + opt.format + " (relative change " + std::to_string(change) + ")";
+    }
+    if (!conflict || conflict->refittable) round_grids_to_fp16(q);
+    return q;
+  };
+
+  cli::progress_bar bar("ternq-quantize");
+  const auto progress = [&](const llama::layer_result& r, std::size_t done, std::size_t total) {
+    bar.update(done, total, "blk." + std::to_string(r.layer) + "." + std::string(llama::linear_name(r.which)));
+  };
+  std::vector<llama::layer_result> results;
+  if (calibrated) {
+    const llama::batch calib = calibration_batch(opt, m, tok ? &*tok : nullptr);
+    results = llama::quantize_sequential(m, calib, quantize, progress);
+  } else {
+    // Data-free methods without calibration text: every layer on its own (no E_x to report).
+    const std::size_t total = m.layers.size() * llama::all_linears.size();
+    for (std::size_t l = 0; l < m.layers.size(); ++l) {
+      for (const auto which : llama::all_linears) {
+        llama::matrix& w = m.layers[l].weight(which);
+        const auto start = std::chrono::steady_clock::now();
+        llama::layer_result r;
+        r.quantized = quantize(w, Eigen::MatrixXd(), l, which);
+        r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        r.layer = l;
+        r.which = which;
+        r.rows = static_cast<std::size_t>(w.rows());
+        r.cols = static_cast<std::size_t>(w.cols());
+        r.relative_weight_error = ternq::relative_weight_error(w, r.quantized);
+        r.relative_output_error = -1.0;
+        ternq::dequantize(r.quantized, w);
+        results.push_back(std::move(r));
+        progress(results.back(), results.size(), total);
+      }
+    }
+  }
+
+  std::map<std::string, std::string> stored_as;
+  if (!opt.out_gguf.empty()) {
+    std::map<std::pair<std::size_t, llama::linear>, ternq::ternary_matrix> ternary;
+    if (packing) {
+      for (auto& r : results) ternary.emplace(std::pair{r.layer, r.which}, r.quantized);
+    }
+    const llama::gguf_storage where{.format = store.ternary.value_or(ternq::pack::format::tq2_0),
+                                    .f16_when_lossless = opt.format != "f32"};
+    const auto stored =
+        llama::save_gguf(m, ternary, where, tok ? &*tok : nullptr, opt.out_gguf, "ternq " + choice.name);
+    for (const auto& s : stored) stored_as[s.name] = s.reason.empty() ? s.type : s.type + " (" + s.reason + ")";
+  }
+  if (!opt.out_fake.empty()) {
+    switch (kind) {
+      case cli::model_kind::llama2c:
+        llama::save_llama2c(m, opt.out_fake);
+        break;
+      case cli::model_kind::hugging_face:
+        llama::save_hf(m, opt.model_path, opt.out_fake);
+        break;
+      case cli::model_kind::gguf:
+        (void)llama::save_gguf(m, {}, {}, tok ? &*tok : nullptr, opt.out_fake,
+                               "ternq " + choice.name + " (dequantized)");
+        break;
+    }
+  }
+
+  std::vector<cli::report_row> rows;
+  for (const auto& r : results) {
+    cli::report_row row;
+    row.layer = llama::gguf_name(r.layer, r.which);
+    row.rows = r.rows;
+    row.cols = r.cols;
+    row.method = choice.name;
+    row.relative_weight_error = r.relative_weight_error;
+    row.relative_output_error = calibrated ? r.relative_output_error : -1.0;
+    row.seconds = r.seconds;
+    const auto it = stored_as.find(row.layer);
+    row.format = it != stored_as.end() ? it->second : "-";
+    if (const auto rf = refits.find({r.layer, r.which}); rf != refits.end()) row.format += "; " + rf->second;
+    rows.push_back(row);
+  }
+  if (!opt.report.empty()) {
+    cli::write_report(opt.report, rows,
+                      {{"mode", "model"},
+                       {"model", opt.model_path},
+                       {"method", choice.name},
+                       {"group_size", opt.group_size},
+                       {"calibrated", calibrated},
+                       {"format", opt.out_gguf.empty() ? "" : opt.format}});
+  }
+  double ew = 0.0, ex = 0.0, seconds = 0.0;
+  std::printf("%-28s %11s %10s %10s %9s  %s\n", "layer", "shape", "rel E_w", "rel E_x", "time s", "stored as");
+  for (const auto& r : rows) {
+    const std::string shape = std::to_string(r.rows) + "x" + std::to_string(r.cols);
+    std::printf("%-28s %11s %10.5f %10s %9.3f  %s\n", r.layer.c_str(), shape.c_str(), r.relative_weight_error,
+                r.relative_output_error >= 0 ? std::to_string(r.relative_output_error).c_str() : "-", r.seconds,
+                r.format.c_str());
+    ew += r.relative_weight_error;
+    ex += r.relative_output_error;
+    seconds += r.seconds;
+  }
+  std::printf("%zu layers, mean rel E_w %.5f", rows.size(), ew / static_cast<double>(rows.size()));
+  if (calibrated) std::printf(", mean rel E_x %.5f", ex / static_cast<double>(rows.size()));
+  std::printf(", %.2f s quantizing\n", seconds);
+  return 0;
+}
+
+int run(const options& opt) {
+  if (!opt.model_path.empty() && !opt.tensors_path.empty())
+    fail(errc::invalid_argument, "give --model or --tensors, not both");
+  if (opt.model_path.empty() && opt.tensors_path.empty()) {
+    return cli::run_default_job(opt.method, opt.group_size, opt.seed, exec_of(opt));
+  }
+  if (opt.method.empty()) fail(errc::invalid_argument, "--method is required with --model or --tensors");
+  if (opt.collapse != "auto" && opt.collapse != "on" && opt.collapse != "off") {
+    fail(errc::invalid_argument, "--collapse-whitespace must be auto, on or off (got '", opt.collapse, "')");
+  }
+  const auto choice = cli::parse_method(opt.method, group_of(opt), opt.seed);
+  return opt.tensors_path.empty() ? run_model(opt, choice) : run_tensors(opt, choice);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  CLI::App app{
+      "Ternarize the linear layers of a model (llama2.c checkpoint, Hugging Face directory or GGUF), sequentially "
+      "calibrated, or every matrix of a safetensors file. Without --model or --tensors: quantize the embedded "
+      "LLM-like layer and print a table."};
+  app.add_option("--model", opt.model_path, "llama2.c checkpoint, Hugging Face Llama directory, or GGUF");
+  app.add_option("--tokenizer", opt.tokenizer_path, "llama2.c tokenizer (.bin) for --calib-text and GGUF metadata");
+  app.add_option("--tensors", opt.tensors_path, "safetensors file: quantize every 2-D tensor on its own");
+  app.add_option("--grams", opt.grams_path, "safetensors file with the Gram matrix of each tensor, by name");
+  app.add_option("--method", opt.method, "absmean|twn|optimal|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq");
+  app.add_option("--group-size", opt.group_size, "columns per group (0: one group per row)");
+  app.add_option("--seed", opt.seed, "seed (random block order; the embedded default layer)");
+  app.add_option("--threads", opt.threads, "worker threads (0: all)");
+  auto* text = app.add_option("--calib-text", opt.calib_text, "calibration text (UTF-8)");
+  app.add_option("--calib-offset", opt.calib_offset, "byte offset of the calibration slice")->needs(text);
+  auto* toks = app.add_option("--calib-tokens", opt.calib_tokens, "calibration token ids (whitespace-separated)");
+  text->excludes(toks);
+  app.add_option("--calib-seqs", opt.calib_seqs, "calibration sequences")->check(CLI::PositiveNumber);
+  app.add_option("--calib-len", opt.calib_len, "tokens per calibration sequence (default: min(context, 256))");
+  auto* gguf = app.add_option("--out-gguf", opt.out_gguf, "write a GGUF that llama.cpp loads");
+  app.add_option("--format", opt.format, "tq2_0|tq1_0|q2_0|pq2_0|ptq1_0|i2_s, or f16|f32 (dequantized)")->needs(gguf);
+  app.add_flag("--refit", opt.refit, "re-fit tensors symmetrically per block where the format needs it");
+  app.add_option("--out-fake", opt.out_fake, "write the fake-quantized model in the input's format");
+  app.add_option("--report", opt.report, "per-layer report (JSON; a CSV is written beside it)");
+  app.add_option("--collapse-whitespace", opt.collapse, "auto, on, off (for tokenizers without a newline)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(opt);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ternq-quantize: %s\n", e.what());
+    return 1;
+  }
+}
