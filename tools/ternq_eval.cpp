@@ -101,7 +101,8 @@ int run(const options& opt) {
                 "')");
   }
   const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && ternq::cli::needs_whitespace_collapse(tok));
-  const auto tokens = ternq::cli::tokenize(tok, ternq::cli::read_text(opt.text_path, opt.offset), opt.tokens, collapse);
+  const auto slice = ternq::cli::tokenize(tok, ternq::cli::read_text(opt.text_path, opt.offset), opt.tokens, collapse);
+  const auto& tokens = slice.tokens;
   const std::size_t window = opt.window != 0 ? opt.window : std::min<std::size_t>(m.cfg.seq_len, 256);
   if (window > m.cfg.seq_len) {
     ternq::fail(ternq::errc::invalid_argument, "--window ", window, " exceeds the model's context of ", m.cfg.seq_len);
@@ -116,6 +117,7 @@ int run(const options& opt) {
                         {"windows", all.sequences},
                         {"window", all.length},
                         {"whitespace_collapsed", collapse},
+                        {"dropped_characters", slice.dropped},
                         {"nll", nll},
                         {"ppl", std::exp(nll)}};
   if (reference) {

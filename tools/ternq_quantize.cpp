@@ -187,7 +187,8 @@ llama::batch calibration_batch(const options& opt, const llama::model& m, const 
   } else {
     if (tok == nullptr) fail(errc::invalid_argument, "--calib-text needs --tokenizer (a llama2.c tokenizer .bin)");
     const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && cli::needs_whitespace_collapse(*tok));
-    tokens = cli::tokenize(*tok, cli::read_text(opt.calib_text, opt.calib_offset), opt.calib_seqs * len, collapse);
+    tokens =
+        cli::tokenize(*tok, cli::read_text(opt.calib_text, opt.calib_offset), opt.calib_seqs * len, collapse).tokens;
   }
   for (const auto t : tokens) {
     if (static_cast<std::size_t>(t) >= m.cfg.vocab_size) {

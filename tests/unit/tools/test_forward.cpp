@@ -102,3 +102,22 @@ TEST_CASE("RMSNorm, SwiGLU and the log-softmax against direct formulas") {
   const Eigen::MatrixXd lp = llama::log_softmax(h);
   CHECK(lp.row(0).array().exp().sum() == doctest::Approx(1.0).epsilon(1e-12));
 }
+
+TEST_CASE(
+    "text normalization: whitespace collapse for the character-level vocabularies, unencodable characters dropped") {
+  if (!have_shared("models/tok512.bin")) return;
+  const io::llama2c_tokenizer tok512(shared_dir() / "models/tok512.bin");
+  const io::llama2c_tokenizer tok105(shared_dir() / "models/babyllama_tok105.bin");
+  const io::llama2c_tokenizer tok361(shared_dir() / "models/babyllama_tok361_reconstructed.bin");
+  CHECK_FALSE(cli::needs_whitespace_collapse(tok512));
+  CHECK(cli::needs_whitespace_collapse(tok105));
+  CHECK(cli::needs_whitespace_collapse(tok361));
+  std::size_t dropped = 0;
+  // neither the CJK character nor the emoji has a piece in the 105-character vocabulary
+  CHECK(cli::drop_unencodable(tok105, "a\xE4\xB8\xAD b.\xF0\x9F\x98\x80", dropped) == "a b.");
+  CHECK(dropped == 2);
+  const auto t = cli::tokenize(tok105, "Cat\xE4\xB8\xAD\n\nnoir", 100, true);
+  CHECK(t.collapsed);
+  CHECK(t.dropped == 1);
+  CHECK(tok105.decode(std::vector<int>(t.tokens.begin(), t.tokens.end())) == "Cat noir");
+}

@@ -36,8 +36,8 @@ struct slices {
 slices tinystories(const io::llama2c_tokenizer& tok, std::size_t len) {
   const auto path = shared_dir() / "text/tinystories_validation_head.txt";
   const bool collapse = cli::needs_whitespace_collapse(tok);
-  return {cli::windows(cli::tokenize(tok, cli::read_text(path, 0), 16 * len, collapse), len, 16),
-          cli::windows(cli::tokenize(tok, cli::read_text(path, 400000), 16 * len, collapse), len, 16)};
+  return {cli::windows(cli::tokenize(tok, cli::read_text(path, 0), 16 * len, collapse).tokens, len, 16),
+          cli::windows(cli::tokenize(tok, cli::read_text(path, 400000), 16 * len, collapse).tokens, len, 16)};
 }
 
 }  // namespace
