@@ -15,6 +15,7 @@
 #include <ternq/ternq.hpp>
 
 #include "llm_like.hpp"
+#include "support/baselines.hpp"
 #include "support/ratio_reporter.hpp"
 
 namespace {
@@ -125,20 +126,9 @@ void update_step(benchmark::State& state, const layer* l, ternq::gptq options, u
   }
 }
 
-/// Reads every byte of `w` once (XOR of 64-bit words): the least any quantizer must do.
+/// The baseline: read every byte of `w` once.
 void plain_read(benchmark::State& state, const row_matrix* w) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(w->data());
-  const std::size_t size = static_cast<std::size_t>(w->size()) * sizeof(float);
-  for (auto _ : state) {
-    std::uint64_t acc = 0;
-    for (std::size_t b = 0; b + 8 <= size; b += 8) {
-      std::uint64_t v;
-      std::memcpy(&v, bytes + b, 8);
-      acc ^= v;
-    }
-    benchmark::DoNotOptimize(acc);
-  }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(size));
+  ternq::bench::plain_read(state, w->data(), static_cast<std::size_t>(w->size()) * sizeof(float));
 }
 
 void itf_alone(benchmark::State& state, const row_matrix* w) {

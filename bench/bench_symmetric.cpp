@@ -14,6 +14,7 @@
 #include <ternq/ternq.hpp>
 
 #include "llm_like.hpp"
+#include "support/baselines.hpp"
 #include "support/ratio_reporter.hpp"
 
 namespace {
@@ -21,21 +22,9 @@ namespace {
 using ternq::testing::row_matrix;
 using symmetric = std::variant<ternq::absmean, ternq::twn, ternq::optimal_symmetric>;
 
-/// The baseline: read every byte once (an XOR over 64-bit words, which
-/// compilers vectorize), the least any quantizer must do.
+/// The baseline: read every byte of `w` once.
 void plain_read(benchmark::State& state, const row_matrix* w) {
-  const auto* words = reinterpret_cast<const unsigned char*>(w->data());
-  const std::size_t bytes = static_cast<std::size_t>(w->size()) * sizeof(float);
-  for (auto _ : state) {
-    std::uint64_t acc = 0;
-    for (std::size_t b = 0; b + 8 <= bytes; b += 8) {
-      std::uint64_t v;
-      std::memcpy(&v, words + b, 8);
-      acc ^= v;
-    }
-    benchmark::DoNotOptimize(acc);
-  }
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+  ternq::bench::plain_read(state, w->data(), static_cast<std::size_t>(w->size()) * sizeof(float));
 }
 
 template <class Method>
