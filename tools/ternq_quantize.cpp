@@ -360,7 +360,8 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", opt.tokenizer_path, "llama2.c tokenizer (.bin) for --calib-text and GGUF metadata");
   app.add_option("--tensors", opt.tensors_path, "safetensors file: quantize every 2-D tensor on its own");
   app.add_option("--grams", opt.grams_path, "safetensors file with the Gram matrix of each tensor, by name");
-  app.add_option("--method", opt.method, "absmean|twn|optimal|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq");
+  app.add_option("--method", opt.method,
+                 "absmean|twn|optimal|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq|catq_std");
   app.add_option("--group-size", opt.group_size, "columns per group (0: one group per row)");
   app.add_option("--seed", opt.seed, "seed (random block order; the embedded default layer)");
   app.add_option("--threads", opt.threads, "worker threads (0: all)");

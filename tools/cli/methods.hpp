@@ -24,11 +24,12 @@ struct method_choice {
   bool permutes = false;    ///< the columns are reordered
 };
 
-/// The names `--method` accepts: the data-free and standalone methods, CAT-Q,
-/// and `gptq_[act_|ssr_|random_]<grid>` for the blockwise driver with any
+/// The names `--method` accepts: the data-free and standalone methods, CAT-Q
+/// (`catq_std`: with the standard-deviation scale prior instead of §4's
+/// absmean), and `gptq_[act_|ssr_|random_]<grid>` for the blockwise driver with any
 /// grid (`gptq_itf_aga`, `gptq_act_itf_aga`, `gptq_ssr_itf_aga`, ...).
 inline std::vector<std::string> method_names() {
-  std::vector<std::string> names = {"absmean", "twn", "optimal", "itf", "itf_aga", "catq"};
+  std::vector<std::string> names = {"absmean", "twn", "optimal", "itf", "itf_aga", "catq", "catq_std"};
   for (const char* order : {"", "act_", "ssr_", "random_"}) {
     for (const char* grid : {"absmean", "twn", "optimal", "itf", "itf_aga"}) {
       names.push_back(std::string("gptq_") + order + grid);
@@ -75,8 +76,10 @@ inline method_choice parse_method(std::string_view name, group_size_option group
       c.permutes = !std::holds_alternative<sequential>(order);
       return c;
     }
-  } else if (name == "catq") {
-    c.method = catq{.group_size = group_size};
+  } else if (name == "catq" || name == "catq_std") {
+    catq m{.group_size = group_size};
+    if (name == "catq_std") m.priors.scale = catq_scale_prior::standard_deviation;
+    c.method = m;
     c.needs_gram = true;
     return c;
   } else if (const auto grid = detail::grid_named(name, group_size)) {

@@ -42,6 +42,45 @@ slices tinystories(const io::llama2c_tokenizer& tok, std::size_t len) {
 
 }  // namespace
 
+TEST_CASE("every --method name parses into the method it names") {
+  for (const auto& name : cli::method_names()) {
+    const auto c = cli::parse_method(name, 32, 7);
+    CHECK(c.name == name);
+    // Every method carries the group size it was given.
+    const bool grouped = std::visit(
+        [](const auto& m) {
+          if constexpr (requires { m.group_size; }) {
+            return m.group_size == group_size_option{32};
+          } else {
+            return std::visit([](const auto& grid) { return grid.group_size == group_size_option{32}; }, m.grid);
+          }
+        },
+        c.method);
+    CHECK_MESSAGE(grouped, name);
+  }
+  const auto catq_default = cli::parse_method("catq", per_row, 0);
+  const auto catq_std = cli::parse_method("catq_std", per_row, 0);
+  REQUIRE(std::holds_alternative<catq>(catq_default.method));
+  REQUIRE(std::holds_alternative<catq>(catq_std.method));
+  CHECK(std::get<catq>(catq_default.method).priors.scale == catq_scale_prior::absmean);
+  CHECK(std::get<catq>(catq_std.method).priors.scale == catq_scale_prior::standard_deviation);
+  CHECK((catq_std.needs_gram && !catq_std.asymmetric && !catq_std.permutes));
+
+  const auto ssr_itf_aga = cli::parse_method("gptq_ssr_itf_aga", 64, 0);
+  REQUIRE(std::holds_alternative<gptq>(ssr_itf_aga.method));
+  CHECK(std::holds_alternative<ssr>(std::get<gptq>(ssr_itf_aga.method).order));
+  CHECK(std::holds_alternative<itf_aga>(std::get<gptq>(ssr_itf_aga.method).grid));
+  CHECK((ssr_itf_aga.needs_gram && ssr_itf_aga.asymmetric && ssr_itf_aga.permutes));
+  const auto random_optimal = cli::parse_method("gptq_random_optimal", 64, 9);
+  CHECK(std::get<random_order>(std::get<gptq>(random_optimal.method).order).seed == 9);
+  CHECK((!random_optimal.asymmetric && random_optimal.permutes));
+  const auto plain_itf = cli::parse_method("itf", 64, 0);
+  CHECK((plain_itf.asymmetric && !plain_itf.needs_gram));
+  CHECK(cli::parse_method("itf_aga", 64, 0).needs_gram);
+  CHECK_THROWS_AS(cli::parse_method("gptq_ssr_round", 64, 0), ternq::error);
+  CHECK_THROWS_AS(cli::parse_method("catq_var", 64, 0), ternq::error);
+}
+
 TEST_CASE("sequential calibration: each layer's Gram matrix comes from the already-quantized layers before it") {
   llama::model m = tools_test::random_model(21);
   const llama::batch calib = tools_test::random_batch(3, 24, m.cfg.vocab_size, 5);
