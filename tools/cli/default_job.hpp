@@ -18,8 +18,8 @@ namespace ternq::cli {
 
 /// The methods the default job runs when none is named.
 inline std::vector<std::string> default_job_methods() {
-  return {"absmean",          "twn", "optimal", "itf", "itf_aga", "gptq_itf_aga", "gptq_act_itf_aga",
-          "gptq_ssr_itf_aga", "catq"};
+  return {"absmean",          "twn",  "optimal", "itf", "itf_aga", "gptq_itf_aga", "gptq_act_itf_aga",
+          "gptq_ssr_itf_aga", "catq", "catq_std"};
 }
 
 /// Quantizes a generated 512 x 1024 LLM-like layer (non-zero row means,
