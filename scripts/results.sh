@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Measures, then regenerates docs/results.md, docs/results/{rows.jsonl,results.csv,perplexity.png}: every method on the
+# three shared models (../shared/models), calibrated on the start of the TinyStories head and evaluated on a
+# disjoint slice of it and on WikiText-2. Needs gnuplot (Debian: gnuplot-nox) and python3 for the tables.
+# The raw measurements go to docs/results/rows.jsonl; scripts/results_report.py turns them into the report.
+# Usage: scripts/results.sh [--quick | --report-only]
+#   --quick: one model, fewer methods, to try the script (writes under build/release/results-quick)
+#   --report-only: rewrite the report and the plot from the committed rows.jsonl without measuring
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=${TERNQ_SHARED_DIR:-$root/../shared}
+mode=${1:-}
+
+"$root/scripts/install-deps.sh"
+command -v gnuplot >/dev/null || { echo "results.sh needs gnuplot (apt-get install gnuplot-nox)"; exit 1; }
+build="$root/build/release"
+if [[ "$mode" != "--report-only" ]]; then
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTERNQ_BUILD_TESTS=OFF \
+    -DTERNQ_BUILD_BENCHMARKS=OFF >/dev/null
+  cmake --build "$build" --target ternq-quantize ternq-eval
+fi
+quantize="$build/tools/ternq-quantize"
+evaluate="$build/tools/ternq-eval"
+
+# --quick writes beside the build, leaving the committed results alone.
+out="$root/docs/results"
+md="$root/docs/results.md"
+if [[ "$mode" == "--quick" ]]; then
+  out="$build/results-quick"
+  md="$out/results.md"
+fi
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+stories="$shared/text/tinystories_validation_head.txt"
+wiki="$shared/text/wikitext2_raw_test.txt"
+# Calibration: 32 sequences of 256 tokens from byte 0. Evaluation: 8192 tokens from byte 400000 (disjoint:
+# the calibration slice ends well before it) and 8192 tokens of WikiText-2.
+calib=(--calib-text "$stories" --calib-offset 0 --calib-seqs 32 --calib-len 256)
+
+models=("stories260K stories260K.bin tok512.bin"
+        "babyllama-tok105 babyllama_tok105_model5000.bin babyllama_tok105.bin"
+        "babyllama-tok361 babyllama_tok361_model5000.bin babyllama_tok361_reconstructed.bin")
+methods=(fp absmean twn optimal itf itf_aga
+         gptq_absmean gptq_twn gptq_optimal gptq_itf gptq_itf_aga
+         gptq_act_optimal gptq_ssr_optimal gptq_act_itf_aga gptq_ssr_itf_aga
+         catq catq_std)
+groups=(64 0)
+if [[ "$mode" == "--quick" ]]; then
+  models=("${models[0]}")
+  methods=(fp absmean optimal gptq_itf_aga)
+  groups=(64)
+fi
+
+rows="$out/rows.jsonl"
+if [[ "$mode" != "--report-only" ]]; then
+  : >"$rows"
+  for entry in "${models[@]}"; do
+    read -r name checkpoint tokenizer <<<"$entry"
+    model="$shared/models/$checkpoint"
+    tok="$shared/models/$tokenizer"
+    for group in "${groups[@]}"; do
+      for method in "${methods[@]}"; do
+        echo "== $name, group ${group/#0/row}, $method"
+        candidate="$model"
+        report=""
+        if [[ "$method" != fp ]]; then
+          candidate="$work/$name-$group-$method.bin"
+          report="$work/$name-$group-$method.json"
+          "$quantize" --model "$model" --tokenizer "$tok" --method "$method" --group-size "$group" "${calib[@]}" \
+            --out-fake "$candidate" --report "$report" >/dev/null 2>"$work/log"
+        fi
+        ts=$("$evaluate" --model "$candidate" --tokenizer "$tok" --text "$stories" --offset 400000 --tokens 8192 \
+          --reference "$model" --json)
+        wt=$("$evaluate" --model "$candidate" --tokenizer "$tok" --text "$wiki" --offset 0 --tokens 8192 \
+          --reference "$model" --json)
+        python3 - "$name" "$group" "$method" "$report" "$ts" "$wt" >>"$rows" <<'PY'
+import json, sys
+name, group, method, report, ts, wt = sys.argv[1:]
+row = {"model": name, "group": int(group), "method": method, "stories": json.loads(ts), "wiki": json.loads(wt)}
+if report:
+    layers = json.load(open(report))["layers"]
+    row["time_s"] = sum(l["time_s"] for l in layers)
+    row["rel_e_x"] = sum(l["rel_e_x"] for l in layers) / len(layers)
+print(json.dumps(row))
+PY
+      done
+    done
+  done
+fi
+
+"$root/scripts/results_report.py" "$rows" "$out" "$md"
+
+cols=$(head -1 "$out/perplexity.dat" | wc -w)
+gnuplot <<EOF
+set terminal pngcairo noenhanced size 1400,700 font ",10"
+set output "$out/perplexity.png"
+set title "Perplexity on the held-out TinyStories slice (log scale; lower is better)"
+set style data histogram
+set style histogram clustered gap 2
+set style fill solid 0.8 border -1
+set logscale y
+set ylabel "perplexity"
+set xtics rotate by -40 scale 0
+set key outside right top
+set grid ytics
+plot for [c=2:$cols] "$out/perplexity.dat" using c:xtic(1) title columnhead
+EOF
+rm -f "$out/perplexity.dat"
+echo "wrote $md and, in $out, rows.jsonl, results.csv, perplexity.png"
