@@ -46,7 +46,10 @@ models=("stories260K stories260K.bin tok512.bin"
 methods=(fp absmean twn optimal itf itf_aga
          gptq_absmean gptq_twn gptq_optimal gptq_itf gptq_itf_aga
          gptq_act_optimal gptq_ssr_optimal gptq_act_itf_aga gptq_ssr_itf_aga
-         catq catq_std)
+         catq catq_std
+         optimal@q2_0 gptq_optimal@q2_0)
+# METHOD@FORMAT: written as a GGUF in that ternary format (fp16 scales, rounded before the next layer is
+# calibrated) and evaluated from the GGUF; block-aligned group sizes only.
 groups=(64 0)
 if [[ "$mode" == "--quick" ]]; then
   models=("${models[0]}")
@@ -63,14 +66,25 @@ if [[ "$mode" != "--report-only" ]]; then
     tok="$shared/models/$tokenizer"
     for group in "${groups[@]}"; do
       for method in "${methods[@]}"; do
+        format=""
+        if [[ "$method" == *@* ]]; then
+          [[ "$group" == 0 ]] && continue
+          format=${method#*@}
+        fi
         echo "== $name, group ${group/#0/row}, $method"
         candidate="$model"
         report=""
         if [[ "$method" != fp ]]; then
-          candidate="$work/$name-$group-$method.bin"
           report="$work/$name-$group-$method.json"
-          "$quantize" --model "$model" --tokenizer "$tok" --method "$method" --group-size "$group" "${calib[@]}" \
-            --out-fake "$candidate" --report "$report" >/dev/null 2>"$work/log"
+          if [[ -n "$format" ]]; then
+            candidate="$work/$name-$group-$method.gguf"
+            output=(--out-gguf "$candidate" --format "$format")
+          else
+            candidate="$work/$name-$group-$method.bin"
+            output=(--out-fake "$candidate")
+          fi
+          "$quantize" --model "$model" --tokenizer "$tok" --method "${method%@*}" --group-size "$group" \
+            "${calib[@]}" "${output[@]}" --report "$report" >/dev/null 2>"$work/log"
         fi
         ts=$("$evaluate" --model "$candidate" --tokenizer "$tok" --text "$stories" --offset 400000 --tokens 8192 \
           --reference "$model" --json)
@@ -80,6 +94,9 @@ if [[ "$mode" != "--report-only" ]]; then
 import json, sys
 name, group, method, report, ts, wt = sys.argv[1:]
 row = {"model": name, "group": int(group), "method": method, "stories": json.loads(ts), "wiki": json.loads(wt)}
+for slice_ in (row["stories"], row["wiki"]):  # the paths of this run's files say nothing lasting
+    slice_.pop("model", None)
+    slice_.pop("reference", None)
 if report:
     layers = json.load(open(report))["layers"]
     row["time_s"] = sum(l["time_s"] for l in layers)
@@ -98,6 +115,7 @@ gnuplot <<EOF
 set terminal pngcairo noenhanced size 1400,700 font ",10"
 set output "$out/perplexity.png"
 set title "Perplexity on the held-out TinyStories slice (log scale; lower is better)"
+set datafile missing "?"
 set style data histogram
 set style histogram clustered gap 2
 set style fill solid 0.8 border -1

@@ -75,6 +75,10 @@ def main():
         "the output head stay in floating point. `fp` is the unquantized model. Mean rel E_x: the relative output "
         "error of each layer on its calibration activations, averaged over the layers. Time: seconds spent "
         "quantizing the layers (`ternq-quantize` with its default threads).", "",
+        "Rows `METHOD@FORMAT` evaluate the GGUF that `ternq-quantize --out-gguf --format FORMAT` writes, read back "
+        "by the library's reader; the others evaluate the fake-quantized checkpoint (`--out-fake`, fp32 scales). "
+        "The GGUF's scales are fp16 and are rounded before the next layer is calibrated, so it is a slightly "
+        "different model (see the section below).", "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores.", "",
         "Methods: `absmean` (BitNet b1.58), `twn`, `optimal` (exact symmetric optimum), `itf`/`itf_aga` "
         "(PT²-LLM's asymmetric quantizer without and with activation-aware grid alignment), `gptq_<grid>` "
@@ -103,6 +107,20 @@ def main():
         if total:
             lines.append(f"| {question}: `{better}` < `{base}` | " + " | ".join(cells) + f" | {held}/{total} |")
     lines.append("")
+
+    gguf_rows = [r for r in rows if "@" in r["method"]]
+    if gguf_rows:
+        lines += ["## The GGUF against the fake-quantized model", "",
+                  "Perplexity on the held-out TinyStories slice of the GGUF (fp16 scales) and of the same method's "
+                  "fake-quantized checkpoint (fp32 scales).", "",
+                  "| model | group | method | GGUF | fake model | ratio |", "|---|---|---|---|---|---|"]
+        for r in gguf_rows:
+            fake = find(r["model"], r["group"], r["method"].split("@")[0])
+            if fake:
+                a, b = r["stories"]["ppl"], fake["stories"]["ppl"]
+                lines.append(f'| {r["model"]} | {group_name(r["group"])} | `{r["method"]}` | {a:.3f} | {b:.3f} | '
+                             f'{a / b:.3f} |')
+        lines.append("")
 
     for m in models:
         for g in groups:
