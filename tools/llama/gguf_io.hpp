@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <ternq/core/half.hpp>
@@ -35,15 +36,33 @@ struct stored_tensor {
   std::string reason;  ///< why a ternary matrix fell back to a float type (empty otherwise)
 };
 
-/// The tokenizer keys for a llama2.c vocabulary: pieces, scores, token types
-/// (0 unknown, 1 and 2 control, `<0xNN>` byte pieces, the rest normal).
+/// A llama2.c piece as a SentencePiece vocabulary spells it: llama2.c's
+/// export turned SentencePiece's whitespace mark U+2581 into plain spaces,
+/// and llama.cpp's "llama" tokenizer looks pieces up with the mark (it
+/// escapes the text's spaces before matching), so the mark is put back.
+inline std::string sentencepiece_spelling(std::string_view piece) {
+  std::string out;
+  out.reserve(piece.size());
+  for (const char c : piece) {
+    if (c == ' ') {
+      out += "\xE2\x96\x81";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+/// The tokenizer keys for a llama2.c vocabulary: pieces (in SentencePiece
+/// spelling, see above), scores, token types (0 unknown, 1 and 2 control,
+/// `<0xNN>` byte pieces, the rest normal).
 inline io::llama_vocab vocab_of(const io::llama2c_tokenizer& tok) {
   io::llama_vocab v;
   v.model = "llama";
   for (std::size_t id = 0; id < tok.vocab_size(); ++id) {
     const int i = static_cast<int>(id);
     const std::string piece(tok.piece(i));
-    v.tokens.push_back(piece);
+    v.tokens.push_back(sentencepiece_spelling(piece));
     v.scores.push_back(tok.score(i));
     std::int32_t type = 1;
     if (i == 0) type = 2;

@@ -183,6 +183,40 @@ TEST_CASE("stories260K: the GGUF has llama.cpp's structure and dequantizes to th
   }
 }
 
+TEST_CASE("the GGUF vocabulary spells spaces as SentencePiece's U+2581, as llama.cpp's tokenizer looks them up") {
+  const std::string mark = "\xE2\x96\x81";  // U+2581 in UTF-8
+  CHECK(llama::sentencepiece_spelling(" the") == mark + "the");
+  CHECK(llama::sentencepiece_spelling("a  b ") == "a" + mark + mark + "b" + mark);
+  CHECK(llama::sentencepiece_spelling("<0x20>") == "<0x20>");
+  if (!have_shared("models/tok512.bin")) return;
+  const io::llama2c_tokenizer tok(shared_dir() / "models/tok512.bin");
+  const io::llama_vocab v = llama::vocab_of(tok);
+  REQUIRE(v.tokens.size() == tok.vocab_size());
+  std::size_t marked = 0;
+  for (std::size_t id = 0; id < v.tokens.size(); ++id) {
+    const std::string_view piece = tok.piece(static_cast<int>(id));
+    const std::string& token = v.tokens[id];
+    CHECK(token.find(' ') == std::string::npos);
+    // Replacing every mark by a space gives back the llama2.c piece.
+    std::string back;
+    for (std::size_t i = 0; i < token.size();) {
+      if (token.compare(i, 3, mark) == 0) {
+        back += ' ';
+        i += 3;
+      } else {
+        back += token[i++];
+      }
+    }
+    CHECK(back == piece);
+    marked += token.starts_with(mark) ? 1 : 0;
+  }
+  CHECK(marked > 0);
+  // The dummy prefix makes the first word a word-initial piece: its token carries the mark.
+  const auto ids = tok.encode("Once upon a time", {.bos = false});
+  REQUIRE(!ids.empty());
+  CHECK(v.tokens[static_cast<std::size_t>(ids[0])] == mark + "Once");
+}
+
 TEST_CASE("stories260K: GPTQ with ITF+AGA beats absmean in perplexity on a held-out slice") {
   if (!have_shared("models/stories260K.bin")) return;
   const io::llama2c_tokenizer tok(shared_dir() / "models/tok512.bin");
