@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -91,10 +92,5 @@ int main(int argc, char** argv) {
         {"catq soft step + hard eval time / sgemm time " + n, "catq_step_soft_eval/" + n, "sgemm/" + n, true, 2.5});
     ratios.push_back({"catq hard step time / sgemm time " + n, "catq_step_hard/" + n, "sgemm/" + n, true, 1.25});
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  ternq::bench::ratio_reporter reporter(ratios);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
+  return ternq::bench::run_benchmarks(argc, argv, std::move(ratios));
 }

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -170,10 +171,5 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("itf/" + n).c_str(), itf_alone, &l->w);
     ratios.push_back({"itf throughput / plain read " + n, "itf/" + n, "plain_read/" + n, false, 0.0});
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  ternq::bench::ratio_reporter reporter(ratios);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
+  return ternq::bench::run_benchmarks(argc, argv, std::move(ratios));
 }

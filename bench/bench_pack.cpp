@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -94,10 +95,5 @@ int main(int argc, char** argv) {
                         "plain_copy/" + n, false, 0.25});
     }
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  ternq::bench::ratio_reporter reporter(ratios);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
+  return ternq::bench::run_benchmarks(argc, argv, std::move(ratios));
 }

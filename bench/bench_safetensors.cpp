@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -90,11 +91,7 @@ int main(int argc, char** argv) {
                         "safetensors_matrix/" + tn + "/" + n, "plain_read/" + tn + "/" + n, false, 0.0});
     }
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  ternq::bench::ratio_reporter reporter(ratios);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
+  const int status = ternq::bench::run_benchmarks(argc, argv, std::move(ratios));
   std::filesystem::remove_all(dir);
-  return 0;
+  return status;
 }

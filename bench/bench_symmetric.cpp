@@ -84,10 +84,5 @@ int main(int argc, char** argv) {
     ratios.push_back(
         {"optimal per-row time / twn g128 time " + n, "optimal_symmetric_per_row/" + n, "twn_g128/" + n, true, 0.0});
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  ternq::bench::ratio_reporter reporter(ratios);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  benchmark::Shutdown();
-  return 0;
+  return ternq::bench::run_benchmarks(argc, argv, std::move(ratios));
 }

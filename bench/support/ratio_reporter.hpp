@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Benchmark reporting as ratios against a baseline measured in the same run, and a shape flag.
+// Benchmark reporting as ratios against a baseline measured in the same run, a shape flag, and the run itself.
 #pragma once
 
 #include <cstdio>
@@ -100,5 +100,17 @@ inline std::vector<shape> take_shape_flags(int& argc, char** argv, std::vector<s
 }
 
 inline std::string shape_name(const shape& s) { return std::to_string(s.rows) + "x" + std::to_string(s.cols); }
+
+/// The end of every benchmark program's `main`: lets Google Benchmark take
+/// its flags, runs the registered benchmarks with the ratio table after them,
+/// and returns the exit status (1 for an argument nobody recognized).
+inline int run_benchmarks(int& argc, char** argv, std::vector<ratio_spec> ratios) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  ratio_reporter reporter(std::move(ratios));
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
 
 }  // namespace ternq::bench
