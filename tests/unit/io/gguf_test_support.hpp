@@ -1,15 +1,11 @@
 // SPDX-License-Identifier: MIT
-// Helpers of the GGUF tests: write to memory, unique temporary files.
+// Helpers of the GGUF tests: write to memory.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
-#include <filesystem>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "ternq/io/gguf_writer.hpp"
 
@@ -25,25 +21,5 @@ std::vector<std::uint8_t> write_to_memory(io::gguf_writer& w, Write&& write) {
   const std::string s = out.str();
   return {s.begin(), s.end()};
 }
-
-/// A path in the temporary directory, unique to this process and call; removed by the destructor.
-class temp_file {
- public:
-  explicit temp_file(const std::string& stem) {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() / (stem + "-" + std::to_string(static_cast<long long>(::getpid())) +
-                                                      "-" + std::to_string(counter++) + ".gguf");
-  }
-  temp_file(const temp_file&) = delete;
-  temp_file& operator=(const temp_file&) = delete;
-  ~temp_file() {
-    std::error_code ignored;
-    std::filesystem::remove(path_, ignored);
-  }
-  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 }  // namespace ternq::testing

@@ -1,10 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Helpers for the io tests: a scratch directory, raw file writing, and the shared models' location.
+// Helpers for the io tests: raw file writing, and the shared models' location.
 #pragma once
 
-#include <unistd.h>
-
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -15,30 +12,9 @@
 
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
 namespace ternq::testing {
-
-/// A fresh directory under the system's temporary directory, removed with its contents on scope exit.
-class temp_dir {
- public:
-  temp_dir() {
-    static std::atomic<int> counter{0};
-    path_ = std::filesystem::temp_directory_path() /
-            ("ternq-io-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-  [[nodiscard]] std::filesystem::path operator/(std::string_view name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
 
 /// Writes `bytes` to `path`, replacing it.
 inline void write_file(const std::filesystem::path& path, std::string_view bytes) {

@@ -11,6 +11,7 @@
 
 #include "gguf_test_support.hpp"
 #include "llm_like.hpp"
+#include "temp_dir.hpp"
 #include "ternq/core/dequantize.hpp"
 #include "ternq/io/gguf_reader.hpp"
 #include "ternq/io/gguf_writer.hpp"
@@ -144,23 +145,24 @@ TEST_CASE("gguf: every metadata value type and every tensor type round-trip, wit
 }
 
 TEST_CASE("gguf: a file on disk reads like the same bytes in memory, tensor data on demand") {
-  const ternq::testing::temp_file file("ternq-gguf-roundtrip");
+  const ternq::testing::temp_dir dir("gguf-roundtrip");
+  const auto path = dir / "file.gguf";
   gguf_writer w;
   w.add("general.architecture", std::string("none"));
   w.add_tensor("a", ggml_type::f32, {3});
   w.add_tensor("b", ggml_type::tq2_0, {256, 2});
   const ternq::ternary_matrix q = random_ternary(2, 256, 256, 3);
   const auto p = ternq::pack::pack(q, ternq::pack::format::tq2_0);
-  w.open(file.path());
+  w.open(path);
   const std::vector<float> a = {1.0F, 2.0F, 3.0F};
   w.write_tensor("a", std::span<const float>(a));
   w.write_tensor("b", p);
   w.close();
-  CHECK(w.bytes_written() == std::filesystem::file_size(file.path()));
+  CHECK(w.bytes_written() == std::filesystem::file_size(path));
 
-  std::ifstream in(file.path(), std::ios::binary);
+  std::ifstream in(path, std::ios::binary);
   std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const gguf_reader from_disk = gguf_reader::open(file.path());
+  const gguf_reader from_disk = gguf_reader::open(path);
   const gguf_reader from_memory = gguf_reader::from_bytes(bytes);
   CHECK(from_disk.metadata() == from_memory.metadata());
   CHECK(from_disk.tensors() == from_memory.tensors());
@@ -168,7 +170,7 @@ TEST_CASE("gguf: a file on disk reads like the same bytes in memory, tensor data
   CHECK(from_disk.read_floats(from_disk.tensor("a")) == a);
   CHECK(from_disk.read_tensor_data(from_disk.tensor("b")) == p.data);
   CHECK_THROWS_WITH_AS(static_cast<void>(from_disk.tensor_bytes(from_disk.tensor("b"))),
-                       ("[ternq.invalid_argument] gguf_reader '" + file.path().string() +
+                       ("[ternq.invalid_argument] gguf_reader '" + path.string() +
                         "': tensor_bytes() needs a reader made by from_bytes(); use read_tensor_data()")
                            .c_str(),
                        ternq::error);
@@ -177,12 +179,13 @@ TEST_CASE("gguf: a file on disk reads like the same bytes in memory, tensor data
 }
 
 TEST_CASE("gguf: a writer that is not closed leaves no file behind") {
-  const ternq::testing::temp_file file("ternq-gguf-unfinished");
+  const ternq::testing::temp_dir dir("gguf-unfinished");
+  const auto path = dir / "file.gguf";
   {
     gguf_writer w;
     w.add_tensor("a", ggml_type::f32, {2});
-    w.open(file.path());
-    CHECK(std::filesystem::exists(file.path()));
+    w.open(path);
+    CHECK(std::filesystem::exists(path));
   }
-  CHECK_FALSE(std::filesystem::exists(file.path()));
+  CHECK_FALSE(std::filesystem::exists(path));
 }

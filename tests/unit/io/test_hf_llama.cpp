@@ -159,7 +159,7 @@ TEST_CASE("hf_llama: config.json problems are named") {
 }
 
 TEST_CASE("hf_llama: a single-file model opens and gives every tensor by name") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const tiny_tensors t;
   write_single(dir, t);
   const hf_llama_model m(dir.path());
@@ -177,7 +177,7 @@ TEST_CASE("hf_llama: a single-file model opens and gives every tensor by name") 
 }
 
 TEST_CASE("hf_llama: a sharded model finds tensors across shards through the index") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const tiny_tensors t;
   write_sharded(dir, t);
   const hf_llama_model m(dir.path());
@@ -194,7 +194,7 @@ TEST_CASE("hf_llama: a sharded model finds tensors across shards through the ind
 }
 
 TEST_CASE("hf_llama: tied embeddings make lm_head optional") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   std::string cfg = tiny_config;
   const std::string untied = "\"tie_word_embeddings\": false";
   cfg.replace(cfg.find(untied), untied.size(), "\"tie_word_embeddings\": true");
@@ -213,7 +213,7 @@ TEST_CASE("hf_llama: tied embeddings make lm_head optional") {
 TEST_CASE("hf_llama: missing tensors, wrong shapes, unsupported dtypes and broken shard sets are named") {
   const tiny_tensors t;
   {  // missing tensor
-    const temp_dir dir;
+    const temp_dir dir("io-test");
     write_file(dir / "config.json", tiny_config);
     safetensors_writer out;
     t.add_to(out, [&](std::size_t i) { return t.specs[i].name != "model.layers.1.mlp.up_proj.weight"; });
@@ -221,7 +221,7 @@ TEST_CASE("hf_llama: missing tensors, wrong shapes, unsupported dtypes and broke
     CHECK(error_of(dir) == "[ternq.corrupt_file] hf_llama 'DIR': missing tensor 'model.layers.1.mlp.up_proj.weight'");
   }
   {  // wrong shape
-    const temp_dir dir;
+    const temp_dir dir("io-test");
     write_file(dir / "config.json", tiny_config);
     safetensors_writer out;
     t.add_to(out, [&](std::size_t i) { return t.specs[i].name != "model.layers.0.self_attn.v_proj.weight"; });
@@ -233,7 +233,7 @@ TEST_CASE("hf_llama: missing tensors, wrong shapes, unsupported dtypes and broke
           "has shape [8, 8], config.json implies [4, 8]");
   }
   {  // unsupported dtype, in a shard of its own
-    const temp_dir dir;
+    const temp_dir dir("io-test");
     write_sharded(dir, t);
     write_file(dir / "int.safetensors",
                ternq::testing::safetensors_bytes(
@@ -246,7 +246,7 @@ TEST_CASE("hf_llama: missing tensors, wrong shapes, unsupported dtypes and broke
           "F32, F16 and BF16");
   }
   {  // a shard missing
-    const temp_dir dir;
+    const temp_dir dir("io-test");
     write_sharded(dir, t);
     std::filesystem::remove(dir / "model-00002-of-00002.safetensors");
     CHECK(error_of(dir) ==
@@ -254,7 +254,7 @@ TEST_CASE("hf_llama: missing tensors, wrong shapes, unsupported dtypes and broke
           "tensor 'model.layers.0.input_layernorm.weight') does not exist");
   }
   {  // the index maps a tensor to a shard that does not hold it
-    const temp_dir dir;
+    const temp_dir dir("io-test");
     write_sharded(dir, t);
     auto index = nlohmann::json::parse(ternq::testing::read_file(dir / "model.safetensors.index.json"));
     index["weight_map"]["model.norm.weight"] = "model-00001-of-00002.safetensors";
@@ -265,7 +265,7 @@ TEST_CASE("hf_llama: missing tensors, wrong shapes, unsupported dtypes and broke
           "hold it");
   }
   {  // a shard name that leaves the directory
-    const temp_dir dir;
+    const temp_dir dir("io-test");
     write_sharded(dir, t);
     write_file(dir / "model.safetensors.index.json", R"({"weight_map": {"lm_head.weight": "../x.safetensors"}})");
     CHECK(error_of(dir) ==
@@ -274,7 +274,7 @@ TEST_CASE("hf_llama: missing tensors, wrong shapes, unsupported dtypes and broke
           "directory");
   }
   {  // an index without a weight_map, and one that is not JSON
-    const temp_dir dir;
+    const temp_dir dir("io-test");
     write_sharded(dir, t);
     write_file(dir / "model.safetensors.index.json", R"({"metadata": {}})");
     CHECK(error_of(dir) ==
@@ -289,7 +289,7 @@ TEST_CASE("hf_llama: missing tensors, wrong shapes, unsupported dtypes and broke
                               0) == 0);
   }
   {  // no weights at all, and no config
-    const temp_dir dir;
+    const temp_dir dir("io-test");
     write_file(dir / "config.json", tiny_config);
     CHECK(error_of(dir) ==
           "[ternq.io] model directory 'DIR': neither model.safetensors nor "

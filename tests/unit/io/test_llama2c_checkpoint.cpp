@@ -87,7 +87,7 @@ TEST_CASE("llama2c: the layout follows run.c's order and sizes") {
 }
 
 TEST_CASE("llama2c: a written checkpoint reads back with every tensor where the layout puts it") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   for (const bool shared : {true, false}) {
     CAPTURE(shared);
     const llama2c_config cfg = small_config(shared);
@@ -147,7 +147,7 @@ TEST_CASE("llama2c: the linear matrices are listed by name in file order") {
 }
 
 TEST_CASE("llama2c: unsharing the classifier copies the embedding and writes both") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   llama2c_model m = indexed_model(small_config());
   m.unshare_classifier();
   CHECK_FALSE(m.config().shared_classifier);
@@ -163,7 +163,7 @@ TEST_CASE("llama2c: unsharing the classifier copies the embedding and writes bot
 }
 
 TEST_CASE("llama2c: hostile headers and sizes fail as corrupt_file naming the problem") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   CHECK(open_error(dir, "abc") == "[ternq.corrupt_file] FILE: 3 bytes are too few for the 28-byte header");
   CHECK(open_error(dir, header_bytes({8, 12, 2, 4, 2, 10, 0})) ==
         "[ternq.corrupt_file] FILE: header field seq_len is 0 (must be positive)");
@@ -196,7 +196,7 @@ TEST_CASE("llama2c: hostile headers and sizes fail as corrupt_file naming the pr
 }
 
 TEST_CASE("llama2c: the writer checks every tensor against the config") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   llama2c_model m = indexed_model(small_config());
   auto w = m.weights();
   const auto path = dir / "w.bin";
@@ -259,7 +259,7 @@ TEST_CASE("llama2c: the shared real models load with the README's header values,
       {"babyllama_tok105_model5000.bin", {128, 352, 5, 8, 4, 105, 256, true}, 940'544},
       {"babyllama_tok361_model5000.bin", {128, 352, 5, 8, 4, 361, 256, true}, 973'312},
   };
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   for (const auto& expected : models) {
     CAPTURE(expected.file);
     const auto path = shared / "models" / expected.file;

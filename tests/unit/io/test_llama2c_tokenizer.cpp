@@ -196,7 +196,7 @@ TEST_CASE("encode matches run.c's rescanning loop on random text") {
 }
 
 TEST_CASE("hostile tokenizer files fail as corrupt_file naming the piece") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const std::string specials = entry("<unk>") + entry("\n<s>\n") + entry("\n</s>\n");
   CHECK(open_error(dir, "ab") == "[ternq.corrupt_file] FILE: 2 bytes are too few for max_token_length");
   CHECK(open_error(dir, i32(0) + specials) == "[ternq.corrupt_file] FILE: max_token_length 0 is not positive");
@@ -281,7 +281,7 @@ TEST_CASE("the shared tokenizers: sizes, exact ids, byte fallback and decode(enc
 }
 
 TEST_CASE("every truncation of a tokenizer file opens with fewer pieces or fails as corrupt_file") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const std::string full = i32(6) + entry("<unk>") + entry("\n<s>\n") + entry("\n</s>\n") + entry(" ") + entry("ab");
   const auto path = dir / "cut.bin";
   for (std::size_t n = 0; n < full.size(); ++n) {

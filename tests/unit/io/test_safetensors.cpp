@@ -50,7 +50,7 @@ std::string open_error(const temp_dir& dir, const std::string& bytes) {
 }  // namespace
 
 TEST_CASE("safetensors: F32, F16 and BF16 tensors of every rank round-trip through the writer and reader") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const std::vector<float> w = awkward_values(6);      // 2x3 F32
   const std::vector<float> h = awkward_values(12);     // 3x4 F16
   const std::vector<float> b = awkward_values(5);      // [5] BF16
@@ -124,7 +124,7 @@ TEST_CASE("safetensors: F32, F16 and BF16 tensors of every rank round-trip throu
 }
 
 TEST_CASE("safetensors: the writer's output does not depend on the order of add calls") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const std::vector<float> a = awkward_values(3);
   const std::vector<float> b = awkward_values(7);
   safetensors_writer one;
@@ -147,7 +147,7 @@ TEST_CASE("safetensors: the writer's output does not depend on the order of add 
 }
 
 TEST_CASE("safetensors: a strided view is written in row-major order") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const std::vector<float> storage{1, 2, 3, 4, 5, 6};  // 2x3 row-major; its transpose is 3x2 strided
   safetensors_writer out;
   out.add("t", dtype::f32, ternq::row_major(storage.data(), 2, 3).transposed());
@@ -158,7 +158,7 @@ TEST_CASE("safetensors: a strided view is written in row-major order") {
 }
 
 TEST_CASE("safetensors: files with other dtypes open; their tensors cannot be read as float") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const auto path = dir / "ints.safetensors";
   write_file(path,
              safetensors_bytes(R"({"i":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}})", std::string(8, '\x01')));
@@ -178,7 +178,7 @@ TEST_CASE("safetensors: files with other dtypes open; their tensors cannot be re
 }
 
 TEST_CASE("safetensors: views refuse what they cannot show in place, and lookups name the missing tensor") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const auto path = dir / "odd.safetensors";
   // A 1-element F16 first puts the F32 tensor at an odd offset; the header pads to 8.
   const std::string header =
@@ -214,7 +214,7 @@ TEST_CASE("safetensors: views refuse what they cannot show in place, and lookups
 }
 
 TEST_CASE("safetensors: hostile files fail with the right id and a message naming the problem") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const std::string f32x2 = R"("dtype":"F32","shape":[2])";
   const std::string eight(8, '\0');
 
@@ -283,7 +283,7 @@ TEST_CASE("safetensors: hostile files fail with the right id and a message namin
 }
 
 TEST_CASE("safetensors: the operating system's refusals are io errors naming the path") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const auto missing = dir / "missing.safetensors";
   CHECK_THROWS_WITH_AS(
       safetensors_file{missing},
@@ -321,7 +321,7 @@ TEST_CASE("safetensors: the writer rejects what it cannot write") {
 }
 
 TEST_CASE("safetensors: every truncation and many one-byte corruptions fail cleanly, never reading out of bounds") {
-  const temp_dir dir;
+  const temp_dir dir("io-test");
   const std::vector<float> a = awkward_values(6);
   const std::vector<float> b = awkward_values(3);
   safetensors_writer out;

@@ -62,7 +62,7 @@ TEST_CASE("ternq-quantize without a model runs the embedded default layer") {
 }
 
 TEST_CASE("tensor mode quantizes every 2-D tensor and writes the dequantized matrices under the same names") {
-  tools_test::temp_dir dir("cli-tensors");
+  tools_test::temp_dir dir("tools-cli-tensors");
   const auto w1 = testing::llm_like_weights(16, 64, 1);
   const auto w2 = testing::llm_like_weights(8, 32, 2);
   const auto x1 = testing::llm_like_activations(256, 64, 1);
@@ -103,7 +103,7 @@ TEST_CASE("tensor mode quantizes every 2-D tensor and writes the dequantized mat
 
 TEST_CASE("stories260K end to end: quantize to GGUF and a fake checkpoint, evaluate, compare methods") {
   if (!have_shared("models/stories260K.bin")) return;
-  tools_test::temp_dir dir("cli-stories");
+  tools_test::temp_dir dir("tools-cli-stories");
   const auto model = shared_dir() / "models/stories260K.bin";
   const auto tok = shared_dir() / "models/tok512.bin";
   const auto text = shared_dir() / "text/tinystories_validation_head.txt";
@@ -142,7 +142,7 @@ TEST_CASE("stories260K end to end: quantize to GGUF and a fake checkpoint, evalu
 }
 
 TEST_CASE("the tools refuse bad input with one line naming the problem") {
-  tools_test::temp_dir dir("cli-bad");
+  tools_test::temp_dir dir("tools-cli-bad");
   const auto nothing = run(eval_exe + " --model " + quote(dir.path() / "none.bin") + " --text x --tokenizer y");
   CHECK(nothing.status != 0);
   CHECK(nothing.output.find("ternq-eval: [ternq.io] model '") != std::string::npos);

@@ -107,7 +107,7 @@ void check_same_weights(const llama::model& a, const llama::model& b) {
 TEST_CASE("a Hugging Face directory loads with the q/k rows interleaved and computes the rotate-half model") {
   const llama::model hf = tools_test::random_model(11, llama::rope_style::rotate_half);
   for (std::size_t shards : {1UL, 3UL}) {
-    tools_test::temp_dir dir("hf" + std::to_string(shards));
+    tools_test::temp_dir dir("tools-hf" + std::to_string(shards));
     write_hf_dir(hf, dir.path(), shards, io::dtype::f32);
     const llama::model loaded = llama::load_hf(dir.path());
     CHECK(loaded.cfg.rope == llama::rope_style::interleaved);
@@ -120,7 +120,7 @@ TEST_CASE("a Hugging Face directory loads with the q/k rows interleaved and comp
 
 TEST_CASE("F16 Hugging Face tensors load as their fp16 values") {
   const llama::model hf = tools_test::random_model(12, llama::rope_style::rotate_half);
-  tools_test::temp_dir dir("hf16");
+  tools_test::temp_dir dir("tools-hf16");
   write_hf_dir(hf, dir.path(), 1, io::dtype::f16);
   const llama::model loaded = llama::load_hf(dir.path());
   const float x = hf.layers[1].w2(3, 5);
@@ -129,7 +129,7 @@ TEST_CASE("F16 Hugging Face tensors load as their fp16 values") {
 
 TEST_CASE("saving a model in Hugging Face form and loading it back gives the same model") {
   const llama::model hf = tools_test::random_model(13, llama::rope_style::rotate_half);
-  tools_test::temp_dir src("hfsrc"), out("hfout");
+  tools_test::temp_dir src("tools-hfsrc"), out("tools-hfout");
   write_hf_dir(hf, src.path(), 2, io::dtype::f32);
   const llama::model loaded = llama::load_hf(src.path());
   llama::save_hf(loaded, src.path(), out.path());
@@ -139,7 +139,7 @@ TEST_CASE("saving a model in Hugging Face form and loading it back gives the sam
 
 TEST_CASE("a Hugging Face directory with a missing or misshapen tensor is refused by name") {
   llama::model hf = tools_test::random_model(14, llama::rope_style::rotate_half);
-  tools_test::temp_dir dir("hfbad");
+  tools_test::temp_dir dir("tools-hfbad");
   hf.layers[1].w3 = llama::matrix::Zero(47, 32);  // up_proj should be 48 x 32
   write_hf_dir(hf, dir.path(), 1, io::dtype::f32);
   CHECK_THROWS_WITH_AS(llama::load_hf(dir.path()),

@@ -130,7 +130,7 @@ TEST_CASE("stories260K: the GGUF has llama.cpp's structure and dequantizes to th
         });
     std::map<std::pair<std::size_t, llama::linear>, ternary_matrix> ternary;
     for (const auto& r : results) ternary.emplace(std::pair{r.layer, r.which}, r.quantized);
-    tools_test::temp_dir dir("gguf-" + method);
+    tools_test::temp_dir dir("tools-gguf-" + method);
     const auto path = dir.path() / "model.gguf";
     const auto stored = llama::save_gguf(m, ternary, {.format = pack::format::q2_0}, &tok, path, "test");
 

@@ -5,13 +5,12 @@
 #include <filesystem>
 #include <string>
 
-#include <unistd.h>
-
 #include <doctest/doctest.h>
 
 #include "llama/forward.hpp"
 #include "llama/model.hpp"
 #include "llm_like.hpp"
+#include "temp_dir.hpp"
 
 namespace ternq::tools_test {
 
@@ -24,25 +23,8 @@ inline bool have_shared(const std::string& relative) {
   return false;
 }
 
-/// A fresh directory under the system temp directory, removed by the destructor.
-class temp_dir {
- public:
-  explicit temp_dir(const std::string& name)
-      : path_(std::filesystem::temp_directory_path() / ("ternq-tools-" + name + "-" + std::to_string(::getpid()))) {
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+/// Scratch directories, `ternq-tools-<name>-...`.
+using testing::temp_dir;
 
 /// A small random Llama model (grouped-query attention, untied output).
 inline llama::model random_model(std::uint64_t seed, llama::rope_style rope = llama::rope_style::interleaved) {
