@@ -219,11 +219,17 @@ int run_model(const options& opt, const cli::method_choice& choice) {
   // The per-layer quantizer: the method, then (for a ternary GGUF) the format's fp16 grids or an opt-in re-fit.
   std::map<std::pair<std::size_t, llama::linear>, std::string> refits;
   const bool packing = !opt.out_gguf.empty() && store.ternary.has_value();
+  // Format-aware calibration: the driver rounds each block's grid to the format's fp16 before the block's codes
+  // and error are computed, so the later columns compensate for the rounding and the file is the fake model.
+  cli::method_choice method = choice;
+  if (packing) {
+    if (auto* g = std::get_if<ternq::gptq>(&method.method)) g->precision = ternq::grid_precision::fp16;
+  }
   // An empty gram: no calibration data (data-free methods only).
   const llama::layer_quantizer quantize = [&](const llama::matrix& w, const Eigen::MatrixXd& gram, std::size_t layer,
                                               llama::linear which) {
     ternq::ternary_matrix q =
-        gram.size() == 0 ? cli::run_data_free(exec_of(opt), choice, w) : cli::run_method(exec_of(opt), choice, w, gram);
+        gram.size() == 0 ? cli::run_data_free(exec_of(opt), method, w) : cli::run_method(exec_of(opt), method, w, gram);
     if (!packing) return q;
     const auto conflict = ternq::pack::find_conflict(q, *store.ternary);
     if (conflict && conflict->refittable) {
@@ -361,7 +367,7 @@ int main(int argc, char** argv) {
   app.add_option("--tensors", opt.tensors_path, "safetensors file: quantize every 2-D tensor on its own");
   app.add_option("--grams", opt.grams_path, "safetensors file with the Gram matrix of each tensor, by name");
   app.add_option("--method", opt.method,
-                 "absmean|twn|optimal|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq|catq_std");
+                 "absmean|twn|optimal|optimal_aga|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq|catq_std");
   app.add_option("--group-size", opt.group_size, "columns per group (0: one group per row)");
   app.add_option("--seed", opt.seed, "seed (random block order; the embedded default layer)");
   app.add_option("--threads", opt.threads, "worker threads (0: all)");

@@ -13,7 +13,7 @@
 namespace ternq::cli {
 
 /// Every method a tool can run, as one value.
-using any_method = std::variant<absmean, twn, optimal_symmetric, itf, itf_aga, gptq, catq>;
+using any_method = std::variant<absmean, twn, optimal_symmetric, itf, itf_aga, optimal_aga, gptq, catq>;
 
 /// A parsed `--method` value and what the result will look like.
 struct method_choice {
@@ -29,9 +29,9 @@ struct method_choice {
 /// absmean), and `gptq_[act_|ssr_|random_]<grid>` for the blockwise driver with any
 /// grid (`gptq_itf_aga`, `gptq_act_itf_aga`, `gptq_ssr_itf_aga`, ...).
 inline std::vector<std::string> method_names() {
-  std::vector<std::string> names = {"absmean", "twn", "optimal", "itf", "itf_aga", "catq", "catq_std"};
+  std::vector<std::string> names = {"absmean", "twn", "optimal", "itf", "itf_aga", "optimal_aga", "catq", "catq_std"};
   for (const char* order : {"", "act_", "ssr_", "random_"}) {
-    for (const char* grid : {"absmean", "twn", "optimal", "itf", "itf_aga"}) {
+    for (const char* grid : {"absmean", "twn", "optimal", "itf", "itf_aga", "optimal_aga"}) {
       names.push_back(std::string("gptq_") + order + grid);
     }
   }
@@ -45,6 +45,7 @@ inline std::optional<gptq_grid> grid_named(std::string_view name, group_size_opt
   if (name == "optimal") return optimal_symmetric{.group_size = g};
   if (name == "itf") return itf{.group_size = g};
   if (name == "itf_aga") return itf_aga{.group_size = g};
+  if (name == "optimal_aga") return optimal_aga{.group_size = g};
   return std::nullopt;
 }
 }  // namespace detail
@@ -85,7 +86,7 @@ inline method_choice parse_method(std::string_view name, group_size_option group
   } else if (const auto grid = detail::grid_named(name, group_size)) {
     std::visit([&](const auto& m) { c.method = m; }, *grid);
     c.asymmetric = name == "itf" || name == "itf_aga";
-    c.needs_gram = name == "itf_aga";
+    c.needs_gram = name == "itf_aga" || name == "optimal_aga";
     return c;
   }
   std::string list;

@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <variant>
 
+#include "ternq/core/grid_precision.hpp"
 #include "ternq/core/grouping.hpp"
 #include "ternq/core/progress.hpp"
 #include "ternq/quant/absmean.hpp"
 #include "ternq/quant/itf.hpp"
 #include "ternq/quant/itf_aga.hpp"
+#include "ternq/quant/optimal_aga.hpp"
 #include "ternq/quant/optimal_symmetric.hpp"
 #include "ternq/quant/twn.hpp"
 
@@ -37,8 +39,9 @@ using block_order = std::variant<sequential, act_order, random_order, ssr>;
 
 /// The grid fitted to each block (one group per row): the group size of the
 /// grid method is the block size of the driver. Symmetric grids give a
-/// symmetric result, `itf`/`itf_aga` an asymmetric one.
-using gptq_grid = std::variant<absmean, twn, optimal_symmetric, itf, itf_aga>;
+/// symmetric result, `itf`/`itf_aga` an asymmetric one. `optimal_aga` is
+/// the symmetric grid aligned to the metric (see `quantize_block`).
+using gptq_grid = std::variant<absmean, twn, optimal_symmetric, itf, itf_aga, optimal_aga>;
 
 /// The metric AGA aligns the grid to inside the driver.
 enum class aga_metric {
@@ -55,8 +58,13 @@ struct gptq {
   block_order order = sequential{};
   /// `lambda` of `H = C + lambda mean(diag C) I`, finite and >= 0.
   double damping = 0.01;
-  /// Which `C` AGA uses when `grid` is `itf_aga`.
+  /// Which `C` AGA uses when `grid` is `itf_aga` or `optimal_aga`.
   aga_metric metric = aga_metric::compensated;
+  /// The precision of the stored grids. With `fp16` each block's scale (and
+  /// offset) is rounded before the block's codes and error are computed, so
+  /// the later columns compensate for the rounding and a block format with
+  /// fp16 scales stores the result exactly.
+  grid_precision precision = grid_precision::fp32;
   /// Factorization failures retried, each with ten times the damping
   /// (at least 1e-4); every retry is recorded in the report.
   unsigned damping_retries = 3;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <type_traits>
@@ -151,17 +152,27 @@ class cpu_gptq_steps {
   /// every row from the block's current (compensated) weights — ITF, then
   /// AGA against `P^{-1}` or `C[B, B]` for `itf_aga` — then the GPTQ inner
   /// loop: for each column `j` of the block in order, the nearest level `q`
-  /// of the stored (float) grid, `e = (w_j - q) / U_jj`, and the later
-  /// columns of the block absorb `e U[j, j']`. Writes codes and grids of
-  /// group `group` into `q`, keeps `Err = D U^{-1}` for the update, and
-  /// returns the block's `E_w` (against `original`, columns `columns`) and
-  /// damped output error `||Err||^2`.
+  /// of the stored grid (float, or rounded to fp16 by `options.precision`),
+  /// `e = (w_j - q) / U_jj`, and the later columns of the block absorb
+  /// `e U[j, j']`. Writes codes and grids of group `group` into `q`, keeps
+  /// `Err = D U^{-1}` for the update, and returns the block's `E_w`
+  /// (against `original`, columns `columns`) and damped output error
+  /// `||Err||^2`.
+  ///
+  /// `optimal_aga` alternates instead: the inner loop's error of a row is
+  /// exactly `(w - alpha t) M (w - alpha t)^T` for its codes `t` (`w` the
+  /// row at block start, `M` the metric), so the scale minimizing it for
+  /// those codes is `t M w^T / t M t^T`; the loop runs with the exact
+  /// optimum's scale, with the scale solved for the optimum's codes, then
+  /// again with the scale solved for the codes of the best run so far, up to
+  /// `max_iters` times, and keeps the run of least error.
   template <class G>
   gptq_block_report quantize_block(std::size_t group, std::size_t first, std::size_t size, const gptq& options,
                                    const matrix_view<const G>& gram, std::span<const std::size_t> columns,
                                    const matrix_view<const T>& original, ternary_matrix& q) {
     const auto s = static_cast<Eigen::Index>(size);
-    const bool aga = std::holds_alternative<itf_aga>(options.grid);
+    const bool symmetric_aga = std::holds_alternative<optimal_aga>(options.grid);
+    const bool aga = std::holds_alternative<itf_aga>(options.grid) || symmetric_aga;
     const bool asymmetric = q.has_offsets();
     Eigen::MatrixXd metric;
     if (aga && options.metric == aga_metric::compensated) {
@@ -188,6 +199,25 @@ class cpu_gptq_steps {
       std::vector<std::int8_t> codes(static_cast<std::size_t>(rc) * size);
       std::vector<atq_grid> grids(static_cast<std::size_t>(rc));
       fit_grids(options.grid, wb, codes, grids, part.grid);
+      if (symmetric_aga) {
+        const unsigned refinements = std::get<optimal_aga>(options.grid).max_iters;
+        const Eigen::MatrixXd wd = wb.template cast<double>();
+        const Eigen::MatrixXd mw = wd * metric;  // row r: (M w_r)^T, M symmetric
+        row_scratch scratch(size);
+        for (Eigen::Index r = 0; r < rc; ++r) {
+          const std::size_t i = r0 + static_cast<std::size_t>(r);
+          const std::span<const std::int8_t> initial(codes.data() + static_cast<std::size_t>(r) * size, size);
+          const float alpha_f = align_symmetric_row(&wb(r, 0), mw.row(r), metric, initial, grids[static_cast<std::size_t>(r)].alpha,
+                                                    refinements, options.precision, scratch);
+          q.scale(i, group) = alpha_f;
+          const auto out = q.row_codes(i).subspan(first, size);
+          std::copy(scratch.best_codes.begin(), scratch.best_codes.end(), out.begin());
+          std::copy(scratch.best_err.begin(), scratch.best_err.end(), &err_(static_cast<Eigen::Index>(i), 0));
+          part.output_error += scratch.best_error;
+          account_weight_error(out, alpha_f, 0.0F, original, i, columns, part);
+        }
+        return;
+      }
       if (aga) {
         Eigen::MatrixXd td(rc, s);
         for (Eigen::Index r = 0; r < rc; ++r) {
@@ -201,8 +231,9 @@ class cpu_gptq_steps {
       }
       for (Eigen::Index r = 0; r < rc; ++r) {
         const std::size_t i = r0 + static_cast<std::size_t>(r);
-        const float alpha_f = static_cast<float>(grids[static_cast<std::size_t>(r)].alpha);
-        const float mu_f = asymmetric ? static_cast<float>(grids[static_cast<std::size_t>(r)].mu) : 0.0F;
+        const float alpha_f = round_to(options.precision, static_cast<float>(grids[static_cast<std::size_t>(r)].alpha));
+        const float mu_f =
+            asymmetric ? round_to(options.precision, static_cast<float>(grids[static_cast<std::size_t>(r)].mu)) : 0.0F;
         q.scale(i, group) = alpha_f;
         if (asymmetric) q.offset(i, group) = mu_f;
         const auto out = q.row_codes(i).subspan(first, size);
@@ -272,7 +303,8 @@ class cpu_gptq_steps {
               g = {absmean_fit_group(row, cs), 0.0};
             } else if constexpr (std::is_same_v<method_type, twn>) {
               g = {twn_fit_group(row, cs, method.threshold_ratio), 0.0};
-            } else if constexpr (std::is_same_v<method_type, optimal_symmetric>) {
+            } else if constexpr (std::is_same_v<method_type, optimal_symmetric> ||
+                                 std::is_same_v<method_type, optimal_aga>) {
               g = {optimal_symmetric_fit_group(row, cs, ws), 0.0};
             } else {
               const itf_group_result fit = itf_fit_group(row, cs, method.max_iters);
@@ -285,13 +317,13 @@ class cpu_gptq_steps {
   }
 
   /// The GPTQ inner loop on one row of the block (the row's working copy
-  /// `work`, modified in place). Rows are independent.
-  void quantize_row(T* work, T* err, std::span<std::int8_t> out, float alpha_f, float mu_f,
-                    const matrix_view<const T>& original, std::size_t i, std::span<const std::size_t> columns,
-                    gptq_block_report& part) const {
+  /// `work`, modified in place): writes the codes and `err`, returns the
+  /// row's damped output error `sum e^2`. Rows are independent.
+  double inner_loop(T* work, T* err, std::span<std::int8_t> out, float alpha_f, float mu_f) const {
     const std::size_t size = out.size();
     const T alpha = static_cast<T>(alpha_f);
     const T mu = static_cast<T>(mu_f);
+    double error = 0.0;
     for (std::size_t j = 0; j < size; ++j) {
       const T x = work[j];
       const std::int8_t c = nearest_level_code(x, alpha, mu);
@@ -301,11 +333,78 @@ class cpu_gptq_steps {
       const T* u = &u_t_(static_cast<Eigen::Index>(j), 0);
       for (std::size_t k = j + 1; k < size; ++k) work[k] -= e * u[k];
       out[j] = c;
-      part.output_error += static_cast<double>(e) * static_cast<double>(e);
-      const float stored = alpha_f * static_cast<float>(c) + mu_f;
+      error += static_cast<double>(e) * static_cast<double>(e);
+    }
+    return error;
+  }
+
+  /// Adds the `E_w` of one row's stored block values against the original weights.
+  static void account_weight_error(std::span<const std::int8_t> codes, float alpha_f, float mu_f,
+                                   const matrix_view<const T>& original, std::size_t i,
+                                   std::span<const std::size_t> columns, gptq_block_report& part) {
+    for (std::size_t j = 0; j < codes.size(); ++j) {
+      const float stored = alpha_f * static_cast<float>(codes[j]) + mu_f;
       const double d = static_cast<double>(original(i, columns[j])) - static_cast<double>(stored);
       part.weight_error += d * d;
     }
+  }
+
+  /// The inner loop with the plain grid, then its weight error.
+  void quantize_row(T* work, T* err, std::span<std::int8_t> out, float alpha_f, float mu_f,
+                    const matrix_view<const T>& original, std::size_t i, std::span<const std::size_t> columns,
+                    gptq_block_report& part) const {
+    part.output_error += inner_loop(work, err, out, alpha_f, mu_f);
+    account_weight_error(out, alpha_f, mu_f, original, i, columns, part);
+  }
+
+  /// Scratch of `align_symmetric_row`: one run's state and the best run's.
+  struct row_scratch {
+    explicit row_scratch(std::size_t size) : work(size), err(size), best_err(size), codes(size), best_codes(size) {}
+    std::vector<T> work, err, best_err;
+    std::vector<std::int8_t> codes, best_codes;
+    double best_error = 0.0;
+  };
+
+  /// `optimal_aga` on one row of the block (see `quantize_block`): `start`
+  /// is the row at block start, `mw` its `(M w)^T`, `initial` and `alpha0`
+  /// the exact optimum's codes and scale. Leaves the best run in `scratch`
+  /// and returns its (stored-precision) scale.
+  template <class MW>
+  float align_symmetric_row(const T* start, const Eigen::MatrixBase<MW>& mw, const Eigen::MatrixXd& metric,
+                            std::span<const std::int8_t> initial, double alpha0, unsigned refinements,
+                            grid_precision precision, row_scratch& scratch) const {
+    const std::size_t size = initial.size();
+    const auto ni = static_cast<Eigen::Index>(size);
+    Eigen::VectorXd t(ni);
+    // The scale minimizing the row's error for codes `c`, or nullopt (then the sequence stops).
+    const auto solve = [&](std::span<const std::int8_t> c) -> std::optional<float> {
+      for (Eigen::Index j = 0; j < ni; ++j) t(j) = c[static_cast<std::size_t>(j)];
+      const double den = t.dot(metric * t);
+      const double num = mw.dot(t);
+      if (!(den > 0.0) || !(num > 0.0) || !std::isfinite(num / den)) return std::nullopt;
+      return round_to(precision, static_cast<float>(num / den));
+    };
+    float best_alpha = 0.0F;
+    scratch.best_error = std::numeric_limits<double>::infinity();
+    const auto run = [&](float alpha_f) {
+      std::copy(start, start + size, scratch.work.begin());
+      const double e = inner_loop(scratch.work.data(), scratch.err.data(), scratch.codes, alpha_f, 0.0F);
+      if (!(e < scratch.best_error)) return false;
+      scratch.best_error = e;
+      best_alpha = alpha_f;
+      std::swap(scratch.best_err, scratch.err);
+      std::swap(scratch.best_codes, scratch.codes);
+      return true;
+    };
+    const float alpha0_f = round_to(precision, static_cast<float>(alpha0));
+    run(alpha0_f);
+    std::optional<float> next = solve(initial);
+    for (unsigned it = 0; next && *next != best_alpha; ++it) {
+      if (!run(*next) && it > 0) break;
+      if (it == refinements) break;
+      next = solve(scratch.best_codes);
+    }
+    return best_alpha;
   }
 
   unsigned threads_ = 1;
