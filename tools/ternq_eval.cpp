@@ -30,6 +30,7 @@ struct options {
   std::string reference_path;
   std::string collapse = "auto";
   bool json = false;
+  unsigned threads = 0;  // 0: all
 };
 
 /// Next-token statistics of a model, optionally against a reference.
@@ -50,14 +51,14 @@ batch slice(const batch& b, std::size_t first, std::size_t n) {
   return out;
 }
 
-scores evaluate(const model& m, const model* reference, const batch& all) {
+scores evaluate(const model& m, const model* reference, const batch& all, const ternq::cpu_exec& exec) {
   scores s;
   constexpr std::size_t windows_per_pass = 8;  // bounds the logits held at once
   for (std::size_t w0 = 0; w0 < all.sequences; w0 += windows_per_pass) {
     const batch b = slice(all, w0, std::min(windows_per_pass, all.sequences - w0));
-    const Eigen::MatrixXd lp = ternq::llama::log_softmax(ternq::llama::logits(m, b));
+    const Eigen::MatrixXd lp = ternq::llama::log_softmax(ternq::llama::logits(m, b, exec));
     Eigen::MatrixXd lr;
-    if (reference != nullptr) lr = ternq::llama::log_softmax(ternq::llama::logits(*reference, b));
+    if (reference != nullptr) lr = ternq::llama::log_softmax(ternq::llama::logits(*reference, b, exec));
     for (std::size_t q = 0; q < b.sequences; ++q) {
       for (std::size_t t = 0; t + 1 < b.length; ++t) {
         const auto row = static_cast<Eigen::Index>(q * b.length + t);
@@ -108,7 +109,8 @@ int run(const options& opt) {
     ternq::fail(ternq::errc::invalid_argument, "--window ", window, " exceeds the model's context of ", m.cfg.seq_len);
   }
   const batch all = ternq::cli::windows(tokens, window, tokens.size());
-  const scores s = evaluate(m, reference ? &*reference : nullptr, all);
+  const ternq::cpu_exec exec{.threads = opt.threads == 0 ? std::nullopt : std::optional<unsigned>(opt.threads)};
+  const scores s = evaluate(m, reference ? &*reference : nullptr, all, exec);
   const double nll = s.nll / static_cast<double>(s.count);
 
   nlohmann::json out = {{"model", opt.model_path},
@@ -154,6 +156,7 @@ int main(int argc, char** argv) {
   app.add_option("--collapse-whitespace", opt.collapse,
                  "auto (when the tokenizer has no newline), on, off: collapse whitespace runs to one space");
   app.add_flag("--json", opt.json, "print one JSON object");
+  app.add_option("--threads", opt.threads, "worker threads of the forward pass (0: all; results do not depend on it)");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(opt);

@@ -248,7 +248,7 @@ int run_model(const options& opt, const cli::method_choice& choice) {
   std::vector<llama::layer_result> results;
   if (calibrated) {
     const llama::batch calib = calibration_batch(opt, m, tok ? &*tok : nullptr);
-    results = llama::quantize_sequential(m, calib, quantize, progress);
+    results = llama::quantize_sequential(m, calib, quantize, progress, exec_of(opt));
   } else {
     // Data-free methods without calibration text: every layer on its own (no E_x to report).
     const std::size_t total = m.layers.size() * llama::all_linears.size();

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: MIT
 // The Llama forward pass on Eigen, batched over sequences, with a hook at every linear layer's input.
+// Every step runs on `cpu_exec` threads over work items fixed by the shapes alone (output-column tiles,
+// (sequence, head) pairs, rows), each computed exactly as on one thread, so results are bit-identical for
+// any thread count.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +16,8 @@
 #include <vector>
 
 #include <Eigen/Core>
+
+#include <ternq/core/parallel.hpp>
 
 #include "llama/model.hpp"
 
@@ -70,54 +76,71 @@ inline matrix embed(const model& m, const batch& b) {
 }
 
 /// RMSNorm: `x / sqrt(mean(x^2) + eps) * weight`, row by row (sums in double).
-inline matrix rms_norm(const matrix& h, const vector& weight, float eps) {
+inline matrix rms_norm(const matrix& h, const vector& weight, float eps, const cpu_exec& exec = {}) {
   matrix out(h.rows(), h.cols());
-  for (Eigen::Index i = 0; i < h.rows(); ++i) {
-    const double ms = h.row(i).cast<double>().squaredNorm() / static_cast<double>(h.cols());
-    const auto inv = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(eps)));
-    out.row(i) = (h.row(i) * inv).cwiseProduct(weight.transpose());
-  }
+  parallel_for(static_cast<std::size_t>(h.rows()), exec.thread_count(), [&](std::size_t r0, std::size_t r1) {
+    for (auto i = static_cast<Eigen::Index>(r0); i < static_cast<Eigen::Index>(r1); ++i) {
+      const double ms = h.row(i).cast<double>().squaredNorm() / static_cast<double>(h.cols());
+      const auto inv = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(eps)));
+      out.row(i) = (h.row(i) * inv).cwiseProduct(weight.transpose());
+    }
+  });
   return out;
 }
 
 /// Rotary position embedding, in place, on `x` (`tokens x heads*head_dim`).
 /// Pair `j` of a head turns by `position * theta^(-2j / head_dim)`; the
 /// pairs are `(2j, 2j+1)` (interleaved) or `(j, j + head_dim/2)` (rotate-half).
-inline void apply_rope(matrix& x, const config& cfg, const batch& b) {
+inline void apply_rope(matrix& x, const config& cfg, const batch& b, const cpu_exec& exec = {}) {
   const std::size_t hd = cfg.head_dim();
   const std::size_t heads = static_cast<std::size_t>(x.cols()) / hd;
-  for (std::size_t row = 0; row < b.size(); ++row) {
-    const auto pos = static_cast<double>(row % b.length);
-    for (std::size_t j = 0; j < hd / 2; ++j) {
+  const std::size_t pairs = hd / 2;
+  // cos/sin of every (position, pair) once, by the same formula per element as a direct evaluation
+  std::vector<float> cosines(b.length * pairs), sines(b.length * pairs);
+  for (std::size_t t = 0; t < b.length; ++t) {
+    const auto pos = static_cast<double>(t);
+    for (std::size_t j = 0; j < pairs; ++j) {
       const double freq = std::pow(static_cast<double>(cfg.rope_theta), -2.0 * static_cast<double>(j) / double(hd));
       const auto angle = static_cast<float>(pos * freq);
-      const float c = std::cos(angle), s = std::sin(angle);
-      const std::size_t a = cfg.rope == rope_style::interleaved ? 2 * j : j;
-      const std::size_t bdim = cfg.rope == rope_style::interleaved ? 2 * j + 1 : j + hd / 2;
-      for (std::size_t h = 0; h < heads; ++h) {
-        float& x0 = x(static_cast<Eigen::Index>(row), static_cast<Eigen::Index>(h * hd + a));
-        float& x1 = x(static_cast<Eigen::Index>(row), static_cast<Eigen::Index>(h * hd + bdim));
-        const float v0 = x0, v1 = x1;
-        x0 = v0 * c - v1 * s;
-        x1 = v0 * s + v1 * c;
-      }
+      cosines[t * pairs + j] = std::cos(angle);
+      sines[t * pairs + j] = std::sin(angle);
     }
   }
+  parallel_for(b.size(), exec.thread_count(), [&](std::size_t r0, std::size_t r1) {
+    for (std::size_t row = r0; row < r1; ++row) {
+      const std::size_t t = row % b.length;
+      for (std::size_t j = 0; j < pairs; ++j) {
+        const float c = cosines[t * pairs + j], s = sines[t * pairs + j];
+        const std::size_t a = cfg.rope == rope_style::interleaved ? 2 * j : j;
+        const std::size_t bdim = cfg.rope == rope_style::interleaved ? 2 * j + 1 : j + pairs;
+        for (std::size_t h = 0; h < heads; ++h) {
+          float& x0 = x(static_cast<Eigen::Index>(row), static_cast<Eigen::Index>(h * hd + a));
+          float& x1 = x(static_cast<Eigen::Index>(row), static_cast<Eigen::Index>(h * hd + bdim));
+          const float v0 = x0, v1 = x1;
+          x0 = v0 * c - v1 * s;
+          x1 = v0 * s + v1 * c;
+        }
+      }
+    }
+  });
 }
 
 /// Causal grouped-query attention: `q` is `tokens x dim`, `k` and `v` are
 /// `tokens x kv_dim` (already rotated); returns the concatenated heads,
 /// `tokens x dim`, before the output projection.
-inline matrix attention(const config& cfg, const matrix& q, const matrix& k, const matrix& v, const batch& b) {
+/// One work item per (sequence, head): `softmax(Q K^T / sqrt(d) + causal mask) V` through two Eigen products.
+inline matrix attention(const config& cfg, const matrix& q, const matrix& k, const matrix& v, const batch& b,
+                        const cpu_exec& exec = {}) {
   const auto hd = static_cast<Eigen::Index>(cfg.head_dim());
   const auto len = static_cast<Eigen::Index>(b.length);
   const std::size_t group = cfg.n_heads / cfg.n_kv_heads;
   const float scale = 1.0F / std::sqrt(static_cast<float>(hd));
   matrix out(q.rows(), q.cols());
-  Eigen::MatrixXf scores(len, len);
-  for (std::size_t s = 0; s < b.sequences; ++s) {
-    const auto r0 = static_cast<Eigen::Index>(s * b.length);
-    for (std::size_t h = 0; h < cfg.n_heads; ++h) {
+  parallel_for(b.sequences * cfg.n_heads, exec.thread_count(), [&](std::size_t i0, std::size_t i1) {
+    Eigen::MatrixXf scores(len, len);
+    for (std::size_t item = i0; item < i1; ++item) {
+      const std::size_t s = item / cfg.n_heads, h = item % cfg.n_heads;
+      const auto r0 = static_cast<Eigen::Index>(s * b.length);
       const auto qc = static_cast<Eigen::Index>(h) * hd;
       const auto kc = static_cast<Eigen::Index>(h / group) * hd;
       scores.noalias() = q.block(r0, qc, len, hd) * k.block(r0, kc, len, hd).transpose() * scale;
@@ -134,17 +157,41 @@ inline matrix attention(const config& cfg, const matrix& q, const matrix& k, con
       }
       out.block(r0, qc, len, hd).noalias() = scores * v.block(r0, kc, len, hd);
     }
-  }
+  });
   return out;
 }
 
 /// `silu(gate) * up`, elementwise.
-inline matrix swiglu(const matrix& gate, const matrix& up) {
-  return gate.unaryExpr([](float g) { return g / (1.0F + std::exp(-g)); }).cwiseProduct(up);
+inline matrix swiglu(const matrix& gate, const matrix& up, const cpu_exec& exec = {}) {
+  matrix out(gate.rows(), gate.cols());
+  parallel_for(static_cast<std::size_t>(gate.rows()), exec.thread_count(), [&](std::size_t r0, std::size_t r1) {
+    const auto first = static_cast<Eigen::Index>(r0), n = static_cast<Eigen::Index>(r1 - r0);
+    out.middleRows(first, n) = gate.middleRows(first, n)
+                                   .unaryExpr([](float g) { return g / (1.0F + std::exp(-g)); })
+                                   .cwiseProduct(up.middleRows(first, n));
+  });
+  return out;
 }
 
-/// `x W^T` for a row-major `out x in` weight.
-inline matrix apply_linear(const matrix& x, const matrix& w) { return x * w.transpose(); }
+/// Output columns per work item of `apply_linear`, fixed so that the work split (and so every bit of the
+/// result) does not depend on the thread count. A layer at most this wide is one Eigen product, exactly as
+/// before the split; wider ones can differ from one whole product in the last bits (Eigen's kernels pick
+/// their code path by the product's extents).
+inline constexpr Eigen::Index linear_tile = 192;
+
+/// `x W^T` for a row-major `out x in` weight, one Eigen product per tile of `linear_tile` output columns.
+inline matrix apply_linear(const matrix& x, const matrix& w, const cpu_exec& exec = {}) {
+  matrix out(x.rows(), w.rows());
+  const auto tiles = static_cast<std::size_t>((w.rows() + linear_tile - 1) / linear_tile);
+  parallel_for(tiles, exec.thread_count(), [&](std::size_t t0, std::size_t t1) {
+    for (std::size_t t = t0; t < t1; ++t) {
+      const Eigen::Index c0 = static_cast<Eigen::Index>(t) * linear_tile;
+      const Eigen::Index n = std::min(linear_tile, w.rows() - c0);
+      out.middleCols(c0, n).noalias() = x * w.middleRows(c0, n).transpose();
+    }
+  });
+  return out;
+}
 
 /// Does nothing; the observer of a plain forward pass.
 struct no_observer {
@@ -158,36 +205,38 @@ struct no_observer {
 /// those layers' weights (sequential calibration quantizes them there, so
 /// everything downstream sees the quantized layers).
 template <class Layer, class Observer>
-void block_forward(const config& cfg, std::size_t index, Layer& w, matrix& h, const batch& b, Observer&& observe) {
-  const matrix xa = rms_norm(h, w.attn_norm, cfg.norm_eps);
-  observe(index, activation_site::attention_input, xa, w);
-  matrix q = apply_linear(xa, w.wq);
-  matrix k = apply_linear(xa, w.wk);
-  const matrix v = apply_linear(xa, w.wv);
-  apply_rope(q, cfg, b);
-  apply_rope(k, cfg, b);
-  const matrix context = attention(cfg, q, k, v, b);
-  observe(index, activation_site::attention_output, context, w);
-  h += apply_linear(context, w.wo);
-
-  const matrix xf = rms_norm(h, w.ffn_norm, cfg.norm_eps);
+void block_forward(const config& cfg, std::size_t index, Layer& w, matrix& h, const batch& b, Observer&& observe,
+                   const cpu_exec& exec = {}) {
+  {
+    const matrix xa = rms_norm(h, w.attn_norm, cfg.norm_eps, exec);
+    observe(index, activation_site::attention_input, xa, w);
+    matrix q = apply_linear(xa, w.wq, exec);
+    matrix k = apply_linear(xa, w.wk, exec);
+    const matrix v = apply_linear(xa, w.wv, exec);
+    apply_rope(q, cfg, b, exec);
+    apply_rope(k, cfg, b, exec);
+    const matrix context = attention(cfg, q, k, v, b, exec);
+    observe(index, activation_site::attention_output, context, w);
+    h += apply_linear(context, w.wo, exec);
+  }
+  const matrix xf = rms_norm(h, w.ffn_norm, cfg.norm_eps, exec);
   observe(index, activation_site::ffn_input, xf, w);
-  const matrix hidden = swiglu(apply_linear(xf, w.w1), apply_linear(xf, w.w3));
+  const matrix hidden = swiglu(apply_linear(xf, w.w1, exec), apply_linear(xf, w.w3, exec), exec);
   observe(index, activation_site::ffn_hidden, hidden, w);
-  h += apply_linear(hidden, w.w2);
+  h += apply_linear(hidden, w.w2, exec);
 }
 
 /// The final normed hidden states, `tokens x dim`, through every block.
 template <class Model, class Observer>
-matrix final_hidden(Model& m, const batch& b, Observer&& observe) {
+matrix final_hidden(Model& m, const batch& b, Observer&& observe, const cpu_exec& exec = {}) {
   matrix h = embed(m, b);
-  for (std::size_t l = 0; l < m.layers.size(); ++l) block_forward(m.cfg, l, m.layers[l], h, b, observe);
-  return rms_norm(h, m.final_norm, m.cfg.norm_eps);
+  for (std::size_t l = 0; l < m.layers.size(); ++l) block_forward(m.cfg, l, m.layers[l], h, b, observe, exec);
+  return rms_norm(h, m.final_norm, m.cfg.norm_eps, exec);
 }
 
 /// Logits, `tokens x vocab`.
-inline matrix logits(const model& m, const batch& b) {
-  return apply_linear(final_hidden(m, b, no_observer{}), m.output());
+inline matrix logits(const model& m, const batch& b, const cpu_exec& exec = {}) {
+  return apply_linear(final_hidden(m, b, no_observer{}, exec), m.output(), exec);
 }
 
 /// Row-wise log-softmax of `logits` (in double for the normalizer).
@@ -209,8 +258,8 @@ struct nll_sum {
   [[nodiscard]] double mean() const noexcept { return count == 0 ? 0.0 : total / static_cast<double>(count); }
 };
 
-inline nll_sum next_token_nll(const model& m, const batch& b) {
-  const Eigen::MatrixXd lp = log_softmax(logits(m, b));
+inline nll_sum next_token_nll(const model& m, const batch& b, const cpu_exec& exec = {}) {
+  const Eigen::MatrixXd lp = log_softmax(logits(m, b, exec));
   nll_sum out;
   for (std::size_t s = 0; s < b.sequences; ++s) {
     for (std::size_t t = 0; t + 1 < b.length; ++t) {

@@ -39,7 +39,7 @@ using layer_quantizer =
 /// layers done and in all.
 using layer_progress = std::function<void(const layer_result&, std::size_t done, std::size_t total)>;
 
-/// Quantizes every linear layer of `m` in place, GPTQ style: one forward
+/// Quantizes every linear layer of `m` in place (the forward pass on `exec`), GPTQ style: one forward
 /// pass over the calibration batch, block by block; at each activation site
 /// the Gram matrix `C = X^T X` of the inputs is accumulated, the layers that
 /// read them (q/k/v, o, gate/up, down) are quantized with `quantize`, and
@@ -49,7 +49,8 @@ using layer_progress = std::function<void(const layer_result&, std::size_t done,
 /// output head stay in floating point.
 inline std::vector<layer_result> quantize_sequential(model& m, const batch& calibration,
                                                      const layer_quantizer& quantize,
-                                                     const layer_progress& progress = {}) {
+                                                     const layer_progress& progress = {},
+                                                     const cpu_exec& exec = {}) {
   std::vector<layer_result> results;
   const std::size_t total = m.layers.size() * all_linears.size();
   auto observer = [&](std::size_t index, activation_site site, const matrix& x, layer& weights) {
@@ -74,7 +75,7 @@ inline std::vector<layer_result> quantize_sequential(model& m, const batch& cali
       if (progress) progress(results.back(), results.size(), total);
     }
   };
-  (void)final_hidden(m, calibration, observer);
+  (void)final_hidden(m, calibration, observer, exec);
   return results;
 }
 

@@ -2,6 +2,8 @@
 // The forward pass: the reference figures of the shared models, greedy decoding, causality, RoPE layouts.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <array>
 #include <fstream>
 #include <sstream>
 
@@ -120,4 +122,66 @@ TEST_CASE(
   CHECK(t.collapsed);
   CHECK(t.dropped == 1);
   CHECK(tok105.decode(std::vector<int>(t.tokens.begin(), t.tokens.end())) == "Cat noir");
+}
+
+TEST_CASE("the tiled linear layer: bit-identical for any thread count, one whole product up to rounding") {
+  testing::rng r(3);
+  for (const auto& [tokens, in, out] : {std::array<Eigen::Index, 3>{37, 300, 500}, {64, 96, 192}, {5, 48, 385}}) {
+    llama::matrix x(tokens, in), w(out, in);
+    for (Eigen::Index k = 0; k < x.size(); ++k) x.data()[k] = static_cast<float>(r.normal());
+    for (Eigen::Index k = 0; k < w.size(); ++k) w.data()[k] = static_cast<float>(0.1 * r.normal());
+    const llama::matrix whole = x * w.transpose();
+    const llama::matrix one = llama::apply_linear(x, w, cpu_exec{.threads = 1});
+    CHECK((one - whole).cwiseAbs().maxCoeff() <= 1e-5F * whole.cwiseAbs().maxCoeff());
+    if (out <= llama::linear_tile) CHECK(one == whole);  // one tile: exactly one Eigen product
+    for (const unsigned threads : {2U, 3U}) CHECK(llama::apply_linear(x, w, cpu_exec{.threads = threads}) == one);
+  }
+}
+
+TEST_CASE("attention through Eigen products equals a direct double-precision causal softmax per head (GQA)") {
+  const llama::model m = tools_test::random_model(11);
+  const llama::batch b = tools_test::random_batch(3, 10, m.cfg.vocab_size, 4);
+  testing::rng r(5);
+  const auto random = [&](Eigen::Index cols) {
+    llama::matrix x(static_cast<Eigen::Index>(b.size()), cols);
+    for (Eigen::Index k = 0; k < x.size(); ++k) x.data()[k] = static_cast<float>(r.normal());
+    return x;
+  };
+  const auto dim = static_cast<Eigen::Index>(m.cfg.dim), kv = static_cast<Eigen::Index>(m.cfg.kv_dim());
+  const llama::matrix q = random(dim), k = random(kv), v = random(kv);
+  const llama::matrix out = llama::attention(m.cfg, q, k, v, b, cpu_exec{.threads = 2});
+  const std::size_t hd = m.cfg.head_dim(), group = m.cfg.n_heads / m.cfg.n_kv_heads;
+  double worst = 0.0;
+  for (std::size_t s = 0; s < b.sequences; ++s) {
+    for (std::size_t h = 0; h < m.cfg.n_heads; ++h) {
+      const std::size_t kh = h / group;
+      for (std::size_t i = 0; i < b.length; ++i) {
+        std::vector<double> p(i + 1);
+        double top = -1e300, total = 0.0;
+        for (std::size_t j = 0; j <= i; ++j) {
+          double dot = 0.0;
+          for (std::size_t d = 0; d < hd; ++d) {
+            dot += double(q(Eigen::Index(s * b.length + i), Eigen::Index(h * hd + d))) *
+                   double(k(Eigen::Index(s * b.length + j), Eigen::Index(kh * hd + d)));
+          }
+          p[j] = dot / std::sqrt(double(hd));
+          top = std::max(top, p[j]);
+        }
+        for (double& x : p) total += (x = std::exp(x - top));
+        for (std::size_t d = 0; d < hd; ++d) {
+          double o = 0.0;
+          for (std::size_t j = 0; j <= i; ++j) o += p[j] / total * double(v(Eigen::Index(s * b.length + j), Eigen::Index(kh * hd + d)));
+          worst = std::max(worst, std::abs(o - double(out(Eigen::Index(s * b.length + i), Eigen::Index(h * hd + d)))));
+        }
+      }
+    }
+  }
+  CHECK(worst < 1e-5);
+}
+
+TEST_CASE("the forward pass gives bit-identical logits for 1, 2 and 5 threads") {
+  const llama::model m = tools_test::random_model(8);
+  const llama::batch b = tools_test::random_batch(4, 33, m.cfg.vocab_size, 9);
+  const llama::matrix one = llama::logits(m, b, cpu_exec{.threads = 1});
+  for (const unsigned threads : {2U, 5U}) CHECK(llama::logits(m, b, cpu_exec{.threads = threads}) == one);
 }

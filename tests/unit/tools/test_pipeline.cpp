@@ -2,7 +2,9 @@
 // The whole-model path: sequential calibration, GGUF output read back, fake-quantized checkpoints, quality ordering.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
+#include <vector>
 
 #include <ternq/io/gguf_reader.hpp>
 #include <ternq/io/llama2c_tokenizer.hpp>
@@ -233,4 +235,25 @@ TEST_CASE("stories260K: GPTQ with ITF+AGA beats absmean in perplexity on a held-
                               << nll["gptq_itf_aga"]);
   CHECK(nll["fp"] < nll["gptq_itf_aga"]);
   CHECK(nll["gptq_itf_aga"] < nll["absmean"]);
+}
+
+TEST_CASE("sequential calibration gives bit-identical weights and codes for 1 and 2 forward threads") {
+  const llama::batch calib = tools_test::random_batch(3, 24, 40, 6);
+  std::vector<llama::model> models;
+  std::vector<std::vector<llama::layer_result>> results;
+  for (const unsigned threads : {1U, 2U}) {
+    models.push_back(tools_test::random_model(31));
+    results.push_back(
+        llama::quantize_sequential(models.back(), calib, quantizer_for("gptq_itf_aga", 16), {}, cpu_exec{.threads = threads}));
+  }
+  REQUIRE(results[0].size() == results[1].size());
+  for (std::size_t k = 0; k < results[0].size(); ++k) {
+    const auto& a = results[0][k].quantized;
+    const auto& b = results[1][k].quantized;
+    CHECK(std::equal(a.codes().begin(), a.codes().end(), b.codes().begin(), b.codes().end()));
+    CHECK(std::equal(a.scales().begin(), a.scales().end(), b.scales().begin(), b.scales().end()));
+  }
+  for (std::size_t l = 0; l < models[0].layers.size(); ++l) {
+    for (const auto which : llama::all_linears) CHECK(models[0].layers[l].weight(which) == models[1].layers[l].weight(which));
+  }
 }
