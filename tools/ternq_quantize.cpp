@@ -26,6 +26,7 @@
 #include "cli/model_files.hpp"
 #include "cli/progress_bar.hpp"
 #include "cli/report.hpp"
+#include "cli/storage.hpp"
 #include "cli/text_slice.hpp"
 #include "llama/gguf_io.hpp"
 #include "llama/save.hpp"
@@ -44,7 +45,7 @@ struct options {
   std::string tensors_path;
   std::string grams_path;
   std::string method;
-  std::size_t group_size = 128;  // 0: per row
+  std::optional<std::size_t> group_size;  // 0: per row; unset: the chosen format's block (128 without one)
   std::uint64_t seed = 0;
   unsigned threads = 0;
   std::string calib_text;
@@ -53,31 +54,17 @@ struct options {
   std::size_t calib_seqs = 32;
   std::size_t calib_len = 0;  // 0: min(context, 256)
   std::string out_gguf;
-  std::string format = "tq2_0";
+  std::string format = "auto";
   bool refit = false;
+  bool allow_fallback = false;
+  std::vector<std::string> keep;
   std::string out_fake;
   std::string report;
   std::string collapse = "auto";
 };
 
-/// The storage chosen for `--out-gguf`: a ternary block format, or dequantized floats.
-struct storage {
-  std::optional<ternq::pack::format> ternary;  ///< nullopt: f16/f32 (dequantized weights)
-  std::string name;
-};
-
-storage parse_storage(const std::string& name) {
-  for (const auto f : ternq::pack::all_formats) {
-    std::string lower(ternq::pack::name_of(f));
-    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (lower == name) return {f, name};
-  }
-  if (name == "f16" || name == "f32") return {std::nullopt, name};
-  fail(errc::invalid_argument, "--format '", name, "' is not one of tq2_0, tq1_0, q2_0, pq2_0, ptq1_0, i2_s, f16, f32");
-}
-
 /// Refuses, before any work, a method whose results the chosen ternary format cannot hold.
-void require_storable(const cli::method_choice& m, const storage& s, ternq::group_size_option g, bool refit) {
+void require_storable(const cli::method_choice& m, const cli::storage& s, ternq::group_size_option g, bool refit) {
   if (!s.ternary || refit) return;
   const auto f = *s.ternary;
   const std::size_t block = ternq::pack::traits_of(f).block_elements;
@@ -108,8 +95,8 @@ ternq::cpu_exec exec_of(const options& opt) {
   return {.threads = opt.threads == 0 ? std::nullopt : std::optional<unsigned>(opt.threads)};
 }
 
-ternq::group_size_option group_of(const options& opt) {
-  return opt.group_size == 0 ? ternq::per_row : ternq::group_size_option(opt.group_size);
+ternq::group_size_option group_of(std::size_t group_size) {
+  return group_size == 0 ? ternq::per_row : ternq::group_size_option(group_size);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -198,9 +185,28 @@ llama::batch calibration_batch(const options& opt, const llama::model& m, const 
   return cli::windows(tokens, len, opt.calib_seqs);
 }
 
-int run_model(const options& opt, const cli::method_choice& choice) {
+int run_model(const options& opt) {
   const auto kind = cli::detect_model_kind(opt.model_path);
   llama::model m = cli::load_model(opt.model_path, kind);
+  // The format (`auto`: from the model's widths), then the group size it stores, then the method with it.
+  const cli::storage store = cli::parse_storage(opt.format, cli::linear_widths(m));
+  const std::size_t group = opt.group_size.value_or(cli::default_group_size(store));
+  const cli::method_choice choice = cli::parse_method(opt.method, group_of(group), opt.seed);
+  // --keep: the named tensors are stored at their type, rounded to it here so that the fake model is the file.
+  std::vector<cli::keep_rule> rules;
+  for (const auto& k : opt.keep) rules.push_back(cli::parse_keep(k));
+  const std::map<std::string, ternq::pack::ggml_type> kept = cli::resolve_keep(rules, m);
+  if (const auto it = kept.find("token_embd.weight"); it != kept.end()) cli::round_to_type(m.embedding, it->second, it->first);
+  if (const auto it = kept.find("output.weight"); it != kept.end() && m.classifier) {
+    cli::round_to_type(*m.classifier, it->second, it->first);
+  }
+  const llama::layer_keeper keeper = [&](llama::matrix& w, std::size_t layer, llama::linear which) {
+    const std::string name = llama::gguf_name(layer, which);
+    const auto it = kept.find(name);
+    if (it == kept.end()) return false;
+    cli::round_to_type(w, it->second, name);
+    return true;
+  };
   std::optional<ternq::io::llama2c_tokenizer> tok;
   if (!opt.tokenizer_path.empty()) {
     tok.emplace(opt.tokenizer_path);
@@ -213,8 +219,18 @@ int run_model(const options& opt, const cli::method_choice& choice) {
   if (choice.needs_gram && !calibrated) {
     fail(errc::invalid_argument, "--method ", choice.name, " needs calibration data: --calib-text or --calib-tokens");
   }
-  const storage store = parse_storage(opt.format);
-  if (!opt.out_gguf.empty()) require_storable(choice, store, group_of(opt), opt.refit);
+  if (!opt.out_gguf.empty()) {
+    std::vector<std::size_t> widths;  // of the layers to be ternarized
+    for (std::size_t l = 0; l < m.layers.size(); ++l) {
+      for (const auto which : llama::all_linears) {
+        if (!kept.contains(llama::gguf_name(l, which))) widths.push_back(m.layers[l].weight(which).cols());
+      }
+    }
+    require_storable(choice, store, group_of(group), opt.refit);
+    cli::require_some_packed(store, widths, opt.allow_fallback);
+    std::printf("format %s%s, group size %s\n", store.name.c_str(), opt.format == "auto" ? " (auto)" : "",
+                group == 0 ? "per row" : std::to_string(group).c_str());
+  }
 
   // The per-layer quantizer: the method, then (for a ternary GGUF) the format's fp16 grids or an opt-in re-fit.
   std::map<std::pair<std::size_t, llama::linear>, std::string> refits;
@@ -235,9 +251,11 @@ int run_model(const options& opt, const cli::method_choice& choice) {
     if (conflict && conflict->refittable) {
       double change = 0.0;
       q = ternq::pack::refit_symmetric(q, *store.ternary, &change);
-      refits[{layer, which}] = "re-fitted for " + opt.format + " (relative change " + std::to_string(change) + ")";
+      refits[{layer, which}] = "re-fitted for " + store.name + " (relative change " + std::to_string(change) + ")";
     }
-    if (!conflict || conflict->refittable) round_grids_to_fp16(q);
+    // fp16 grids also for a layer the format cannot hold: it falls back to another ternary type or to F16,
+    // which then stores it exactly.
+    round_grids_to_fp16(q);
     return q;
   };
 
@@ -248,13 +266,27 @@ int run_model(const options& opt, const cli::method_choice& choice) {
   std::vector<llama::layer_result> results;
   if (calibrated) {
     const llama::batch calib = calibration_batch(opt, m, tok ? &*tok : nullptr);
-    results = llama::quantize_sequential(m, calib, quantize, progress, exec_of(opt));
+    results = llama::quantize_sequential(m, calib, quantize, progress, keeper, exec_of(opt));
   } else {
     // Data-free methods without calibration text: every layer on its own (no E_x to report).
     const std::size_t total = m.layers.size() * llama::all_linears.size();
     for (std::size_t l = 0; l < m.layers.size(); ++l) {
       for (const auto which : llama::all_linears) {
         llama::matrix& w = m.layers[l].weight(which);
+        const llama::matrix original = w;
+        if (keeper(w, l, which)) {
+          llama::layer_result r;
+          r.layer = l;
+          r.which = which;
+          r.rows = static_cast<std::size_t>(w.rows());
+          r.cols = static_cast<std::size_t>(w.cols());
+          r.kept = true;
+          llama::dense_errors(original, w, Eigen::MatrixXd(), r);
+          r.relative_output_error = -1.0;
+          results.push_back(std::move(r));
+          progress(results.back(), results.size(), total);
+          continue;
+        }
         const auto start = std::chrono::steady_clock::now();
         llama::layer_result r;
         r.quantized = quantize(w, Eigen::MatrixXd(), l, which);
@@ -273,16 +305,25 @@ int run_model(const options& opt, const cli::method_choice& choice) {
   }
 
   std::map<std::string, std::string> stored_as;
+  std::optional<cli::file_summary> summary;
   if (!opt.out_gguf.empty()) {
     std::map<std::pair<std::size_t, llama::linear>, ternq::ternary_matrix> ternary;
     if (packing) {
-      for (auto& r : results) ternary.emplace(std::pair{r.layer, r.which}, r.quantized);
+      for (auto& r : results) {
+        if (!r.kept) ternary.emplace(std::pair{r.layer, r.which}, r.quantized);
+      }
     }
-    const llama::gguf_storage where{.format = store.ternary.value_or(ternq::pack::format::tq2_0),
-                                    .f16_when_lossless = opt.format != "f32"};
+    llama::gguf_storage where{.format = store.ternary.value_or(ternq::pack::format::tq2_0),
+                              .f16_when_lossless = store.name != "f32",
+                              .keep = kept};
+    if (store.ternary) where.fallbacks = cli::fallback_chain(*store.ternary);
     const auto stored =
         llama::save_gguf(m, ternary, where, tok ? &*tok : nullptr, opt.out_gguf, "ternq " + choice.name);
     for (const auto& s : stored) stored_as[s.name] = s.reason.empty() ? s.type : s.type + " (" + s.reason + ")";
+    const std::string chosen = store.ternary ? std::string(ternq::pack::name_of(*store.ternary))
+                               : store.name == "f32" ? "F32"
+                                                     : "F16";
+    summary = cli::summarize(stored, chosen, std::filesystem::file_size(opt.out_gguf));
   }
   if (!opt.out_fake.empty()) {
     switch (kind) {
@@ -319,9 +360,10 @@ int run_model(const options& opt, const cli::method_choice& choice) {
                       {{"mode", "model"},
                        {"model", opt.model_path},
                        {"method", choice.name},
-                       {"group_size", opt.group_size},
+                       {"group_size", group},
                        {"calibrated", calibrated},
-                       {"format", opt.out_gguf.empty() ? "" : opt.format}});
+                       {"format", opt.out_gguf.empty() ? "" : store.name},
+                       {"gguf", summary ? cli::to_json(*summary) : nlohmann::json()}});
   }
   double ew = 0.0, ex = 0.0, seconds = 0.0;
   std::printf("%-28s %11s %10s %10s %9s  %s\n", "layer", "shape", "rel E_w", "rel E_x", "time s", "stored as");
@@ -337,6 +379,14 @@ int run_model(const options& opt, const cli::method_choice& choice) {
   std::printf("%zu layers, mean rel E_w %.5f", rows.size(), ew / static_cast<double>(rows.size()));
   if (calibrated) std::printf(", mean rel E_x %.5f", ex / static_cast<double>(rows.size()));
   std::printf(", %.2f s quantizing\n", seconds);
+  if (summary) {
+    const std::string warning = cli::partial_warning(*summary);
+    if (!warning.empty()) {
+      std::fflush(stdout);
+      std::fprintf(stderr, "ternq-quantize: %s\n", warning.c_str());
+    }
+    std::printf("%s\n", cli::summary_line(*summary).c_str());
+  }
   return 0;
 }
 
@@ -344,14 +394,16 @@ int run(const options& opt) {
   if (!opt.model_path.empty() && !opt.tensors_path.empty())
     fail(errc::invalid_argument, "give --model or --tensors, not both");
   if (opt.model_path.empty() && opt.tensors_path.empty()) {
-    return cli::run_default_job(opt.method, opt.group_size, opt.seed, exec_of(opt));
+    return cli::run_default_job(opt.method, opt.group_size.value_or(128), opt.seed, exec_of(opt));
   }
   if (opt.method.empty()) fail(errc::invalid_argument, "--method is required with --model or --tensors");
   if (opt.collapse != "auto" && opt.collapse != "on" && opt.collapse != "off") {
     fail(errc::invalid_argument, "--collapse-whitespace must be auto, on or off (got '", opt.collapse, "')");
   }
-  const auto choice = cli::parse_method(opt.method, group_of(opt), opt.seed);
-  return opt.tensors_path.empty() ? run_model(opt, choice) : run_tensors(opt, choice);
+  // Tensor mode has no format: group 128 unless given. Model mode parses the method again once the format's
+  // default group size is known; parsing here reports a bad name before the model is read.
+  const auto choice = cli::parse_method(opt.method, group_of(opt.group_size.value_or(128)), opt.seed);
+  return opt.tensors_path.empty() ? run_model(opt) : run_tensors(opt, choice);
 }
 
 }  // namespace
@@ -362,13 +414,23 @@ int main(int argc, char** argv) {
       "Ternarize the linear layers of a model (llama2.c checkpoint, Hugging Face directory or GGUF), sequentially "
       "calibrated, or every matrix of a safetensors file. Without --model or --tensors: quantize the embedded "
       "LLM-like layer and print a table."};
+  app.option_defaults()->always_capture_default();
+  app.footer(
+      "Which format (llama.cpp on x86, 4096x4096 matrix-vector product, 2 threads): TQ2_0 is the fastest (168 us; "
+      "widths multiple of 256), TQ1_0 the smallest (1.6875 bits per weight, 369 us), Q2_0 the one for small widths "
+      "(multiples of 64) but slow on x86 in llama.cpp (3,623 us: no SIMD path); F16 681 us. --format auto picks "
+      "TQ2_0 when some linear layer's width is a multiple of 256, else Q2_0. Layers the format cannot hold go to Q2_0 "
+      "(from TQ2_0/TQ1_0), else F16; a format that holds none of them is refused unless --allow-fallback. See "
+      "docs/formats.md.");
   app.add_option("--model", opt.model_path, "llama2.c checkpoint, Hugging Face Llama directory, or GGUF");
   app.add_option("--tokenizer", opt.tokenizer_path, "llama2.c tokenizer (.bin) for --calib-text and GGUF metadata");
   app.add_option("--tensors", opt.tensors_path, "safetensors file: quantize every 2-D tensor on its own");
   app.add_option("--grams", opt.grams_path, "safetensors file with the Gram matrix of each tensor, by name");
   app.add_option("--method", opt.method,
                  "absmean|twn|optimal|optimal_aga|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq|catq_std");
-  app.add_option("--group-size", opt.group_size, "columns per group (0: one group per row)");
+  app.add_option("--group-size", opt.group_size,
+                 "columns per group (0: one group per row); default: the block of the chosen format (256 tq2_0/tq1_0, "
+                 "64 q2_0, 128 pq2_0/ptq1_0, per row i2_s), 128 for f16/f32, tensor mode and the embedded layer");
   app.add_option("--seed", opt.seed, "seed (random block order; the embedded default layer)");
   app.add_option("--threads", opt.threads, "worker threads (0: all)");
   auto* text = app.add_option("--calib-text", opt.calib_text, "calibration text (UTF-8)");
@@ -378,7 +440,15 @@ int main(int argc, char** argv) {
   app.add_option("--calib-seqs", opt.calib_seqs, "calibration sequences")->check(CLI::PositiveNumber);
   app.add_option("--calib-len", opt.calib_len, "tokens per calibration sequence (default: min(context, 256))");
   auto* gguf = app.add_option("--out-gguf", opt.out_gguf, "write a GGUF that llama.cpp loads");
-  app.add_option("--format", opt.format, "tq2_0|tq1_0|q2_0|pq2_0|ptq1_0|i2_s, or f16|f32 (dequantized)")->needs(gguf);
+  app.add_option("--format", opt.format,
+                 "auto|tq2_0|tq1_0|q2_0|pq2_0|ptq1_0|i2_s, or f16|f32 (dequantized); auto: tq2_0 where widths allow, "
+                 "else q2_0 (see below)");
+  app.add_flag("--allow-fallback", opt.allow_fallback,
+               "write the GGUF even when --format holds none of the linear layers (they fall back to Q2_0 / F16)")
+      ->needs(gguf);
+  app.add_option("--keep", opt.keep,
+                 "'PATTERN=TYPE' (repeatable): store tensors whose GGUF name matches the glob at TYPE (q8_0, f16, "
+                 "bf16, f32) instead of ternarizing them, e.g. 'blk.0.ffn_down=q8_0', 'token_embd=q8_0'");
   app.add_flag("--refit", opt.refit, "re-fit tensors symmetrically per block where the format needs it");
   app.add_option("--out-fake", opt.out_fake, "write the fake-quantized model in the input's format");
   app.add_option("--report", opt.report, "per-layer report (JSON; a CSV is written beside it)");

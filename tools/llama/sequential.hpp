@@ -27,13 +27,34 @@ struct layer_result {
   double relative_weight_error = 0.0;  ///< E_w / ||W||^2
   double relative_output_error = 0.0;  ///< E_x / tr(W C W^T), C from the calibration activations
   double seconds = 0.0;                ///< time spent quantizing this layer
-  ternary_matrix quantized;            ///< codes and grids, for packing
+  ternary_matrix quantized;            ///< codes and grids, for packing (empty when kept)
+  bool kept = false;                   ///< kept out of the ternary quantization (see `layer_keeper`)
 };
+
+/// The relative errors of replacing `w` by `kept` (dense): `||W - W'||^2 / ||W||^2`, and
+/// `tr(D C D^T) / tr(W C W^T)` with `D = W - W'` when a Gram matrix `gram` is given (else 0).
+inline void dense_errors(const matrix& w, const matrix& kept, const Eigen::MatrixXd& gram, layer_result& r) {
+  const Eigen::MatrixXd wd = w.cast<double>();
+  const Eigen::MatrixXd d = wd - kept.cast<double>();
+  const double ww = wd.squaredNorm();
+  r.relative_weight_error = ww > 0.0 ? d.squaredNorm() / ww : 0.0;
+  if (gram.size() == 0) {
+    r.relative_output_error = 0.0;
+    return;
+  }
+  const double wcw = (wd * gram).cwiseProduct(wd).sum();
+  r.relative_output_error = wcw > 0.0 ? (d * gram).cwiseProduct(d).sum() / wcw : 0.0;
+}
 
 /// Quantizes one weight matrix (`out x in`) given the Gram matrix of its
 /// input activations (`in x in`).
 using layer_quantizer =
     std::function<ternary_matrix(const matrix& w, const Eigen::MatrixXd& gram, std::size_t layer, linear which)>;
+
+/// Decides whether a linear layer is kept out of the ternary quantization
+/// (`--keep`). When it is, it replaces `w` in place by the values its stored
+/// type holds and returns true; the layer is then not quantized.
+using layer_keeper = std::function<bool(matrix& w, std::size_t layer, linear which)>;
 
 /// Called after each layer is quantized, with its result and the count of
 /// layers done and in all.
@@ -46,10 +67,12 @@ using layer_progress = std::function<void(const layer_result&, std::size_t done,
 /// their weights are replaced by the dequantized ternary values before the
 /// pass continues. Each layer's statistics therefore come from the model
 /// with every earlier layer already quantized. Embeddings, norms and the
-/// output head stay in floating point.
+/// output head stay in floating point. A layer `keep` claims is rounded by
+/// it instead of quantized (its errors are those of the rounding).
 inline std::vector<layer_result> quantize_sequential(model& m, const batch& calibration,
                                                      const layer_quantizer& quantize,
                                                      const layer_progress& progress = {},
+                                                     const layer_keeper& keep = {},
                                                      const cpu_exec& exec = {}) {
   std::vector<layer_result> results;
   const std::size_t total = m.layers.size() * all_linears.size();
@@ -58,6 +81,21 @@ inline std::vector<layer_result> quantize_sequential(model& m, const batch& cali
     gram.add(x);
     for (const linear which : consumers(site)) {
       matrix& w = weights.weight(which);
+      if (keep) {
+        const matrix original = w;
+        if (keep(w, index, which)) {
+          layer_result r;
+          r.layer = index;
+          r.which = which;
+          r.rows = static_cast<std::size_t>(w.rows());
+          r.cols = static_cast<std::size_t>(w.cols());
+          r.kept = true;
+          dense_errors(original, w, gram.matrix(), r);
+          results.push_back(std::move(r));
+          if (progress) progress(results.back(), results.size(), total);
+          continue;
+        }
+      }
       const auto start = std::chrono::steady_clock::now();
       ternary_matrix q = quantize(w, gram.matrix(), index, which);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -15,15 +15,62 @@
 
 namespace ternq::io {
 
-/// `general.file_type` values llama.cpp names (its `llama_ftype`). The
-/// forks' types have no agreed value; pass any u32 to `add_llama_metadata`.
+/// `general.file_type` values (llama.cpp's `llama_ftype`, include/llama.h).
+/// Mainline llama.cpp defines the first seven; it defines none for the
+/// forks' types, whose values are those of the engine that reads them
+/// (docs/formats.md): the PrismML fork's llama.h for PQ2_0 and PTQ1_0,
+/// bitnet.cpp's for I2_S. The value is informational: llama.cpp prints it
+/// as the model's type, and loads tensors by their own type ids.
 namespace llama_file_type {
 inline constexpr std::uint32_t all_f32 = 0;
 inline constexpr std::uint32_t mostly_f16 = 1;
+inline constexpr std::uint32_t mostly_q8_0 = 7;
 inline constexpr std::uint32_t mostly_bf16 = 32;
 inline constexpr std::uint32_t mostly_tq1_0 = 36;
 inline constexpr std::uint32_t mostly_tq2_0 = 37;
+inline constexpr std::uint32_t mostly_q2_0 = 41;     ///< mainline, since July 2026
+inline constexpr std::uint32_t mostly_i2_s = 40;     ///< bitnet.cpp (mainline's 40 is Q1_0)
+inline constexpr std::uint32_t mostly_pq2_0 = 141;   ///< PrismML fork
+inline constexpr std::uint32_t mostly_ptq1_0 = 143;  ///< PrismML fork
 }  // namespace llama_file_type
+
+/// The `general.file_type` of a file whose (linear-layer) tensors are mostly of type `t`.
+constexpr std::uint32_t file_type_of(pack::ggml_type t) noexcept {
+  switch (t) {
+    case pack::ggml_type::f32:
+      return llama_file_type::all_f32;
+    case pack::ggml_type::f16:
+      return llama_file_type::mostly_f16;
+    case pack::ggml_type::q8_0:
+      return llama_file_type::mostly_q8_0;
+    case pack::ggml_type::bf16:
+      return llama_file_type::mostly_bf16;
+    case pack::ggml_type::tq1_0:
+      return llama_file_type::mostly_tq1_0;
+    case pack::ggml_type::tq2_0:
+      return llama_file_type::mostly_tq2_0;
+    case pack::ggml_type::q2_0:
+      return llama_file_type::mostly_q2_0;
+    case pack::ggml_type::i2_s:
+      return llama_file_type::mostly_i2_s;
+    case pack::ggml_type::pq2_0:
+      return llama_file_type::mostly_pq2_0;
+    case pack::ggml_type::ptq1_0:
+      return llama_file_type::mostly_ptq1_0;
+  }
+  return llama_file_type::all_f32;
+}
+
+/// `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`, include/llama.h).
+namespace token_type {
+inline constexpr std::int32_t undefined = 0;
+inline constexpr std::int32_t normal = 1;
+inline constexpr std::int32_t unknown = 2;
+inline constexpr std::int32_t control = 3;
+inline constexpr std::int32_t user_defined = 4;
+inline constexpr std::int32_t unused = 5;
+inline constexpr std::int32_t byte = 6;
+}  // namespace token_type
 
 /// Hyperparameters of a llama-architecture model.
 struct llama_hparams {

@@ -76,6 +76,17 @@ static_assert(sizeof(block_i2_s) == 32 && alignof(block_i2_s) == 1);
 /// Bytes after the last I2_S group: the f32 scale, then zeros up to 32.
 inline constexpr std::size_t i2_s_trailer_bytes = 32;
 
+/// Q8_0 (ggml type 8, not ternary): 32 signed 8-bit values and an fp16
+/// scale first; value `qs[j] d`. 34 bytes: 8.5 bits per weight. For tensors
+/// kept at a higher precision than the ternary layers.
+struct block_q8_0 {
+  static constexpr std::size_t elements = 32;
+  std::uint8_t d[2];    ///< fp16 scale (max |x| / 127)
+  std::int8_t qs[32];   ///< element j, two's complement
+};
+static_assert(sizeof(block_q8_0) == 34 && alignof(block_q8_0) == 1);
+static_assert(offsetof(block_q8_0, qs) == 2);
+
 /// Q1_0 (ggml type 41, binary, not ternary): 128 signs and a scale. Only for
 /// FORMATS.md's golden vector of ggml's reference quantizer. 18 bytes:
 /// 1.125 bits per weight.

@@ -19,6 +19,7 @@ namespace ternq::pack {
 enum class ggml_type : std::uint32_t {
   f32 = 0,
   f16 = 1,
+  q8_0 = 8,      ///< 8-bit, 32-element blocks (kept tensors: `--keep PATTERN=q8_0`)
   bf16 = 30,
   tq1_0 = 34,
   tq2_0 = 35,
@@ -44,9 +45,10 @@ struct ggml_type_traits {
 };
 
 /// Every type ternq knows, in id order.
-inline constexpr std::array<ggml_type_traits, 9> ggml_types = {{
+inline constexpr std::array<ggml_type_traits, 10> ggml_types = {{
     {ggml_type::f32, "F32", 1, 4, 0, false},
     {ggml_type::f16, "F16", 1, 2, 0, false},
+    {ggml_type::q8_0, "Q8_0", 32, 34, 0, false},
     {ggml_type::bf16, "BF16", 1, 2, 0, false},
     {ggml_type::tq1_0, "TQ1_0", 256, 54, 0, true},
     {ggml_type::tq2_0, "TQ2_0", 256, 66, 0, true},

@@ -14,6 +14,7 @@
 #include "ternq/pack/float_types.hpp"
 #include "ternq/pack/format.hpp"
 #include "ternq/pack/pack.hpp"
+#include "ternq/pack/q8_0.hpp"
 
 namespace ternq::pack {
 
@@ -67,6 +68,10 @@ inline void to_float_into(ggml_type t, std::span<const std::uint8_t> data, std::
   }
   if (is_float_type(t)) {
     decode_floats(t, data, out);
+    return;
+  }
+  if (t == ggml_type::q8_0) {
+    q8_0_to_float(data, out);
     return;
   }
   const format f = *format_of(t);

@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -15,6 +17,7 @@
 #include <ternq/io/safetensors_reader.hpp>
 #include <ternq/io/safetensors_writer.hpp>
 
+#include "llama/save.hpp"
 #include "llm_like.hpp"
 #include "tools_test_support.hpp"
 
@@ -165,4 +168,129 @@ TEST_CASE("the tools refuse bad input with one line naming the problem") {
       run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") + " --method gptq_itf_aga");
   CHECK(calib.status != 0);
   CHECK(calib.output.find("needs calibration data: --calib-text or --calib-tokens") != std::string::npos);
+}
+
+namespace {
+
+/// A random llama2.c checkpoint of width `dim` (hidden `hidden`), written to `path`.
+void write_random_llama2c(const std::filesystem::path& path, std::size_t dim, std::size_t hidden) {
+  const llama::config cfg{
+      .dim = dim, .hidden_dim = hidden, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 64, .seq_len = 32};
+  llama::model m = tools_test::random_model(21, cfg);
+  m.classifier.reset();  // llama2.c's shared classifier
+  llama::save_llama2c(m, path);
+}
+
+/// The numbers of "summary: P of N linear layers packed as X; ...; B bits per linear weight, F bits per weight in
+/// the whole file (W weights), file S bytes".
+struct summary_figures {
+  std::size_t packed = 0, linear = 0;
+  double linear_bpw = 0.0, file_bpw = 0.0;
+  unsigned long long weights = 0, bytes = 0;
+};
+summary_figures parse_summary(const std::string& output) {
+  const auto at = output.rfind("summary: ");
+  REQUIRE(at != std::string::npos);
+  const std::string line = output.substr(at, output.find('\n', at) - at);
+  CAPTURE(line);
+  summary_figures f;
+  REQUIRE(std::sscanf(line.c_str(), "summary: %zu of %zu linear layers", &f.packed, &f.linear) == 2);
+  const auto figures = line.rfind("; ");
+  REQUIRE(std::sscanf(line.c_str() + figures,
+                      "; %lf bits per linear weight, %lf bits per weight in the whole file (%llu weights), file %llu "
+                      "bytes",
+                      &f.linear_bpw, &f.file_bpw, &f.weights, &f.bytes) == 4);
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("ternq-quantize: a format that packs nothing is refused; --allow-fallback, auto, --keep, the summary") {
+  tools_test::temp_dir dir("tools-cli-formats");
+  const auto small = dir.path() / "small.bin";  // 64-wide layers, ffn_down 128 wide
+  write_random_llama2c(small, 64, 128);
+  const std::string base = quantize_exe + " --model " + quote(small) + " --method absmean --out-gguf ";
+
+  const auto refused = run(base + quote(dir.path() / "r.gguf") + " --format tq2_0");
+  CHECK(refused.status != 0);
+  CHECK(refused.output.find("--format tq2_0 packs none of the 14 linear layers: their widths (in_features 64 (12 "
+                            "layers), 128 (2 layers)) are not multiples of its 256-element block") != std::string::npos);
+  CHECK(refused.output.find("q2_0 (64-element blocks, 14 of 14 layers") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "r.gguf"));
+
+  // Asked for: the layers fall back to Q2_0, and the run says so prominently.
+  const auto fallback = dir.path() / "f.gguf";
+  const auto allowed = run(base + quote(fallback) + " --format tq2_0 --allow-fallback");
+  REQUIRE_MESSAGE(allowed.status == 0, allowed.output);
+  CHECK(allowed.output.find("WARNING: only 0 of 14 linear layers are TQ2_0") != std::string::npos);
+  CHECK(allowed.output.find("14 fell back, 12 to Q2_0 (pack TQ2_0: in_features 64 is not a multiple") !=
+        std::string::npos);
+  {
+    const io::gguf_reader r = io::gguf_reader::open(fallback);
+    CHECK(r.tensor("blk.0.attn_q.weight").type == pack::ggml_type::q2_0);
+    CHECK(r.metadata().get<std::uint32_t>("general.file_type") == 41);
+  }
+
+  // The default format for these widths is Q2_0 with its 64-element groups; the summary's figures are the file's.
+  const auto automatic = dir.path() / "a.gguf";
+  const auto report = dir.path() / "a.json";
+  const auto a = run(base + quote(automatic) + " --report " + quote(report) + " --keep 'blk.1.ffn_*=q8_0' --keep " +
+                     "token_embd=f16");
+  REQUIRE_MESSAGE(a.status == 0, a.output);
+  CHECK(a.output.find("format q2_0 (auto), group size 64") != std::string::npos);
+  CHECK(a.output.find("WARNING") == std::string::npos);
+  CHECK(a.output.find("; 0 fell back; 3 kept by --keep;") != std::string::npos);
+  const summary_figures f = parse_summary(a.output);
+  const io::gguf_reader r = io::gguf_reader::open(automatic);
+  CHECK(r.tensor("blk.0.ffn_down.weight").type == pack::ggml_type::q2_0);
+  CHECK(r.tensor("blk.1.ffn_down.weight").type == pack::ggml_type::q8_0);
+  CHECK(r.tensor("blk.1.ffn_up.weight").type == pack::ggml_type::q8_0);
+  CHECK(r.tensor("blk.1.attn_q.weight").type == pack::ggml_type::q2_0);
+  CHECK(r.tensor("token_embd.weight").type == pack::ggml_type::f16);
+  CHECK(r.metadata().get<std::uint32_t>("general.file_type") == 41);
+  std::uint64_t linear_bytes = 0, linear_weights = 0, weights = 0;
+  for (const auto& t : r.tensors()) {
+    weights += t.rows() * t.cols();
+    if (t.ne.size() == 2 && t.name.starts_with("blk.")) {
+      linear_bytes += t.size;
+      linear_weights += t.rows() * t.cols();
+    }
+  }
+  const auto file_bytes = std::filesystem::file_size(automatic);
+  CHECK(f.packed == 11);
+  CHECK(f.linear == 14);
+  CHECK(f.weights == weights);
+  CHECK(f.bytes == file_bytes);
+  CHECK(f.linear_bpw == doctest::Approx(8.0 * linear_bytes / linear_weights).epsilon(1e-4));
+  CHECK(f.file_bpw == doctest::Approx(8.0 * file_bytes / weights).epsilon(1e-4));
+  const nlohmann::json j = nlohmann::json::parse(std::ifstream(report));
+  CHECK(j["summary"]["format"] == "q2_0");
+  CHECK(j["summary"]["group_size"] == 64);
+  CHECK(j["summary"]["gguf"]["kept"] == 3);
+  CHECK(j["summary"]["gguf"]["file_bytes"] == file_bytes);
+
+  // Widths of 256: auto is TQ2_0 with 256-element groups.
+  const auto wide = dir.path() / "wide.bin";
+  write_random_llama2c(wide, 256, 512);
+  const auto w = run(quantize_exe + " --model " + quote(wide) + " --method twn --out-gguf " +
+                     quote(dir.path() / "w.gguf"));
+  REQUIRE_MESSAGE(w.status == 0, w.output);
+  CHECK(w.output.find("format tq2_0 (auto), group size 256") != std::string::npos);
+  CHECK(parse_summary(w.output).packed == 14);
+  CHECK(io::gguf_reader::open(dir.path() / "w.gguf").metadata().get<std::uint32_t>("general.file_type") == 37);
+
+  const auto bad_keep = run(base + quote(dir.path() / "k.gguf") + " --keep 'blk.7.*=q8_0'");
+  CHECK(bad_keep.status != 0);
+  CHECK(bad_keep.output.find("--keep 'blk.7.*=q8_0' matches no tensor") != std::string::npos);
+}
+
+TEST_CASE("ternq-quantize --help shows every default and the format advice") {
+  const auto o = run(quantize_exe + " --help");
+  CHECK(o.status == 0);
+  CHECK(o.output.find("--format TEXT=auto") != std::string::npos);
+  CHECK(o.output.find("default: the block of the chosen format") != std::string::npos);
+  CHECK(o.output.find("POSITIVE=32") != std::string::npos);  // --calib-seqs
+  CHECK(o.output.find("TQ2_0 is the fastest") != std::string::npos);
+  CHECK(o.output.find("--allow-fallback") != std::string::npos);
+  CHECK(o.output.find("--keep") != std::string::npos);
 }

@@ -26,11 +26,10 @@ inline bool have_shared(const std::string& relative) {
 /// Scratch directories, `ternq-tools-<name>-...`.
 using testing::temp_dir;
 
-/// A small random Llama model (grouped-query attention, untied output).
-inline llama::model random_model(std::uint64_t seed, llama::rope_style rope = llama::rope_style::interleaved) {
+/// A random Llama model of shape `cfg` (untied output).
+inline llama::model random_model(std::uint64_t seed, const llama::config& cfg) {
   llama::model m;
-  m.cfg = {.dim = 32, .hidden_dim = 48, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 40, .seq_len = 64};
-  m.cfg.rope = rope;
+  m.cfg = cfg;
   testing::rng r(seed);
   const auto random = [&](std::size_t rows, std::size_t cols, double scale) {
     llama::matrix x(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
@@ -60,6 +59,14 @@ inline llama::model random_model(std::uint64_t seed, llama::rope_style rope = ll
     m.layers.push_back(std::move(w));
   }
   return m;
+}
+
+/// A small random Llama model (grouped-query attention, untied output).
+inline llama::model random_model(std::uint64_t seed, llama::rope_style rope = llama::rope_style::interleaved) {
+  llama::config cfg{
+      .dim = 32, .hidden_dim = 48, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .vocab_size = 40, .seq_len = 64};
+  cfg.rope = rope;
+  return random_model(seed, cfg);
 }
 
 /// A batch of random token sequences.
