@@ -182,7 +182,16 @@ llama::batch calibration_batch(const options& opt, const llama::model& m, const 
       fail(errc::invalid_argument, "calibration token ", t, " is outside the vocabulary of ", m.cfg.vocab_size);
     }
   }
-  return cli::windows(tokens, len, opt.calib_seqs);
+  if (tokens.size() < len) {
+    fail(errc::invalid_argument, "the calibration data gives ", tokens.size(), " tokens, fewer than one sequence of ",
+         len, " (--calib-len); give a longer text or a smaller --calib-len");
+  }
+  const llama::batch b = cli::windows(tokens, len, opt.calib_seqs);
+  if (b.sequences < opt.calib_seqs) {
+    std::fprintf(stderr, "ternq-quantize: warning: the calibration data gives %zu tokens: %zu sequences of %zu, not the "
+                 "%zu asked for (--calib-seqs)\n", tokens.size(), b.sequences, b.length, opt.calib_seqs);
+  }
+  return b;
 }
 
 int run_model(const options& opt) {

@@ -63,6 +63,7 @@
 #include "ternq/io/llama2c_checkpoint.hpp"
 #include "ternq/io/llama2c_model.hpp"
 #include "ternq/io/llama2c_tokenizer.hpp"
+#include "ternq/io/atomic_output.hpp"
 #include "ternq/io/mapped_file.hpp"
 #include "ternq/io/safetensors_dtype.hpp"
 #include "ternq/io/safetensors_reader.hpp"

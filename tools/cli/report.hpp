@@ -3,13 +3,14 @@
 #pragma once
 
 #include <cstddef>
-#include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <ternq/core/error.hpp>
+#include <ternq/io/atomic_output.hpp>
 
 namespace ternq::cli {
 
@@ -52,12 +53,12 @@ inline std::string to_csv(const std::vector<report_row>& rows) {
   return out;
 }
 
-/// Writes `text` to `path`, throwing `io` naming the path on failure.
+/// Writes `text` to `path` (through `io::atomic_output`: the previous file
+/// or none until it is complete), throwing `io` naming the path on failure.
 inline void write_text(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  if (!f) fail(errc::io, "cannot open ", path, " for writing");
-  f << text;
-  if (!f) fail(errc::io, "cannot write ", path);
+  io::atomic_output f(path, "report");
+  f.write(std::as_bytes(std::span(text)));
+  f.commit();
 }
 
 /// Writes the JSON report to `path` and the CSV beside it (`path` with `.csv`).

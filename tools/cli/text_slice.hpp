@@ -18,20 +18,24 @@
 
 namespace ternq::cli {
 
-/// The bytes of `path` from `offset` on, moved forward to the start of a
-/// UTF-8 code point so a slice never begins inside a character.
+/// `text` (the contents of `name`) from byte `offset` on, moved forward to
+/// the start of a UTF-8 code point so a slice never begins inside a character.
+inline std::string slice_text(std::string_view text, std::size_t offset, std::string_view name) {
+  if (offset > text.size()) {
+    fail(errc::invalid_argument, "text offset ", offset, " is beyond the end of '", name, "' (", text.size(),
+         " bytes)");
+  }
+  while (offset < text.size() && (static_cast<unsigned char>(text[offset]) & 0xC0U) == 0x80U) ++offset;
+  return std::string(text.substr(offset));
+}
+
+/// The bytes of `path` from `offset` on (see `slice_text`).
 inline std::string read_text(const std::filesystem::path& path, std::size_t offset) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail(errc::io, "cannot open text file '", path.string(), "'");
   std::stringstream buffer;
   buffer << f.rdbuf();
-  std::string text = buffer.str();
-  if (offset > text.size()) {
-    fail(errc::invalid_argument, "text offset ", offset, " is beyond the end of '", path.string(), "' (", text.size(),
-         " bytes)");
-  }
-  while (offset < text.size() && (static_cast<unsigned char>(text[offset]) & 0xC0U) == 0x80U) ++offset;
-  return text.substr(offset);
+  return slice_text(buffer.str(), offset, path.string());
 }
 
 /// True for a character-level vocabulary (every piece but the specials and
@@ -101,24 +105,33 @@ inline tokenized tokenize(const io::llama2c_tokenizer& tok, std::string text, st
   return out;
 }
 
-/// Reads token ids from a text file of whitespace-separated integers.
-inline std::vector<std::int32_t> read_token_file(const std::filesystem::path& path) {
-  std::ifstream f(path);
-  if (!f) fail(errc::io, "cannot open token file '", path.string(), "'");
+/// Token ids from `text` (the contents of `name`): whitespace-separated
+/// non-negative integers that fit an int32.
+inline std::vector<std::int32_t> parse_token_ids(std::string_view text, std::string_view name) {
+  std::istringstream in{std::string(text)};
   std::vector<std::int32_t> out;
   long long v = 0;
-  while (f >> v) {
-    if (v < 0 || v > INT32_MAX)
-      fail(errc::invalid_argument, "token file '", path.string(), "': id ", v, " out of range");
+  while (in >> v) {
+    if (v < 0 || v > INT32_MAX) fail(errc::invalid_argument, "token file '", name, "': id ", v, " out of range");
     out.push_back(static_cast<std::int32_t>(v));
   }
-  if (!f.eof()) fail(errc::corrupt_file, "token file '", path.string(), "': not a list of integers");
+  if (!in.eof()) fail(errc::corrupt_file, "token file '", name, "': not a list of integers");
   return out;
+}
+
+/// Reads token ids from a text file of whitespace-separated integers.
+inline std::vector<std::int32_t> read_token_file(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(errc::io, "cannot open token file '", path.string(), "'");
+  std::stringstream buffer;
+  buffer << f.rdbuf();
+  return parse_token_ids(buffer.str(), path.string());
 }
 
 /// Cuts `tokens` into windows of `length` (the last, partial one is dropped
 /// unless it is the only one), at most `max_windows` of them.
 inline llama::batch windows(const std::vector<std::int32_t>& tokens, std::size_t length, std::size_t max_windows) {
+  if (length == 0) fail(errc::invalid_argument, "the window length must be at least 1 token");
   if (tokens.size() < 2) fail(errc::invalid_argument, "need at least 2 tokens, got ", tokens.size());
   llama::batch b;
   b.length = std::min(length, tokens.size());

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ternq/core/error.hpp"
+#include "ternq/io/atomic_output.hpp"
 #include "ternq/io/detail/gguf_encode.hpp"
 #include "ternq/io/gguf_types.hpp"
 #include "ternq/pack/bytes.hpp"
@@ -43,20 +44,16 @@ namespace ternq::io {
 /// name of 64 bytes or more, more than 4 extents, `ne[0]` not a multiple of
 /// the block, data of the wrong size or out of order), `unsupported` for a
 /// type ternq does not write or 128-element blocks under id 42, `io` when
-/// the system refuses a write. A file that was opened but not closed is
-/// removed by the destructor, so no truncated file is left behind.
+/// the system refuses a write. A file opened by path is written through
+/// `atomic_output`: until `close()` the target keeps its previous contents
+/// (or stays absent), and a writer destroyed before `close()` removes its
+/// temporary file, so no truncated file is ever left under the final name.
 class gguf_writer {
  public:
   gguf_writer() = default;
   gguf_writer(const gguf_writer&) = delete;
   gguf_writer& operator=(const gguf_writer&) = delete;
-  ~gguf_writer() {
-    if (owned_ && state_ != state::closed) {
-      owned_->close();
-      std::error_code ignored;
-      std::filesystem::remove(path_, ignored);
-    }
-  }
+  ~gguf_writer() = default;  // an uncommitted atomic_output removes its temporary file
 
   /// The metadata to edit (for helpers such as `add_llama_metadata`); only before `open`.
   [[nodiscard]] gguf_metadata& edit_metadata() {
@@ -119,14 +116,15 @@ class gguf_writer {
                                                                      : gguf_default_alignment;
   }
 
-  /// Creates `path` and writes everything before the tensor data.
+  /// Starts writing `path` (through `atomic_output`: a temporary file
+  /// beside it, renamed over it by `close()`) with everything before the
+  /// tensor data.
   void open(const std::filesystem::path& path) {
     require_state(state::describing, "open()");
-    auto file = std::make_unique<std::ofstream>(path, std::ios::binary | std::ios::trunc);
-    if (!file->is_open()) fail(errc::io, "gguf_writer: cannot open '", path.string(), "' for writing");
+    auto file = std::make_unique<atomic_output>(path, "gguf_writer");
     path_ = path;
     owned_ = std::move(file);
-    begin(*owned_);
+    begin(owned_->stream());
   }
 
   /// Writes into a caller's stream (binary mode) instead of a file.
@@ -201,10 +199,7 @@ class gguf_writer {
     }
     out_->flush();
     if (!out_->good()) fail(errc::io, "gguf_writer: flushing ", target(), " failed");
-    if (owned_) {
-      owned_->close();
-      if (owned_->fail()) fail(errc::io, "gguf_writer: closing ", target(), " failed");
-    }
+    if (owned_) owned_->commit();
     state_ = state::closed;
   }
 
@@ -301,7 +296,7 @@ class gguf_writer {
   gguf_metadata metadata_;
   std::vector<gguf_tensor_info> tensors_;
   state state_ = state::describing;
-  std::unique_ptr<std::ofstream> owned_;
+  std::unique_ptr<atomic_output> owned_;
   std::filesystem::path path_;
   std::ostream* out_ = nullptr;
   std::uint64_t written_ = 0;

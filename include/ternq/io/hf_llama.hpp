@@ -47,7 +47,7 @@ inline std::optional<std::size_t> positive_field(const nlohmann::json& j, const 
     return std::nullopt;
   }
   if (!it->is_number_unsigned() || it->get<std::size_t>() == 0) {
-    fail(errc::corrupt_file, context, ": '", key, "' is ", it->dump(), ", not a positive integer");
+    fail(errc::corrupt_file, context, ": '", key, "' is ", json_excerpt(*it), ", not a positive integer");
   }
   return it->get<std::size_t>();
 }
@@ -56,7 +56,7 @@ inline std::optional<double> positive_number(const nlohmann::json& j, const char
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
   if (!it->is_number() || !(it->get<double>() > 0)) {
-    fail(errc::corrupt_file, context, ": '", key, "' is ", it->dump(), ", not a positive number");
+    fail(errc::corrupt_file, context, ": '", key, "' is ", json_excerpt(*it), ", not a positive number");
   }
   return it->get<double>();
 }
@@ -85,7 +85,7 @@ inline hf_llama_config parse_hf_llama_config(std::string_view text, std::string_
   c.rope_theta = detail::positive_number(j, "rope_theta", context).value_or(c.rope_theta);
   if (const auto it = j.find("tie_word_embeddings"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean())
-      fail(errc::corrupt_file, context, ": 'tie_word_embeddings' is ", it->dump(), ", not a boolean");
+      fail(errc::corrupt_file, context, ": 'tie_word_embeddings' is ", detail::json_excerpt(*it), ", not a boolean");
     c.tie_word_embeddings = it->get<bool>();
   }
   if (const auto it = j.find("model_type"); it != j.end() && it->is_string()) c.model_type = it->get<std::string>();
@@ -160,7 +160,7 @@ class hf_llama_model {
   explicit hf_llama_model(const std::filesystem::path& directory)
       : config_(read_hf_llama_config(directory / "config.json")),
         tensors_(directory),
-        specs_(hf_llama_tensors(config_)) {
+        specs_(bounded_specs(config_, tensors_, "hf_llama '" + directory.string() + "'")) {
     const std::string context = "hf_llama '" + directory.string() + "'";
     for (const hf_tensor_spec& s : specs_) {
       const tensor_info* t = tensors_.find(s.name);
@@ -190,6 +190,20 @@ class hf_llama_model {
   }
 
  private:
+  /// The specs of `c`, after checking that the files can hold them: a layer
+  /// count from config.json is bounded by the tensors present (nine per
+  /// layer) before anything is listed, so a hostile count cannot allocate
+  /// without limit.
+  static std::vector<hf_tensor_spec> bounded_specs(const hf_llama_config& c, const safetensors_shards& t,
+                                                   const std::string& context) {
+    const std::size_t available = t.tensor_count();
+    if (c.num_hidden_layers > available / 9) {
+      fail(errc::corrupt_file, context, ": config.json declares ", c.num_hidden_layers,
+           " layers (9 tensors each), but the safetensors files hold only ", available, " tensors");
+    }
+    return hf_llama_tensors(c);
+  }
+
   hf_llama_config config_;
   safetensors_shards tensors_;
   std::vector<hf_tensor_spec> specs_;

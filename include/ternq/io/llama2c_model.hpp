@@ -14,8 +14,8 @@
 #include "ternq/core/checks.hpp"
 #include "ternq/core/error.hpp"
 #include "ternq/core/view.hpp"
+#include "ternq/io/atomic_output.hpp"
 #include "ternq/io/detail/bytes.hpp"
-#include "ternq/io/detail/output_file.hpp"
 #include "ternq/io/detail/read_float.hpp"
 #include "ternq/io/llama2c_checkpoint.hpp"
 #include "ternq/io/mapped_file.hpp"
@@ -25,7 +25,7 @@ namespace ternq::io {
 namespace detail {
 
 /// Streams the elements of `m` (row-major order, any strides) as little-endian float32.
-inline void write_f32(output_file& out, matrix_view<const float> m) {
+inline void write_f32(atomic_output& out, matrix_view<const float> m) {
   std::array<std::byte, 4 * 1024> buffer{};
   std::size_t used = 0;
   for (std::size_t i = 0; i < m.rows(); ++i) {
@@ -40,7 +40,7 @@ inline void write_f32(output_file& out, matrix_view<const float> m) {
   }
   out.write(std::span(buffer).first(used));
 }
-inline void write_f32(output_file& out, std::span<const float> v) {
+inline void write_f32(atomic_output& out, std::span<const float> v) {
   write_f32(out, matrix_view<const float>(v.data(), 1, v.size(), 0, 1));
 }
 
@@ -98,7 +98,7 @@ void write_llama2c_checkpoint(const std::filesystem::path& path, const llama2c_c
     require_shape(w.classifier, config.vocab_size, dim, context, "classifier");
   }
 
-  detail::output_file out(path, context);
+  atomic_output out(path, context);
   std::array<std::byte, 28> header{};
   const std::size_t fields[7] = {config.dim,        config.hidden_dim, config.n_layers, config.n_heads,
                                  config.n_kv_heads, config.vocab_size, config.seq_len};

@@ -73,10 +73,15 @@ class llama2c_tokenizer {
   /// Reads a tokenizer file. With `expected_vocab_size` (the model's), a
   /// different number of pieces is `[ternq.shape_mismatch]`.
   explicit llama2c_tokenizer(const std::filesystem::path& path,
-                             std::optional<std::size_t> expected_vocab_size = std::nullopt) {
-    const mapped_file map(path);
-    const std::string context = "llama2c tokenizer '" + path.string() + "'";
-    parse(map.bytes(), context);
+                             std::optional<std::size_t> expected_vocab_size = std::nullopt)
+      : llama2c_tokenizer(mapped_file(path).bytes(), path.string(), expected_vocab_size) {}
+
+  /// Parses the bytes of a tokenizer file held in memory; `name` stands for
+  /// the path in messages. Validated exactly as a file is.
+  llama2c_tokenizer(std::span<const std::byte> file, std::string_view name,
+                    std::optional<std::size_t> expected_vocab_size = std::nullopt) {
+    const std::string context = "llama2c tokenizer '" + std::string(name) + "'";
+    parse(file, context);
     if (expected_vocab_size && *expected_vocab_size != pieces_.size()) {
       fail(errc::shape_mismatch, context, ": ", pieces_.size(), " pieces, the model's vocab_size is ",
            *expected_vocab_size);

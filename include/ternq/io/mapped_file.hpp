@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <span>
 #include <string>
@@ -44,9 +45,24 @@ struct fd_guard {
 /// them read outside the mapping. (A file truncated by another process while
 /// mapped still raises SIGBUS: mapping trades that for zero-copy views.)
 /// Move-only; an empty file maps to an empty span.
+///
+/// `borrow` wraps bytes already in memory (a buffer the caller keeps alive)
+/// in the same interface, so every reader built on `mapped_file` also
+/// parses from memory (tests, fuzzers, data that never touched a disk).
 class mapped_file {
  public:
   mapped_file() = default;
+
+  /// The bytes `bytes`, not copied and not owned (they must outlive the
+  /// object); `name` stands for the path in messages.
+  static mapped_file borrow(std::span<const std::byte> bytes, std::filesystem::path name) {
+    mapped_file m;
+    m.path_ = std::move(name);
+    m.data_ = bytes.data();
+    m.size_ = bytes.size();
+    m.borrowed_ = true;
+    return m;
+  }
 
   /// Maps `path`; throws `[ternq.io]` naming the path and the system's reason.
   explicit mapped_file(const std::filesystem::path& path) : path_(path) {
@@ -71,7 +87,8 @@ class mapped_file {
       : path_(std::move(other.path_)),
         data_(std::exchange(other.data_, nullptr)),
         size_(std::exchange(other.size_, 0)),
-        fd_(std::exchange(other.fd_, -1)) {}
+        fd_(std::exchange(other.fd_, -1)),
+        borrowed_(std::exchange(other.borrowed_, false)) {}
   mapped_file& operator=(mapped_file&& other) noexcept {
     if (this != &other) {
       release();
@@ -79,6 +96,7 @@ class mapped_file {
       data_ = std::exchange(other.data_, nullptr);
       size_ = std::exchange(other.size_, 0);
       fd_ = std::exchange(other.fd_, -1);
+      borrowed_ = std::exchange(other.borrowed_, false);
     }
     return *this;
   }
@@ -98,6 +116,10 @@ class mapped_file {
   /// opened is `[ternq.io]`.
   void read(std::size_t offset, std::span<std::byte> out) const {
     TERNQ_ASSERT(offset <= size_ && out.size() <= size_ - offset);
+    if (borrowed_) {
+      if (!out.empty()) std::memcpy(out.data(), data_ + offset, out.size());
+      return;
+    }
     while (!out.empty()) {
       const ::ssize_t n = ::pread(fd_, out.data(), out.size(), static_cast<::off_t>(offset));
       if (n < 0 && errno == EINTR) continue;
@@ -116,19 +138,21 @@ class mapped_file {
     fail(errc::io, "mapped_file: ", what, " '", path_.string(), "': ", detail::errno_text(err));
   }
   void release() noexcept {
-    if (data_ != nullptr) {
+    if (data_ != nullptr && !borrowed_) {
       ::munmap(const_cast<std::byte*>(data_), size_);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
     }
     if (fd_ >= 0) ::close(fd_);
     data_ = nullptr;
     size_ = 0;
     fd_ = -1;
+    borrowed_ = false;
   }
 
   std::filesystem::path path_;
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
-  int fd_ = -1;  // kept open for read()
+  int fd_ = -1;            // kept open for read()
+  bool borrowed_ = false;  // data_ is the caller's memory: never unmapped, read() copies from it
 };
 
 }  // namespace ternq::io

@@ -93,6 +93,14 @@ class safetensors_file {
     parse_header();
   }
 
+  /// A whole safetensors file held in memory (not copied: `bytes` must
+  /// outlive the object), validated exactly as a file is; `name` stands for
+  /// the path in messages.
+  safetensors_file(std::span<const std::byte> bytes, const std::string& name)
+      : map_(mapped_file::borrow(bytes, name)), context_("safetensors '" + name + "'") {
+    parse_header();
+  }
+
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return map_.path(); }
   /// Every tensor, in data-section order.
   [[nodiscard]] std::span<const tensor_info> tensors() const noexcept { return tensors_; }
@@ -246,10 +254,12 @@ class safetensors_file {
     std::uint64_t count = 1;
     for (const auto& d : *shape) {
       if (!d.is_number_unsigned()) {
-        fail(errc::corrupt_file, where, ": shape ", shape->dump(), " is not a list of non-negative integers");
+        fail(errc::corrupt_file, where, ": shape ", detail::json_excerpt(*shape),
+             " is not a list of non-negative integers");
       }
       const auto next = detail::checked_mul(count, d.get<std::uint64_t>());
-      if (!next) fail(errc::corrupt_file, where, ": shape ", shape->dump(), " has more elements than 2^64");
+      if (!next)
+        fail(errc::corrupt_file, where, ": shape ", detail::json_excerpt(*shape), " has more elements than 2^64");
       count = *next;
       t.shape.push_back(d.get<std::size_t>());
     }
@@ -257,7 +267,8 @@ class safetensors_file {
     const auto offsets = value.find("data_offsets");
     if (offsets == value.end() || !offsets->is_array() || offsets->size() != 2 || !(*offsets)[0].is_number_unsigned() ||
         !(*offsets)[1].is_number_unsigned()) {
-      fail(errc::corrupt_file, where, ": 'data_offsets' ", offsets == value.end() ? "is missing" : offsets->dump(),
+      fail(errc::corrupt_file, where, ": 'data_offsets' ",
+           offsets == value.end() ? "is missing" : detail::json_excerpt(*offsets),
            offsets == value.end() ? "" : " is not a pair of non-negative integers");
     }
     const auto begin = (*offsets)[0].get<std::uint64_t>();

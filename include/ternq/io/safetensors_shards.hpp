@@ -49,6 +49,8 @@ class safetensors_shards {
   [[nodiscard]] std::size_t shard_count() const noexcept { return shards_.size(); }
   [[nodiscard]] const safetensors_file& shard(std::size_t i) const { return shards_.at(i); }
 
+  /// The number of tensors across all shards.
+  [[nodiscard]] std::size_t tensor_count() const noexcept { return shard_of_.size(); }
   /// Every tensor name, sorted.
   [[nodiscard]] std::vector<std::string> names() const {
     std::vector<std::string> out;

@@ -19,8 +19,8 @@
 #include "ternq/core/error.hpp"
 #include "ternq/core/half.hpp"
 #include "ternq/core/view.hpp"
+#include "ternq/io/atomic_output.hpp"
 #include "ternq/io/detail/bytes.hpp"
-#include "ternq/io/detail/output_file.hpp"
 #include "ternq/io/safetensors_dtype.hpp"
 #include "ternq/io/safetensors_reader.hpp"
 
@@ -67,7 +67,8 @@ class safetensors_writer {
   /// Number of tensors added.
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
 
-  /// Writes the file (through `<path>.part`, renamed when complete); `[ternq.io]` on failure.
+  /// Writes the file (through a temporary file beside it, fsynced and renamed when complete (atomic_output));
+  /// `[ternq.io]` on failure.
   void write(const std::filesystem::path& path) const {
     std::vector<std::size_t> order(entries_.size());
     std::iota(order.begin(), order.end(), std::size_t{0});
@@ -95,7 +96,7 @@ class safetensors_writer {
     }
     text.append((8 - text.size() % 8) % 8, ' ');  // 8 + header length: a multiple of 8
 
-    detail::output_file out(path, "safetensors_writer");
+    atomic_output out(path, "safetensors_writer");
     std::array<std::byte, 8> length{};
     detail::store_u64_le(length.data(), text.size());
     out.write(length);
@@ -126,7 +127,7 @@ class safetensors_writer {
     entries_.push_back({std::move(name), type, std::move(shape), view});
   }
 
-  static void write_tensor(detail::output_file& out, const entry& e) {
+  static void write_tensor(atomic_output& out, const entry& e) {
     constexpr std::size_t chunk = 4096;  // elements converted per write
     std::vector<std::byte> buffer(chunk * dtype_size(e.type));
     std::size_t used = 0;

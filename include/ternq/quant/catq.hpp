@@ -2,12 +2,17 @@
 // The catq method (ALGORITHMS.md §4): quantize(w, catq{}, gram), catq_calibrate with its report, the initialization.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
 #include <string_view>
+#include <vector>
 
 #include "ternq/core/adapt.hpp"
 #include "ternq/core/parallel.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
+#include "ternq/linalg/gram_checks.hpp"
 #include "ternq/quant/catq/calibrator.hpp"
 #include "ternq/quant/catq/gradient.hpp"
 #include "ternq/quant/catq/loss.hpp"
@@ -21,12 +26,55 @@ namespace ternq {
 
 namespace detail {
 
+/// Weights this small (`max |w| < 2^-20`; denormals among them) are
+/// calibrated scaled by a power of two: CAT-Q's additive `epsilon` prior and
+/// the grid's floor at the smallest normal number would otherwise swamp
+/// their scale and zero every code. Returns the exponent `k` bringing
+/// `max |w|` into `[1, 2)` (scaling by `2^k` is exact), 0 for other weights.
+template <class T>
+int catq_prescale_exponent(const matrix_view<const T>& w) {
+  double largest = 0.0;
+  for (std::size_t i = 0; i < w.rows(); ++i) {
+    for (std::size_t j = 0; j < w.cols(); ++j) largest = std::max(largest, std::abs(static_cast<double>(w(i, j))));
+  }
+  return largest == 0.0 || largest >= 0x1p-20 ? 0 : -std::ilogb(largest);
+}
+
+/// `w` times `2^k`, row-major.
+template <class T>
+std::vector<T> catq_scaled_copy(const matrix_view<const T>& w, int k) {
+  std::vector<T> out(w.rows() * w.cols());
+  for (std::size_t i = 0; i < w.rows(); ++i) {
+    for (std::size_t j = 0; j < w.cols(); ++j) out[i * w.cols() + j] = std::ldexp(w(i, j), k);
+  }
+  return out;
+}
+
+/// Undoes `catq_prescale_exponent`: scales times `2^-k`, losses (quadratic in the weights) times `2^-2k`.
+inline void catq_unscale(catq_result& r, int k) {
+  for (float& s : r.matrix.scales()) s = static_cast<float>(std::ldexp(static_cast<double>(s), -k));
+  const auto loss = [k](double& x) { x = std::ldexp(x, -2 * k); };
+  for (double& x : r.report.loss) loss(x);
+  for (catq_evaluation& e : r.report.evaluations) loss(e.hard_loss);
+  loss(r.report.initial_loss);
+  loss(r.report.best_loss);
+  loss(r.report.initial_error);
+  loss(r.report.final_error);
+}
+
 template <class T, class C>
 catq_result catq_run_gram(const cpu_exec& exec, const matrix_view<const T>& w, const matrix_view<const C>& gram,
                           const catq& options, std::string_view context) {
   validate(options, context);
   require_weights(w, context);
   require_gram_for(gram, w.cols(), context);
+  linalg::require_psd(gram, context);  // the loss tr(D C D^T) is bounded below only for a PSD C
+  if (const int k = catq_prescale_exponent(w); k != 0) {
+    const std::vector<T> scaled = catq_scaled_copy(w, k);
+    catq_result r = catq_run_gram(exec, row_major(scaled.data(), w.rows(), w.cols()), gram, options, context);
+    catq_unscale(r, k);
+    return r;
+  }
   catq_calibrator<T, gram_loss<T>> calibrator(exec, w, gram_loss<T>(gram, context), options, context);
   while (!calibrator.done()) calibrator.step();
   return calibrator.finish();
@@ -66,6 +114,16 @@ catq_result catq_calibrate_activations(const cpu_exec& exec, const W& w, const X
     fail(errc::shape_mismatch, context, ": activations have ", xv.cols(), " features but the weights have ", wv.cols(),
          " columns");
   }
+  if (const int k = detail::catq_prescale_exponent(wv); k != 0) {
+    // The Huber transition scales with the residual, so the scaled problem is the same problem.
+    const std::vector<T> scaled = detail::catq_scaled_copy(wv, k);
+    activation_loss_options scaled_loss = loss;
+    scaled_loss.huber_delta = std::ldexp(loss.huber_delta, k);
+    catq_result r =
+        catq_calibrate_activations(exec, row_major(scaled.data(), wv.rows(), wv.cols()), x, options, scaled_loss);
+    detail::catq_unscale(r, k);
+    return r;
+  }
   catq_calibrator<T, activation_loss<T>> calibrator(exec, wv, activation_loss<T>(xv, wv.rows(), loss, context), options,
                                                     context);
   while (!calibrator.done()) calibrator.step();
@@ -81,6 +139,12 @@ ternary_matrix catq_initial_matrix(const cpu_exec& exec, const W& w, const catq&
   using T = typename decltype(wv)::value_type;
   validate(options, context);
   require_weights(wv, context);
+  if (const int k = detail::catq_prescale_exponent(wv); k != 0) {
+    const std::vector<T> scaled = detail::catq_scaled_copy(wv, k);
+    ternary_matrix q = catq_initial_matrix(exec, row_major(scaled.data(), wv.rows(), wv.cols()), options);
+    for (float& s : q.scales()) s = static_cast<float>(std::ldexp(static_cast<double>(s), -k));
+    return q;
+  }
   const catq_modulation<T> mod(exec, wv, options.group_size, options.priors);
   return catq_hard_matrix(exec, wv, mod);
 }

@@ -14,6 +14,7 @@
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
+#include "ternq/linalg/gram_checks.hpp"
 #include "ternq/quant/aga.hpp"
 #include "ternq/quant/atq.hpp"
 #include "ternq/quant/detail/atq_rows.hpp"
@@ -47,6 +48,10 @@ atq_result itf_aga_quantize(const cpu_exec& exec, const matrix_view<const T>& w,
     const auto b = static_cast<Eigen::Index>(layout.begin(k));
     const auto n = static_cast<Eigen::Index>(layout.size(k));
     blocks[k] = c.block(b, b, n, n).template cast<double>();
+    // AGA relies on each block being positive semi-definite (its 2x2 systems then have det >= 0).
+    linalg::require_psd(matrix_view<const double>(blocks[k].data(), layout.size(k), layout.size(k), 1,
+                                                  static_cast<std::ptrdiff_t>(layout.size(k))),
+                        context, ternq::detail::concat("gram block C[B, B] of group ", k));
   }
   const std::size_t chunks = (w.rows() + detail::atq_row_chunk - 1) / detail::atq_row_chunk;
   std::vector<atq_stats> stats(chunks);

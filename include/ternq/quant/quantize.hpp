@@ -2,6 +2,10 @@
 // The one quantize() entry point: any backend, any method, optional calibration statistics.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string_view>
 #include <type_traits>
 
 #include "ternq/core/adapt.hpp"
@@ -24,7 +28,15 @@ concept gram_method = requires(const cpu_exec& exec, const matrix_view<const T>&
   { quantize_view(exec, w, m, c) } -> std::same_as<ternary_matrix>;
 };
 
-/// Checks that `gram` is the `m x m` Gram matrix for weights with `m` columns.
+/// Relative asymmetry `|C_ij - C_ji| / sqrt(C_ii C_jj)` a Gram matrix may have (rounding in its assembly).
+inline constexpr double gram_symmetry_tolerance = 1e-4;
+
+/// Checks that `gram` is the `m x m` Gram matrix for weights with `m`
+/// columns: square of that size (`shape_mismatch`), finite (`non_finite`),
+/// a non-negative diagonal and symmetric within `gram_symmetry_tolerance`
+/// (`invalid_argument` naming the first offending entry). Positive
+/// semi-definiteness, which costs a factorization, is checked by the
+/// methods that rely on it (`linalg::require_psd`).
 template <class G>
 void require_gram_for(const matrix_view<const G>& gram, std::size_t cols, std::string_view context) {
   if (gram.rows() != gram.cols() || gram.rows() != cols) {
@@ -32,6 +44,30 @@ void require_gram_for(const matrix_view<const G>& gram, std::size_t cols, std::s
          cols, " columns (expected ", cols, "x", cols, ")");
   }
   require_finite(gram, context, "gram matrix");
+  const std::size_t m = cols;
+  for (std::size_t j = 0; j < m; ++j) {
+    if (gram(j, j) < G(0)) {
+      fail(errc::invalid_argument, context, ": gram matrix has a negative diagonal entry (", j, ", ", j,
+           ") = ", gram(j, j), "; a Gram matrix X X^T has none");
+    }
+  }
+  constexpr std::size_t tile = 64;  // compare C with C^T tile by tile, so both are read in cache-sized pieces
+  for (std::size_t i0 = 0; i0 < m; i0 += tile) {
+    for (std::size_t j0 = 0; j0 <= i0; j0 += tile) {
+      for (std::size_t i = i0; i < std::min(m, i0 + tile); ++i) {
+        for (std::size_t j = j0; j < std::min(i, j0 + tile); ++j) {
+          const double a = static_cast<double>(gram(i, j));
+          const double b = static_cast<double>(gram(j, i));
+          if (a == b) continue;
+          const double scale = std::sqrt(static_cast<double>(gram(i, i)) * static_cast<double>(gram(j, j)));
+          if (!(std::abs(a - b) <= gram_symmetry_tolerance * scale)) {
+            fail(errc::invalid_argument, context, ": gram matrix is not symmetric: (", i, ", ", j, ") = ", a, " but (",
+                 j, ", ", i, ") = ", b);
+          }
+        }
+      }
+    }
+  }
 }
 
 /// Quantizes `w` (any adaptable `n x m` matrix: Eigen, xtensor, a

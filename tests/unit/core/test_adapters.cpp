@@ -47,7 +47,8 @@ TEST_CASE("Eigen dense matrices of either storage order") {
 }
 
 TEST_CASE("Eigen Map, Ref and blocks with an outer stride") {
-  std::vector<double> buf(6 * 9);
+  // 8 columns of 9 (6 used, 3 padding): the padded map below reaches element 9 * 7 + 5 = 68.
+  std::vector<double> buf(8 * 9);
   for (std::size_t k = 0; k < buf.size(); ++k) buf[k] = static_cast<double>(k);
   const Eigen::Map<const Eigen::MatrixXd, 0, Eigen::OuterStride<>> padded(buf.data(), 6, 8, Eigen::OuterStride<>(9));
   check_same(ternq::as_view(padded), padded);

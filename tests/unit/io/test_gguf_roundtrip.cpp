@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gguf_test_support.hpp"
+#include "io_test_support.hpp"
 #include "llm_like.hpp"
 #include "temp_dir.hpp"
 #include "ternq/core/dequantize.hpp"
@@ -178,14 +179,27 @@ TEST_CASE("gguf: a file on disk reads like the same bytes in memory, tensor data
                        "[ternq.invalid_argument] gguf_reader: no tensor 'c'", ternq::error);
 }
 
-TEST_CASE("gguf: a writer that is not closed leaves no file behind") {
+TEST_CASE("gguf: a writer that is not closed leaves no file behind, and the previous file untouched") {
   const ternq::testing::temp_dir dir("gguf-unfinished");
   const auto path = dir / "file.gguf";
+  const auto entries = [&] {
+    return std::distance(std::filesystem::directory_iterator(dir.path()), std::filesystem::directory_iterator());
+  };
   {
     gguf_writer w;
     w.add_tensor("a", ggml_type::f32, {2});
     w.open(path);
-    CHECK(std::filesystem::exists(path));
+    CHECK_FALSE(std::filesystem::exists(path));  // the bytes go to a temporary beside it until close()
+    CHECK(entries() == 1);
   }
   CHECK_FALSE(std::filesystem::exists(path));
+  CHECK(entries() == 0);
+  ternq::testing::write_file(path, "previous");
+  {
+    gguf_writer w;
+    w.add_tensor("a", ggml_type::f32, {2});
+    w.open(path);
+  }
+  CHECK(ternq::testing::read_file(path) == "previous");
+  CHECK(entries() == 1);
 }

@@ -274,20 +274,35 @@ TEST_CASE("bad input is refused with the id and a message naming the problem") {
                        "[ternq.non_finite] quantize(gptq): Inf in weights at (1, 3)", ternq::error);
 }
 
-TEST_CASE("an indefinite Hessian is retried with more damping (reported), then fails as numerical") {
-  // C = [[1, 3], [3, 1]] is indefinite; H = C + lambda I becomes positive definite once lambda > 2
+TEST_CASE("a singular Hessian is retried with more damping (reported), then fails as numerical") {
+  // C = [[1, 1], [1, 1]] is PSD of rank 1: at damping 0 its Cholesky factorization fails, at 1e-4 it succeeds
+  Eigen::MatrixXd c(2, 2);
+  c << 1, 1, 1, 1;
+  const row_matrix w = ternq::testing::gaussian_matrix(3, 2, 1);
+  const auto r = run(w, c, {.grid = ternq::absmean{}, .damping = 0.0, .damping_retries = 3});
+  CHECK(r.report.damping_used == doctest::Approx(1e-4));
+  REQUIRE(r.report.retries.size() == 1);
+  CHECK(r.report.retries[0].stage == "hessian");
+  CHECK(r.report.retries[0].damping == 0.0);
+  CHECK_THROWS_WITH_AS(run(w, c, {.grid = ternq::absmean{}, .damping = 0.0, .damping_retries = 0}),
+                       "[ternq.numerical] quantize(gptq): Cholesky factorization of the hessian failed at damping 0 "
+                       "after 0 retries from damping 0",
+                       ternq::error);
+}
+
+TEST_CASE("an indefinite Gram matrix is refused, not hidden by retries with more damping") {
+  // C = [[1, 3], [3, 1]] has eigenvalue -2: H = C + lambda I fails at the default damping 0.01 (the PSD tolerance)
   Eigen::MatrixXd c(2, 2);
   c << 1, 3, 3, 1;
   const row_matrix w = ternq::testing::gaussian_matrix(3, 2, 1);
-  const auto r = run(w, c, {.grid = ternq::absmean{}, .damping = 0.01, .damping_retries = 3});
-  CHECK(r.report.damping_used == doctest::Approx(10.0));
-  REQUIRE(r.report.retries.size() == 3);
-  CHECK(r.report.retries[0].stage == "hessian");
-  CHECK(r.report.retries[0].damping == 0.01);
-  CHECK(r.report.retries[2].damping == doctest::Approx(1.0));
-  CHECK_THROWS_WITH_AS(run(w, c, {.grid = ternq::absmean{}, .damping = 0.01, .damping_retries = 2}),
-                       "[ternq.numerical] quantize(gptq): Cholesky factorization of the hessian failed at damping 1 "
-                       "after 2 retries from damping 0.01",
+  CHECK_THROWS_WITH_AS(run(w, c, {.grid = ternq::absmean{}, .damping = 0.01, .damping_retries = 3}),
+                       "[ternq.invalid_argument] quantize(gptq): gram matrix is not positive semi-definite: C + 0.01 "
+                       "mean(diag C) I has no Cholesky factorization, so C has an eigenvalue below -0.01 x its mean "
+                       "eigenvalue; a Gram matrix X X^T has none",
+                       ternq::error);
+  // From damping 0 the retries climb to the tolerance, then refuse the same way.
+  CHECK_THROWS_WITH_AS(run(w, c, {.grid = ternq::absmean{}, .damping = 0.0, .damping_retries = 3}),
+                       doctest::Contains("gram matrix is not positive semi-definite: C + 0.01 mean(diag C) I"),
                        ternq::error);
 }
 

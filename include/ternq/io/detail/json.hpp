@@ -44,6 +44,42 @@ inline nlohmann::json parse_json(std::string_view text, std::string_view context
   return value;
 }
 
+/// A bounded, non-recursive-in-depth excerpt of `v` for error messages.
+/// `nlohmann::json::dump()` recurses once per nesting level, so dumping an
+/// untrusted value nested a million deep overflows the stack; here arrays
+/// and objects deeper than `max_depth` print as `[...]` / `{...}`, at most
+/// `max_items` members are shown per level, strings are cut at `max_chars`
+/// bytes, and the whole excerpt at `4 * max_chars`.
+inline std::string json_excerpt(const nlohmann::json& v, int depth = 0) {
+  constexpr int max_depth = 2;
+  constexpr std::size_t max_items = 4;
+  constexpr std::size_t max_chars = 64;
+  std::string out;
+  if (v.is_array() || v.is_object()) {
+    const bool array = v.is_array();
+    if (depth >= max_depth) return array ? "[...]" : "{...}";
+    out += array ? '[' : '{';
+    std::size_t k = 0;
+    for (auto it = v.begin(); it != v.end(); ++it, ++k) {
+      if (k != 0) out += ", ";
+      if (k == max_items) {
+        out += "...";
+        break;
+      }
+      if (!array) out += json_excerpt(nlohmann::json(it.key()), depth + 1) + ": ";
+      out += json_excerpt(*it, depth + 1);
+    }
+    out += array ? ']' : '}';
+  } else if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    out = s.size() <= max_chars ? nlohmann::json(s).dump() : nlohmann::json(s.substr(0, max_chars)).dump() + "...";
+  } else {
+    out = v.dump();  // a number, a boolean or null: no recursion
+  }
+  if (depth == 0 && out.size() > 4 * max_chars) out = out.substr(0, 4 * max_chars) + "...";
+  return out;
+}
+
 /// The JSON type's name as nlohmann/json spells it ("string", "number", ...), for messages.
 inline std::string json_type(const nlohmann::json& v) { return v.type_name(); }
 

@@ -157,6 +157,15 @@ class catq_modulation {
 
   template <class T>
   void set_prior(std::size_t i, std::size_t k, std::span<const T> g, const catq_priors& priors) {
+    if (std::all_of(g.begin(), g.end(), [&](T x) { return x == g.front(); })) {
+      // A constant group (every group of one element, a single column, a constant row): centred on its
+      // mean it has no spread, and every code would be 0. Uncentred, the grid {-|c|, 0, |c|} holds it
+      // exactly, as every other method's does (alpha0 = |c|, codes sign(c) since |c| / |c| > Delta0).
+      const double c = std::abs(static_cast<double>(g.front()));
+      mu0_[index(i, k)] = S(0);
+      alpha0_[index(i, k)] = static_cast<S>(c > 0.0 ? c : priors.epsilon);
+      return;
+    }
     const double n = static_cast<double>(g.size());
     double mean = 0.0;
     if (priors.centre) {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "ternq/core/progress.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
+#include "ternq/linalg/gram_checks.hpp"
 #include "ternq/quant/gptq/options.hpp"
 #include "ternq/quant/gptq/order.hpp"
 #include "ternq/quant/gptq/report.hpp"
@@ -110,6 +112,41 @@ std::optional<std::string> gptq_pass(Steps& steps, const matrix_view<const T>& w
   return std::nullopt;
 }
 
+/// The driver's answer for an all-zero Gram matrix (see `gptq_report::data_free`).
+template <class T>
+gptq_result gptq_data_free(const matrix_view<const T>& w, const gptq& options) {
+  const cpu_exec exec{.threads = 1};
+  gptq_result out{std::visit(
+                      [&](const auto& g) -> ternary_matrix {
+                        if constexpr (std::is_same_v<std::remove_cvref_t<decltype(g)>, itf_aga>) {
+                          return quantize_view(exec, w, itf{.group_size = g.group_size, .max_iters = g.max_iters});
+                        } else {
+                          return quantize_view(exec, w, g);
+                        }
+                      },
+                      options.grid),
+                  {}};
+  gptq_report& report = out.report;
+  report.damping_requested = options.damping;
+  report.damping_used = options.damping;
+  report.dead_columns = w.cols();
+  report.data_free = true;
+  const group_layout& layout = out.matrix.layout();
+  for (std::size_t b = 0; b < layout.count(); ++b) {
+    gptq_block_report block;
+    block.first = layout.begin(b);
+    block.size = layout.size(b);
+    for (std::size_t i = 0; i < w.rows(); ++i) {
+      for (std::size_t j = layout.begin(b); j < layout.end(b); ++j) {
+        const double d = static_cast<double>(w(i, j)) - static_cast<double>(out.matrix.value(i, j));
+        block.weight_error += d * d;
+      }
+    }
+    report.blocks.push_back(block);
+  }
+  return out;
+}
+
 }  // namespace detail
 
 /// GPTQ-style blockwise quantization (ALGORITHMS.md §3) with the steps of
@@ -122,6 +159,14 @@ std::optional<std::string> gptq_pass(Steps& steps, const matrix_view<const T>& w
 /// pass restarts with ten times the damping, up to `damping_retries` times,
 /// each recorded in `report.retries`; `errc::numerical` only when the last
 /// retry fails too.
+///
+/// The Gram matrix is checked as `require_gram_for` does (symmetric, finite,
+/// non-negative diagonal) and must be positive semi-definite within
+/// `linalg::gram_psd_tolerance`: at the default damping this is the
+/// Hessian's own factorization (a failure at a damping of at least the
+/// tolerance is `[ternq.invalid_argument]`, not retried); a larger damping,
+/// which would hide a negative eigenvalue, gets an explicit check first.
+/// An all-zero Gram matrix gives the data-free answer (`gptq_report::data_free`).
 template <class Steps, class T, class G>
 gptq_result gptq_quantize_with(Steps& steps, const matrix_view<const T>& w, const matrix_view<const G>& gram,
                                const gptq& options) {
@@ -137,6 +182,13 @@ gptq_result gptq_quantize_with(Steps& steps, const matrix_view<const T>& w, cons
            ")");
     }
   }
+  bool all_dead = true;
+  for (std::size_t j = 0; j < w.cols() && all_dead; ++j) all_dead = gram(j, j) == G(0);
+  if (all_dead) {
+    linalg::require_psd(gram, context);  // an all-zero diagonal with other entries is no Gram matrix
+    return detail::gptq_data_free(w, options);
+  }
+  if (options.damping > linalg::gram_psd_tolerance) linalg::require_psd(gram, context);
   gptq_result out{ternary_matrix(w.rows(), w.cols(), gptq_group_size(options), gptq_asymmetric(options)), {}};
   gptq_report& report = out.report;
   report.damping_requested = options.damping;
@@ -144,6 +196,11 @@ gptq_result gptq_quantize_with(Steps& steps, const matrix_view<const T>& w, cons
   for (unsigned attempt = 0;; ++attempt) {
     const std::optional<std::string> failed = detail::gptq_pass(steps, w, gram, options, lambda, out.matrix, report);
     if (!failed) break;
+    if (*failed == "hessian" && lambda >= linalg::gram_psd_tolerance && options.damping <= linalg::gram_psd_tolerance) {
+      fail(errc::invalid_argument, context, ": gram matrix is not positive semi-definite: C + ", lambda,
+           " mean(diag C) I has no Cholesky factorization, so C has an eigenvalue below -", lambda,
+           " x its mean eigenvalue; a Gram matrix X X^T has none");
+    }
     report.retries.push_back({lambda, *failed});
     if (attempt == options.damping_retries) {
       fail(errc::numerical, context, ": Cholesky factorization of the ", *failed, " failed at damping ", lambda,

@@ -52,6 +52,11 @@ struct gptq_report {
   double damping_used = 0.0;  ///< the damping of the successful run
   std::vector<gptq_retry> retries;
   std::size_t dead_columns = 0;
+  /// The Gram matrix was all zero (every column dead: no calibration signal
+  /// reached these inputs), so there was nothing to compensate: the matrix
+  /// is the grid's data-free answer (`itf` for `itf_aga`, whose AGA has no
+  /// metric), the blocks report its `E_w` and an output error of 0.
+  bool data_free = false;
   gptq_step_seconds seconds;
 
   /// `E_w` of the whole matrix (sum over blocks).
