@@ -125,8 +125,8 @@ TEST_CASE("an all-zero Gram: gptq returns the grid's data-free answer and says s
   const ternq::ternary_matrix itf = ternq::quantize(w, ternq::itf{.group_size = 32});
   REQUIRE(r.matrix.rows() == itf.rows());
   bool any_nonzero = false;
-  for (std::size_t i = 0; i < w.rows(); ++i) {
-    for (std::size_t j = 0; j < w.cols(); ++j) {
+  for (std::size_t i = 0; i < r.matrix.rows(); ++i) {
+    for (std::size_t j = 0; j < r.matrix.cols(); ++j) {
       REQUIRE(r.matrix.value(i, j) == itf.value(i, j));
       any_nonzero = any_nonzero || r.matrix.value(i, j) != 0.0F;
     }

@@ -101,7 +101,18 @@ TEST_CASE("CAT-Q on denormal weights: exact where absmean is, and as good as on 
   const Eigen::MatrixXd gram = gram_of(ternq::testing::llm_like_activations(256, 64, 11));
   const errors e = errors_of(signs, gram, 32);
   CHECK(e.absmean == 0.0);
-  CHECK(e.catq == 0.0);
+  // CAT-Q centres each group on its mean, so +-d is not exact for it at any scale; on denormals it must
+  // do what it does on the same signs scaled up exactly by 2^133 (it zeroed every code before: E_w = 1).
+  row_matrix up(8, 64);
+  for (Eigen::Index i = 0; i < 8; ++i) {
+    for (Eigen::Index j = 0; j < 64; ++j) up(i, j) = std::ldexp(signs(i, j), 133);
+  }
+  const auto q_d = ternq::catq_calibrate(signs, gram, short_catq(32)).matrix;
+  const auto q_up = ternq::catq_calibrate(up, gram, short_catq(32)).matrix;
+  CHECK(std::equal(q_d.codes().begin(), q_d.codes().end(), q_up.codes().begin()));
+  CHECK(e.catq == doctest::Approx(ternq::relative_weight_error(up, q_up)).epsilon(1e-3));
+  CHECK(e.catq < 0.5);
+  CHECK(e.catq_initial < 0.5);
 
   // LLM-like weights scaled down by 2^-140 in float (denormals, with precision lost), against the same
   // values scaled back up (exactly): the same relative errors up to CAT-Q's scale-dependent epsilons.
