@@ -5,7 +5,7 @@
 #include <Eigen/Core>
 
 #include <ternq/adapters/eigen.hpp>
-#include <ternq/ternq.hpp>
+#include <ternq/quant.hpp>
 
 int main() {
   Eigen::MatrixXf w(2, 8);

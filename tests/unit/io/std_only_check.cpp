@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
-// Built with ternq's include directory and nothing else: pack/ and io/ must need only the standard library.
+// Built with ternq's include directory and nothing else: core/, optim/, pack/ (and their umbrellas) and io/'s GGUF
+// headers must need only the standard library.
 #include <cstdint>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "ternq/core.hpp"
 #include "ternq/io/gguf_llama.hpp"
 #include "ternq/io/gguf_reader.hpp"
 #include "ternq/io/gguf_types.hpp"
 #include "ternq/io/gguf_writer.hpp"
+#include "ternq/optim.hpp"
+#include "ternq/pack.hpp"
 #include "ternq/pack/pack.hpp"
 #include "ternq/pack/reference.hpp"
 #include "ternq/pack/to_float.hpp"
