@@ -11,6 +11,7 @@
 
 #include <ternq/io/llama2c_tokenizer.hpp>
 
+#include "cli/checks.hpp"
 #include "cli/model_files.hpp"
 #include "cli/text_slice.hpp"
 #include "llama/forward.hpp"
@@ -150,7 +151,7 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", opt.tokenizer_path, "llama2.c tokenizer (.bin)");
   app.add_option("--text", opt.text_path, "UTF-8 text file")->required();
   app.add_option("--offset", opt.offset, "byte offset of the slice in the text file");
-  app.add_option("--tokens", opt.tokens, "tokens of the slice (with BOS)")->check(CLI::PositiveNumber);
+  app.add_option("--tokens", opt.tokens, "tokens of the slice (with BOS)")->check(ternq::cli::positive_count());
   app.add_option("--window", opt.window, "tokens per evaluation window (default: min(context, 256))");
   app.add_option("--reference", opt.reference_path, "reference model for KL divergence and top-1 agreement");
   app.add_option("--collapse-whitespace", opt.collapse,

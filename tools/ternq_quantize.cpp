@@ -21,6 +21,7 @@
 #include <ternq/pack/refit.hpp>
 #include <ternq/ternq.hpp>
 
+#include "cli/checks.hpp"
 #include "cli/default_job.hpp"
 #include "cli/methods.hpp"
 #include "cli/model_files.hpp"
@@ -188,8 +189,10 @@ llama::batch calibration_batch(const options& opt, const llama::model& m, const 
   }
   const llama::batch b = cli::windows(tokens, len, opt.calib_seqs);
   if (b.sequences < opt.calib_seqs) {
-    std::fprintf(stderr, "ternq-quantize: warning: the calibration data gives %zu tokens: %zu sequences of %zu, not the "
-                 "%zu asked for (--calib-seqs)\n", tokens.size(), b.sequences, b.length, opt.calib_seqs);
+    std::fprintf(stderr,
+                 "ternq-quantize: warning: the calibration data gives %zu tokens: %zu sequences of %zu, not the "
+                 "%zu asked for (--calib-seqs)\n",
+                 tokens.size(), b.sequences, b.length, opt.calib_seqs);
   }
   return b;
 }
@@ -412,6 +415,11 @@ int run(const options& opt) {
   // Tensor mode has no format: group 128 unless given. Model mode parses the method again once the format's
   // default group size is known; parsing here reports a bad name before the model is read.
   const auto choice = cli::parse_method(opt.method, group_of(opt.group_size.value_or(128)), opt.seed);
+  cli::require_writable(opt.out_gguf, "--out-gguf");
+  cli::require_writable(
+      opt.out_fake, "--out-fake",
+      !opt.model_path.empty() && cli::detect_model_kind(opt.model_path) == cli::model_kind::hugging_face);
+  cli::require_writable(opt.report, "--report");
   return opt.tensors_path.empty() ? run_model(opt) : run_tensors(opt, choice);
 }
 
@@ -446,7 +454,7 @@ int main(int argc, char** argv) {
   app.add_option("--calib-offset", opt.calib_offset, "byte offset of the calibration slice")->needs(text);
   auto* toks = app.add_option("--calib-tokens", opt.calib_tokens, "calibration token ids (whitespace-separated)");
   text->excludes(toks);
-  app.add_option("--calib-seqs", opt.calib_seqs, "calibration sequences")->check(CLI::PositiveNumber);
+  app.add_option("--calib-seqs", opt.calib_seqs, "calibration sequences")->check(cli::positive_count());
   app.add_option("--calib-len", opt.calib_len, "tokens per calibration sequence (default: min(context, 256))");
   auto* gguf = app.add_option("--out-gguf", opt.out_gguf, "write a GGUF that llama.cpp loads");
   app.add_option("--format", opt.format,

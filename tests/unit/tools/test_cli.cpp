@@ -289,8 +289,41 @@ TEST_CASE("ternq-quantize --help shows every default and the format advice") {
   CHECK(o.status == 0);
   CHECK(o.output.find("--format TEXT=auto") != std::string::npos);
   CHECK(o.output.find("default: the block of the chosen format") != std::string::npos);
-  CHECK(o.output.find("POSITIVE=32") != std::string::npos);  // --calib-seqs
+  CHECK(o.output.find("COUNT >= 1") != std::string::npos);  // --calib-seqs
   CHECK(o.output.find("TQ2_0 is the fastest") != std::string::npos);
   CHECK(o.output.find("--allow-fallback") != std::string::npos);
   CHECK(o.output.find("--keep") != std::string::npos);
+}
+
+TEST_CASE("checks at the door: readable numeric limits, unwritable outputs and short calibration data before work") {
+  tools_test::temp_dir dir("tools-cli-door");
+  const auto zero = run(quantize_exe + " --calib-seqs 0");
+  CHECK(zero.status != 0);
+  CHECK(zero.output.find("--calib-seqs: must be a whole number >= 1 (got '0')") != std::string::npos);
+  CHECK(zero.output.find("e-308") == std::string::npos);
+  const auto text = dir.path() / "x.txt";
+  std::ofstream(text) << "unused";
+  const auto no_dir = run(quantize_exe + " --tensors " + quote(text) + " --method absmean --out-fake " +
+                          quote(dir.path() / "missing" / "out.safetensors"));
+  CHECK(no_dir.status != 0);
+  CHECK(no_dir.output.find("[ternq.io] --out-fake '") != std::string::npos);
+  CHECK(no_dir.output.find("' does not exist") != std::string::npos);
+  const auto is_dir = run(quantize_exe + " --tensors " + quote(text) + " --method absmean --out-fake " +
+                          quote(dir.path()) + " --report " + quote(dir.path() / "r.json"));
+  CHECK(is_dir.status != 0);
+  CHECK(is_dir.output.find("is a directory, not a file") != std::string::npos);
+  if (!have_shared("models/stories260K.bin")) return;
+  const auto ids = dir.path() / "ids.txt";
+  std::ofstream(ids) << "1 20 30 40 50";
+  const auto short_calib = run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +
+                               " --method gptq_itf --calib-tokens " + quote(ids) + " --calib-len 16");
+  CHECK(short_calib.status != 0);
+  CHECK(short_calib.output.find("the calibration data gives 5 tokens, fewer than one sequence of 16") !=
+        std::string::npos);
+  std::ofstream(ids) << std::string("1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20");
+  const auto fewer = run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +
+                         " --method absmean --calib-tokens " + quote(ids) + " --calib-len 8 --calib-seqs 4");
+  CHECK(fewer.status == 0);
+  CHECK(fewer.output.find("warning: the calibration data gives 20 tokens: 2 sequences of 8, not the 4 asked for") !=
+        std::string::npos);
 }
