@@ -145,6 +145,12 @@ TEST_CASE("an all-zero Gram: gptq returns the grid's data-free answer and says s
   const auto ref = ternq::quantize(w, ternq::absmean{.group_size = 16});
   CHECK(a.report.data_free);
   CHECK(ternq::weight_error(w, a.matrix) == ternq::weight_error(w, ref));
+  // optimal_aga has no metric either: its data-free answer is the exact symmetric optimum it starts from.
+  const auto o =
+      ternq::gptq_quantize(ternq::cpu_exec{}, w, zero, ternq::gptq{.grid = ternq::optimal_aga{.group_size = 16}});
+  const auto opt = ternq::quantize(w, ternq::optimal_symmetric{.group_size = 16});
+  CHECK(o.report.data_free);
+  CHECK(ternq::weight_error(w, o.matrix) == ternq::weight_error(w, opt));
 }
 
 TEST_CASE("a partly dead Gram is not data-free: the dead columns' weights are zeroed as before") {

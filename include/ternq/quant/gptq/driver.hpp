@@ -118,7 +118,8 @@ gptq_result gptq_data_free(const matrix_view<const T>& w, const gptq& options) {
   const cpu_exec exec{.threads = 1};
   gptq_result out{std::visit(
                       [&](const auto& g) -> ternary_matrix {
-                        if constexpr (std::is_same_v<std::remove_cvref_t<decltype(g)>, itf_aga>) {
+                        using G = std::remove_cvref_t<decltype(g)>;
+                        if constexpr (std::is_same_v<G, itf_aga>) {
                           return quantize_view(exec, w, itf{.group_size = g.group_size, .max_iters = g.max_iters});
                         } else if constexpr (std::is_same_v<std::remove_cvref_t<decltype(g)>, optimal_aga>) {
                           // without activations the alignment has nothing to align to: the exact optimum
