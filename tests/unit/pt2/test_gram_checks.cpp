@@ -145,6 +145,14 @@ TEST_CASE("an all-zero Gram: gptq returns the grid's data-free answer and says s
   const auto ref = ternq::quantize(w, ternq::absmean{.group_size = 16});
   CHECK(a.report.data_free);
   CHECK(ternq::weight_error(w, a.matrix) == ternq::weight_error(w, ref));
+  // optimal_aga's scale solve has no metric: its data-free answer is the symmetric optimum.
+  const auto o =
+      ternq::gptq_quantize(ternq::cpu_exec{}, w, zero, ternq::gptq{.grid = ternq::optimal_aga{.group_size = 32}});
+  const auto opt = ternq::quantize(w, ternq::optimal_symmetric{.group_size = 32});
+  CHECK(o.report.data_free);
+  for (std::size_t i = 0; i < o.matrix.rows(); ++i) {
+    for (std::size_t j = 0; j < o.matrix.cols(); ++j) REQUIRE(o.matrix.value(i, j) == opt.value(i, j));
+  }
 }
 
 TEST_CASE("a partly dead Gram is not data-free: the dead columns' weights are zeroed as before") {

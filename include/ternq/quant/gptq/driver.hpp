@@ -120,6 +120,9 @@ gptq_result gptq_data_free(const matrix_view<const T>& w, const gptq& options) {
                       [&](const auto& g) -> ternary_matrix {
                         if constexpr (std::is_same_v<std::remove_cvref_t<decltype(g)>, itf_aga>) {
                           return quantize_view(exec, w, itf{.group_size = g.group_size, .max_iters = g.max_iters});
+                        } else if constexpr (std::is_same_v<std::remove_cvref_t<decltype(g)>, optimal_aga>) {
+                          // optimal_aga's scale solve has no metric either: the symmetric optimum it starts from
+                          return quantize_view(exec, w, optimal_symmetric{.group_size = g.group_size});
                         } else {
                           return quantize_view(exec, w, g);
                         }
