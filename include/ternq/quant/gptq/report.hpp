@@ -54,7 +54,7 @@ struct gptq_report {
   std::size_t dead_columns = 0;
   /// The Gram matrix was all zero (every column dead: no calibration signal
   /// reached these inputs), so there was nothing to compensate: the matrix
-  /// is the grid's data-free answer (`itf` for `itf_aga`, whose AGA has no
+  /// is the grid's data-free answer (`itf` for `itf_aga`, `optimal_symmetric` for `optimal_aga`, whose AGA has no
   /// metric), the blocks report its `E_w` and an output error of 0.
   bool data_free = false;
   gptq_step_seconds seconds;
