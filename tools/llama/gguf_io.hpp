@@ -251,7 +251,9 @@ inline std::vector<stored_tensor> save_gguf(const model& m,
     add_norm("blk." + std::to_string(l) + ".ffn_norm.weight", m.layers[l].ffn_norm);
     for (linear which : {linear::gate, linear::up, linear::down}) add_linear(l, which);
   }
-  for (const auto& [kept_name, type] : storage.keep) {
+  for (const auto& kept : storage.keep) {
+    // A named reference, not the structured binding: Clang 14 cannot capture bindings in lambdas.
+    const std::string& kept_name = kept.first;
     const bool found = std::any_of(plans.begin(), plans.end(), [&](const plan& p) { return p.name == kept_name; });
     if (!found) fail(errc::invalid_argument, "save_gguf: the model has no tensor '", kept_name, "' to keep");
   }

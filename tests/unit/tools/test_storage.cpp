@@ -154,7 +154,9 @@ TEST_CASE("fallback chain: TQ2_0 where the width allows, Q2_0 where 64 divides i
   tools_test::temp_dir dir("tools-storage-chain");
   // attention and gate/up read 256 columns (TQ2_0), ffn_down reads 320 (Q2_0) in the first model;
   // the second has 64-column layers (Q2_0) and a 100-column ffn_down (F16).
-  for (const auto& [dim, hidden] : {std::pair<std::size_t, std::size_t>{256, 320}, {64, 100}}) {
+  for (const auto& shape_pair : {std::pair<std::size_t, std::size_t>{256, 320}, {64, 100}}) {
+    // Named copies, not a structured binding: Clang 14 cannot capture bindings (CAPTURE is a lambda).
+    const std::size_t dim = shape_pair.first, hidden = shape_pair.second;
     CAPTURE(dim);
     llama::model m = tools_test::random_model(7, shape(dim, hidden));
     const auto ternary = ternarize(m, 256);
