@@ -116,6 +116,12 @@ TEST_CASE("every order equals the literal block-OBS transcription; SSR blocks ar
       check_same(run(wd, l.c, {.grid = ternq::absmean{.group_size = 64}, .order = ternq::random_order{seed}}).matrix,
                  ternq::testing::block_obs_reference(wd, l.c, 0.01, 64, rule, false, reference_order::fixed, rnd, false,
                                                      false));
+      // a caller's order (here the reverse of act-order) is taken as given
+      const std::vector<std::size_t> given(act.rbegin(), act.rend());
+      check_same(
+          run(wd, l.c, {.grid = ternq::absmean{.group_size = 64}, .order = ternq::given_order{given}}).matrix,
+          ternq::testing::block_obs_reference(wd, l.c, 0.01, 64, rule, false, reference_order::fixed, given, false,
+                                              false));
       check_same(
           run(wd, l.c, {.grid = ternq::absmean{.group_size = 64}, .order = ternq::ssr{}}).matrix,
           ternq::testing::block_obs_reference(wd, l.c, 0.01, 64, rule, false, reference_order::ssr, {}, false, false));
@@ -131,6 +137,19 @@ TEST_CASE("every order equals the literal block-OBS transcription; SSR blocks ar
       }
     }
   }
+}
+
+TEST_CASE("a given order must be a permutation of the columns") {
+  const layer l = make_layer(8, 64, 4, false);
+  std::vector<std::size_t> short_order(63);
+  std::iota(short_order.begin(), short_order.end(), std::size_t{0});
+  CHECK_THROWS_AS(run(l.w, l.c, {.grid = ternq::absmean{.group_size = 32}, .order = ternq::given_order{short_order}}),
+                  ternq::error);
+  std::vector<std::size_t> repeated(64, 0);
+  std::iota(repeated.begin(), repeated.end(), std::size_t{0});
+  repeated[5] = 4;
+  CHECK_THROWS_AS(run(l.w, l.c, {.grid = ternq::absmean{.group_size = 32}, .order = ternq::given_order{repeated}}),
+                  ternq::error);
 }
 
 TEST_CASE("SSR ties go to the lower column: dead and duplicate-zero columns") {

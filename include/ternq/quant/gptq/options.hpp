@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <variant>
+#include <vector>
 
 #include "ternq/core/grid_precision.hpp"
 #include "ternq/core/grouping.hpp"
@@ -34,8 +35,16 @@ struct random_order {
 /// compensated weights (ALGORITHMS.md §3).
 struct ssr {};
 
+/// A column order chosen by the caller, blocks taken in it: `columns[p]` is
+/// the original column quantized at position `p` (a permutation of the
+/// columns, checked by the driver). Used for orders a model can absorb, e.g.
+/// one that keeps each attention head's columns together.
+struct given_order {
+  std::vector<std::size_t> columns;
+};
+
 /// Which block the driver quantizes next.
-using block_order = std::variant<sequential, act_order, random_order, ssr>;
+using block_order = std::variant<sequential, act_order, random_order, ssr, given_order>;
 
 /// The grid fitted to each block (one group per row): the group size of the
 /// grid method is the block size of the driver. Symmetric grids give a

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "ternq/core/permutation.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/quant/gptq/options.hpp"
 
@@ -20,7 +21,8 @@ namespace ternq {
 /// for `act_order` (dead columns count as `H_jj = 1`; ties: lower column
 /// first), and a shuffle for `random_order` (Fisher-Yates on the raw
 /// `std::mt19937_64` stream, whose output the standard fixes, so every
-/// platform gets the same order).
+/// platform gets the same order); a `given_order` is checked to be a
+/// permutation of the columns and taken as it is.
 template <class G>
 std::vector<std::size_t> initial_column_order(const block_order& order, const matrix_view<const G>& gram) {
   const std::size_t m = gram.rows();
@@ -36,6 +38,9 @@ std::vector<std::size_t> initial_column_order(const block_order& order, const ma
   } else if (const auto* r = std::get_if<random_order>(&order)) {
     std::mt19937_64 gen(r->seed);
     for (std::size_t i = m; i > 1; --i) std::swap(perm[i - 1], perm[gen() % i]);
+  } else if (const auto* given = std::get_if<given_order>(&order)) {
+    require_permutation(given->columns, m, "gptq: given_order");
+    perm = given->columns;
   }
   return perm;
 }
