@@ -4,9 +4,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include <ternq/core/error.hpp>
+#include <ternq/io/atomic_output.hpp>
 #include <ternq/io/hf_llama.hpp>
 #include <ternq/io/llama2c_model.hpp>
 #include <ternq/io/safetensors_reader.hpp>
@@ -64,13 +69,26 @@ inline void save_llama2c(const model& m, const std::filesystem::path& path) {
   out.write(path);
 }
 
-/// Writes `m` as a Hugging Face Llama directory: `config.json` copied from
-/// `source` (the input directory) and every tensor in one F32
-/// `model.safetensors`, with the q/k rows back in rotate-half order.
+/// Writes `m` as a Hugging Face Llama directory: `config.json` from
+/// `source` (the input directory) with `intermediate_size` set to the
+/// model's FFN width (which padding may have changed), and every tensor in
+/// one F32 `model.safetensors`, with the q/k rows back in rotate-half order.
+/// Both files are written through `io::atomic_output`.
 inline void save_hf(const model& m, const std::filesystem::path& source, const std::filesystem::path& directory) {
   std::filesystem::create_directories(directory);
-  std::filesystem::copy_file(source / "config.json", directory / "config.json",
-                             std::filesystem::copy_options::overwrite_existing);
+  {
+    std::ifstream in(source / "config.json");
+    if (!in) fail(errc::io, "save_hf: cannot read ", (source / "config.json").string());
+    nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
+    if (config.is_discarded() || !config.is_object()) {
+      fail(errc::corrupt_file, "save_hf: ", (source / "config.json").string(), " is not a JSON object");
+    }
+    config["intermediate_size"] = m.cfg.hidden_dim;
+    const std::string text = config.dump(2) + "\n";
+    io::atomic_output out(directory / "config.json", "config.json");
+    out.write(std::as_bytes(std::span(text)));
+    out.commit();
+  }
   // The writer keeps views: hold every converted tensor until write().
   std::vector<matrix> kept;
   kept.reserve(2 * m.layers.size());
