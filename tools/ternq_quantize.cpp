@@ -29,6 +29,7 @@
 #include "cli/report.hpp"
 #include "cli/storage.hpp"
 #include "cli/text_slice.hpp"
+#include "llama/fold.hpp"
 #include "llama/gguf_io.hpp"
 #include "llama/save.hpp"
 #include "llama/sequential.hpp"
@@ -62,6 +63,7 @@ struct options {
   std::string out_fake;
   std::string report;
   std::string collapse = "auto";
+  std::string pad_ffn = "auto";
 };
 
 /// Refuses, before any work, a method whose results the chosen ternary format cannot hold.
@@ -75,7 +77,7 @@ void require_storable(const cli::method_choice& m, const cli::storage& s, ternq:
       "--format f16 / f32 to store the dequantized weights";
   if (m.asymmetric)
     fail(errc::unsupported, "--method ", m.name, " gives offsets (alpha T + mu), which ", fmt, " cannot store", hint);
-  if (m.permutes) fail(errc::unsupported, "--method ", m.name, " reorders columns, which ", fmt, " cannot store", hint);
+  // A column order is no obstacle: see `storable_orders` in run_model.
   if (ternq::pack::per_tensor_scale(f))
     fail(errc::unsupported, fmt, " needs one scale per tensor, which no method gives", hint);
   if (g && *g % block != 0) {
@@ -204,6 +206,18 @@ int run_model(const options& opt) {
   const cli::storage store = cli::parse_storage(opt.format, cli::linear_widths(m));
   const std::size_t group = opt.group_size.value_or(cli::default_group_size(store));
   const cli::method_choice choice = cli::parse_method(opt.method, group_of(group), opt.seed);
+  const bool packing = !opt.out_gguf.empty() && store.ternary.has_value();
+  // FFN padding: zero hidden units up to the format's block, so that ffn_down (which reads the hidden width) packs
+  // instead of falling back to F16. Exact: the model computes the same function.
+  const std::size_t unpadded_hidden = m.cfg.hidden_dim;
+  if (packing && opt.pad_ffn == "auto") {
+    const std::size_t hidden = cli::ffn_padding(store, m.cfg.hidden_dim);
+    if (hidden != m.cfg.hidden_dim) {
+      llama::pad_ffn_hidden(m, hidden);
+      std::printf("ffn hidden width padded from %zu to %zu with zero units (the model computes the same)\n",
+                  unpadded_hidden, hidden);
+    }
+  }
   // --keep: the named tensors are stored at their type, rounded to it here so that the fake model is the file.
   std::vector<cli::keep_rule> rules;
   for (const auto& k : opt.keep) rules.push_back(cli::parse_keep(k));
@@ -246,25 +260,59 @@ int run_model(const options& opt) {
 
   // The per-layer quantizer: the method, then (for a ternary GGUF) the format's fp16 grids or an opt-in re-fit.
   std::map<std::pair<std::size_t, llama::linear>, std::string> refits;
-  const bool packing = !opt.out_gguf.empty() && store.ternary.has_value();
   // Format-aware calibration: the driver rounds each block's grid to the format's fp16 before the block's codes
   // and error are computed, so the later columns compensate for the rounding and the file is the fake model.
   cli::method_choice method = choice;
   if (packing) {
     if (auto* g = std::get_if<ternq::gptq>(&method.method)) g->precision = ternq::grid_precision::fp16;
   }
+  // Storable orders: a block format keeps columns in their order, so a reordering method keeps its order only
+  // where the model absorbs it (llama/fold.hpp): ffn_down's any order, attn_output's projected to whole heads.
+  // The layers that read the residual stream take their columns in sequence. Reported per layer.
+  const bool storable_orders = packing && choice.permutes;
+  std::map<std::pair<std::size_t, llama::linear>, std::string> orders;
   // An empty gram: no calibration data (data-free methods only).
   const llama::layer_quantizer quantize = [&](const llama::matrix& w, const Eigen::MatrixXd& gram, std::size_t layer,
                                               llama::linear which) {
-    ternq::ternary_matrix q =
-        gram.size() == 0 ? cli::run_data_free(exec_of(opt), method, w) : cli::run_method(exec_of(opt), method, w, gram);
+    cli::method_choice layer_method = method;
+    if (storable_orders && gram.size() != 0) {
+      auto& g = std::get<ternq::gptq>(layer_method.method);
+      const std::string name = cli::order_name(g.order);
+      switch (llama::fold_of(which)) {
+        case llama::order_fold::none:
+          g.order = ternq::sequential{};
+          orders[{layer, which}] = "sequential (reads the residual stream: no exact fold of " + name + ")";
+          break;
+        case llama::order_fold::ffn_hidden:
+          orders[{layer, which}] = name + ", folded into ffn_gate/ffn_up rows";
+          break;
+        case llama::order_fold::attention_heads: {
+          const ternq::ternary_matrix free = cli::run_method(exec_of(opt), layer_method, w, gram);
+          std::vector<std::size_t> order(static_cast<std::size_t>(w.cols()));
+          for (std::size_t j = 0; j < order.size(); ++j) order[j] = free.original_column(j);
+          g.order = ternq::given_order{llama::head_consistent_order(order, m.cfg)};
+          orders[{layer, which}] = name + " by whole heads, folded into attn_q/attn_k/attn_v rows";
+          break;
+        }
+      }
+    }
+    ternq::ternary_matrix q = gram.size() == 0 ? cli::run_data_free(exec_of(opt), layer_method, w)
+                                               : cli::run_method(exec_of(opt), layer_method, w, gram);
     if (!packing) return q;
+    // A permutation left here is folded into the model before packing, so it is no conflict: the checks and a
+    // re-fit see the codes in their stored order, which is the order the file will have.
+    std::vector<std::size_t> folded;
+    if (storable_orders && q.has_permutation()) {
+      folded.assign(q.permutation().begin(), q.permutation().end());
+      q.clear_permutation();
+    }
     const auto conflict = ternq::pack::find_conflict(q, *store.ternary);
     if (conflict && conflict->refittable) {
       double change = 0.0;
       q = ternq::pack::refit_symmetric(q, *store.ternary, &change);
       refits[{layer, which}] = "re-fitted for " + store.name + " (relative change " + std::to_string(change) + ")";
     }
+    if (!folded.empty()) q.set_permutation(std::move(folded));
     // fp16 grids also for a layer the format cannot hold: it falls back to another ternary type or to F16,
     // which then stores it exactly.
     round_grids_to_fp16(q);
@@ -316,6 +364,28 @@ int run_model(const options& opt) {
     }
   }
 
+  // Fold the orders calibration chose for ffn_down and attn_output into the layers that feed them.
+  if (storable_orders) {
+    for (std::size_t l = 0; l < m.layers.size(); ++l) {
+      llama::block_ternaries t;
+      for (auto& r : results) {
+        if (r.layer != l || r.kept) continue;
+        ternq::ternary_matrix* const q = &r.quantized;
+        switch (r.which) {
+          case llama::linear::q: t.q = q; break;
+          case llama::linear::k: t.k = q; break;
+          case llama::linear::v: t.v = q; break;
+          case llama::linear::o: t.o = q; break;
+          case llama::linear::gate: t.gate = q; break;
+          case llama::linear::up: t.up = q; break;
+          case llama::linear::down: t.down = q; break;
+        }
+      }
+      (void)llama::fold_ffn_down(m.layers[l], t);
+      (void)llama::fold_attention_output(m.layers[l], m.cfg, t);
+    }
+  }
+
   std::map<std::string, std::string> stored_as;
   std::optional<cli::file_summary> summary;
   if (!opt.out_gguf.empty()) {
@@ -336,6 +406,11 @@ int run_model(const options& opt) {
                                : store.name == "f32" ? "F32"
                                                      : "F16";
     summary = cli::summarize(stored, chosen, std::filesystem::file_size(opt.out_gguf));
+    if (m.cfg.hidden_dim != unpadded_hidden) {
+      summary->padded_hidden = {unpadded_hidden, m.cfg.hidden_dim};
+      summary->padding_weights = static_cast<std::uint64_t>(m.layers.size()) * 3 * m.cfg.dim *
+                                 (m.cfg.hidden_dim - unpadded_hidden);
+    }
   }
   if (!opt.out_fake.empty()) {
     switch (kind) {
@@ -364,6 +439,11 @@ int run_model(const options& opt) {
     row.seconds = r.seconds;
     const auto it = stored_as.find(row.layer);
     row.format = it != stored_as.end() ? it->second : "-";
+    if (const auto o = orders.find({r.layer, r.which}); o != orders.end()) {
+      row.order = o->second;
+    } else if (const auto* g = std::get_if<ternq::gptq>(&choice.method)) {
+      row.order = cli::order_name(g->order);
+    }
     if (const auto rf = refits.find({r.layer, r.which}); rf != refits.end()) row.format += "; " + rf->second;
     rows.push_back(row);
   }
@@ -375,6 +455,7 @@ int run_model(const options& opt) {
                        {"group_size", group},
                        {"calibrated", calibrated},
                        {"format", opt.out_gguf.empty() ? "" : store.name},
+                       {"ffn_hidden", {{"model", unpadded_hidden}, {"stored", m.cfg.hidden_dim}}},
                        {"gguf", summary ? cli::to_json(*summary) : nlohmann::json()}});
   }
   double ew = 0.0, ex = 0.0, seconds = 0.0;
@@ -466,6 +547,10 @@ int main(int argc, char** argv) {
   app.add_option("--keep", opt.keep,
                  "'PATTERN=TYPE' (repeatable): store tensors whose GGUF name matches the glob at TYPE (q8_0, f16, "
                  "bf16, f32) instead of ternarizing them, e.g. 'blk.0.ffn_down=q8_0', 'token_embd=q8_0'");
+  app.add_option("--pad-ffn", opt.pad_ffn,
+                 "auto: when packing, pad the FFN hidden width with zero units to the format's block where it is "
+                 "not a multiple (so ffn_down packs; exact), off: never")
+      ->check(CLI::IsMember({"auto", "off"}));
   app.add_flag("--refit", opt.refit, "re-fit tensors symmetrically per block where the format needs it");
   app.add_option("--out-fake", opt.out_fake, "write the fake-quantized model in the input's format");
   app.add_option("--report", opt.report, "per-layer report (JSON; a CSV is written beside it)");

@@ -2,6 +2,7 @@
 // The method names of the command-line tools, parsed into ternq method structs.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -92,6 +93,13 @@ inline method_choice parse_method(std::string_view name, group_size_option group
   std::string list;
   for (const auto& n : method_names()) list += (list.empty() ? "" : ", ") + n;
   fail(errc::invalid_argument, "unknown method '", name, "' (known: ", list, ")");
+}
+
+/// How a report names a block order: "sequential", "act-order", "SSR", "random order", "given order".
+inline std::string order_name(const block_order& order) {
+  constexpr std::array<const char*, 5> names = {"sequential", "act-order", "random order", "SSR", "given order"};
+  static_assert(std::variant_size_v<block_order> == names.size());
+  return names[order.index()];
 }
 
 /// Quantizes `w` with a method that needs no calibration data (`choice.needs_gram` false).

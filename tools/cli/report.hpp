@@ -24,6 +24,7 @@ struct report_row {
   double relative_output_error = 0.0;  ///< negative when no calibration data was given
   double seconds = 0.0;
   std::string format;  ///< how it was stored ("tq2_0", "f16 (fallback: ...)", "f32")
+  std::string order;   ///< the driver's column order and where it went ("act-order, folded into ...")
 };
 
 inline nlohmann::json to_json(const std::vector<report_row>& rows, const nlohmann::json& summary) {
@@ -31,7 +32,8 @@ inline nlohmann::json to_json(const std::vector<report_row>& rows, const nlohman
   for (const auto& r : rows) {
     nlohmann::json j = {{"layer", r.layer},    {"shape", {r.rows, r.cols}},
                         {"method", r.method},  {"rel_e_w", r.relative_weight_error},
-                        {"time_s", r.seconds}, {"format", r.format}};
+                        {"time_s", r.seconds}, {"format", r.format},
+                        {"order", r.order}};
     if (r.relative_output_error >= 0) {
       j["rel_e_x"] = r.relative_output_error;
     } else {
@@ -43,12 +45,12 @@ inline nlohmann::json to_json(const std::vector<report_row>& rows, const nlohman
 }
 
 inline std::string to_csv(const std::vector<report_row>& rows) {
-  std::string out = "layer,rows,cols,method,rel_e_w,rel_e_x,time_s,format\n";
+  std::string out = "layer,rows,cols,method,rel_e_w,rel_e_x,time_s,format,order\n";
   for (const auto& r : rows) {
     out += r.layer + "," + std::to_string(r.rows) + "," + std::to_string(r.cols) + "," + r.method + "," +
            std::to_string(r.relative_weight_error) + "," +
            (r.relative_output_error >= 0 ? std::to_string(r.relative_output_error) : std::string()) + "," +
-           std::to_string(r.seconds) + ",\"" + r.format + "\"\n";
+           std::to_string(r.seconds) + ",\"" + r.format + "\",\"" + r.order + "\"\n";
   }
   return out;
 }

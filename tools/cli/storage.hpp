@@ -100,6 +100,21 @@ inline std::vector<pack::format> fallback_chain(pack::format f) {
   }
 }
 
+/// The FFN hidden width that lets ffn_down (which reads it) pack: `hidden`
+/// itself when the format's block divides it, else `hidden` padded up to the
+/// block of the format or one of its fallbacks, whichever pads least (the
+/// format first on a tie). Without a ternary format, `hidden`.
+inline std::size_t ffn_padding(const storage& s, std::size_t hidden) {
+  if (!s.ternary) return hidden;
+  const auto padded = [&](pack::format f) {
+    const std::size_t b = pack::traits_of(f).block_elements;
+    return (hidden + b - 1) / b * b;
+  };
+  std::size_t best = padded(*s.ternary);
+  for (const pack::format f : fallback_chain(*s.ternary)) best = std::min(best, padded(f));
+  return best;
+}
+
 namespace detail {
 /// "64 (30 layers), 172 (5 layers)": the distinct widths with their counts.
 inline std::string describe_widths(std::span<const std::size_t> widths) {
@@ -277,9 +292,16 @@ struct file_summary {
   std::uint64_t linear_weights = 0;
   std::uint64_t weights = 0;     ///< every tensor's elements
   std::uint64_t file_bytes = 0;  ///< the whole file, metadata included
+  std::pair<std::size_t, std::size_t> padded_hidden{};  ///< FFN width of the model and as stored, when padded
+  std::uint64_t padding_weights = 0;                    ///< zero weights the padding added to the linear layers
 
   [[nodiscard]] double linear_bits_per_weight() const {
     return linear_weights == 0 ? 0.0 : 8.0 * static_cast<double>(linear_bytes) / static_cast<double>(linear_weights);
+  }
+  /// Bits of the linear layers per weight of the model before padding (the padding's bytes count, its zeros not).
+  [[nodiscard]] double linear_bits_per_model_weight() const {
+    const std::uint64_t n = linear_weights - padding_weights;
+    return n == 0 ? 0.0 : 8.0 * static_cast<double>(linear_bytes) / static_cast<double>(n);
   }
   /// Bits of the whole file (metadata and vocabulary included) per weight of the model.
   [[nodiscard]] double file_bits_per_weight() const {
@@ -297,6 +319,8 @@ inline nlohmann::json to_json(const file_summary& s) {
           {"kept", s.kept},
           {"fallbacks", fallbacks},
           {"linear_bits_per_weight", s.linear_bits_per_weight()},
+          {"linear_bits_per_model_weight", s.linear_bits_per_model_weight()},
+          {"padding_weights", s.padding_weights},
           {"file_bits_per_weight", s.file_bits_per_weight()},
           {"weights", s.weights},
           {"file_bytes", s.file_bytes}};
@@ -345,7 +369,14 @@ inline std::string summary_line(const file_summary& s) {
   out += "; " + std::to_string(fallen) + " fell back";
   for (const auto& [what, n] : s.fallbacks) out += ", " + std::to_string(n) + " to " + what;
   if (s.kept > 0) out += "; " + std::to_string(s.kept) + " kept by --keep";
-  return out + "; " + figures;
+  out += std::string("; ") + figures;
+  if (s.padding_weights > 0) {
+    char padded[160];
+    std::snprintf(padded, sizeof padded, "; ffn padded from %zu to %zu: %.4f bits per linear weight of the model",
+                  s.padded_hidden.first, s.padded_hidden.second, s.linear_bits_per_model_weight());
+    out += padded;
+  }
+  return out;
 }
 
 /// A warning for a file the chosen format does not fill: some linear

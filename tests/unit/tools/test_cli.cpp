@@ -144,6 +144,57 @@ TEST_CASE("stories260K end to end: quantize to GGUF and a fake checkpoint, evalu
   CHECK(ppl["gptq_itf_aga"] < ppl["absmean"]);
 }
 
+TEST_CASE("stories260K act-order and SSR to Q2_0: orders folded, FFN padded, the file is the fake model") {
+  if (!have_shared("models/stories260K.bin")) return;
+  tools_test::temp_dir dir("tools-cli-fold");
+  const auto model = shared_dir() / "models/stories260K.bin";
+  const auto tok = shared_dir() / "models/tok512.bin";
+  const auto text = shared_dir() / "text/tinystories_validation_head.txt";
+  for (const std::string method : {"gptq_act_optimal", "gptq_ssr_optimal_aga"}) {
+    const auto gguf = dir.path() / (method + ".gguf");
+    const auto fake = dir.path() / (method + ".bin");
+    const auto report = dir.path() / (method + ".json");
+    const auto q = run(quantize_exe + " --model " + quote(model) + " --tokenizer " + quote(tok) + " --calib-text " +
+                       quote(text) + " --calib-seqs 8 --calib-len 128 --method " + method + " --format q2_0" +
+                       " --out-gguf " + quote(gguf) + " --out-fake " + quote(fake) + " --report " + quote(report));
+    REQUIRE_MESSAGE(q.status == 0, q.output);
+    CHECK(q.output.find("ffn hidden width padded from 172 to 192") != std::string::npos);
+    CHECK(q.output.find("summary: 35 of 35 linear layers packed as Q2_0; 0 fell back") != std::string::npos);
+    CHECK(q.output.find("ffn padded from 172 to 192: ") != std::string::npos);
+    const io::gguf_reader r = io::gguf_reader::open(gguf);
+    CHECK(r.tensor("blk.0.ffn_down.weight").type == pack::ggml_type::q2_0);
+    CHECK(r.tensor("blk.0.ffn_down.weight").cols() == 192);
+    CHECK(r.metadata().get<std::uint32_t>("llama.feed_forward_length") == 192);
+    const nlohmann::json j = nlohmann::json::parse(std::ifstream(report));
+    const std::string name = method == "gptq_act_optimal" ? "act-order" : "SSR";
+    std::size_t folded_down = 0, by_heads = 0, sequential = 0;
+    for (const auto& layer : j["layers"]) {
+      const std::string order = layer["order"];
+      const std::string tensor = layer["layer"];
+      if (tensor.find("ffn_down") != std::string::npos) {
+        folded_down += order == name + ", folded into ffn_gate/ffn_up rows" ? 1 : 0;
+      } else if (tensor.find("attn_output") != std::string::npos) {
+        by_heads += order == name + " by whole heads, folded into attn_q/attn_k/attn_v rows" ? 1 : 0;
+      } else {
+        sequential += order.starts_with("sequential (reads the residual stream") ? 1 : 0;
+      }
+    }
+    CHECK(folded_down == 5);
+    CHECK(by_heads == 5);
+    CHECK(sequential == 25);
+    CHECK(j["summary"]["ffn_hidden"]["model"] == 172);
+    CHECK(j["summary"]["ffn_hidden"]["stored"] == 192);
+    // The file computes what the fake-quantized model (folded and padded, in floating point) computes.
+    const auto eval = [&](const std::filesystem::path& m) {
+      const auto e = run(eval_exe + " --model " + quote(m) + " --tokenizer " + quote(tok) + " --text " + quote(text) +
+                         " --offset 400000 --tokens 1024 --json");
+      REQUIRE_MESSAGE(e.status == 0, e.output);
+      return nlohmann::json::parse(e.output);
+    };
+    CHECK(eval(gguf)["nll"].get<double>() == eval(fake)["nll"].get<double>());
+  }
+}
+
 TEST_CASE("the tools refuse bad input with one line naming the problem") {
   tools_test::temp_dir dir("tools-cli-bad");
   const auto nothing = run(eval_exe + " --model " + quote(dir.path() / "none.bin") + " --text x --tokenizer y");
