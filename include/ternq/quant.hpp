@@ -29,4 +29,5 @@
 #include "ternq/quant/optimal_aga.hpp"
 #include "ternq/quant/optimal_symmetric.hpp"
 #include "ternq/quant/quantize.hpp"
+#include "ternq/quant/scale_refit.hpp"
 #include "ternq/quant/twn.hpp"

@@ -11,6 +11,7 @@
 
 #include <Eigen/Dense>
 
+#include "layer_problems.hpp"
 #include "llm_like.hpp"
 #include "ternq/adapters/eigen.hpp"
 #include "ternq/ternq.hpp"
@@ -19,18 +20,8 @@ namespace {
 
 using ternq::testing::row_matrix;
 
-Eigen::MatrixXd gram_of(std::size_t tokens, std::size_t n, std::uint64_t seed, bool llm_like) {
-  const row_matrix x = llm_like ? ternq::testing::llm_like_activations(tokens, n, seed)
-                                : ternq::testing::gaussian_matrix(tokens, n, seed + 500);
-  ternq::gram_accumulator acc(n);
-  acc.add(x);
-  return acc.matrix();
-}
-
-row_matrix weights_of(std::size_t rows, std::size_t cols, std::uint64_t seed, bool llm_like) {
-  return llm_like ? ternq::testing::llm_like_weights(rows, cols, seed)
-                  : ternq::testing::gaussian_matrix(rows, cols, seed, 0.05);
-}
+using ternq::testing::gram_of;
+using ternq::testing::weights_of;
 
 /// `(w - v) C (w - v)^T` of row `i`, group `[b, b + n)`, for the dequantized values `v` of `q`.
 double group_output_error(const row_matrix& w, const ternq::ternary_matrix& q, const Eigen::MatrixXd& c,
