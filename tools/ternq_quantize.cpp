@@ -64,6 +64,7 @@ struct options {
   std::string report;
   std::string collapse = "auto";
   std::string pad_ffn = "auto";
+  bool fit_scales = false;
 };
 
 /// Refuses, before any work, a method whose results the chosen ternary format cannot hold.
@@ -242,6 +243,10 @@ int run_model(const options& opt) {
     }
   }
   const bool calibrated = !opt.calib_text.empty() || !opt.calib_tokens.empty();
+  if (opt.fit_scales && (choice.asymmetric || !calibrated)) {
+    fail(errc::invalid_argument, "--fit-scales needs a symmetric method and calibration data (--method ", choice.name,
+         choice.asymmetric ? " has offsets)" : ", no --calib-text or --calib-tokens)");
+  }
   if (choice.needs_gram && !calibrated) {
     fail(errc::invalid_argument, "--method ", choice.name, " needs calibration data: --calib-text or --calib-tokens");
   }
@@ -271,6 +276,7 @@ int run_model(const options& opt) {
   // The layers that read the residual stream take their columns in sequence. Reported per layer.
   const bool storable_orders = packing && choice.permutes;
   std::map<std::pair<std::size_t, llama::linear>, std::string> orders;
+  std::map<std::pair<std::size_t, llama::linear>, ternq::scale_refit_report> fitted;
   // An empty gram: no calibration data (data-free methods only).
   const llama::layer_quantizer quantize = [&](const llama::matrix& w, const Eigen::MatrixXd& gram, std::size_t layer,
                                               llama::linear which) {
@@ -298,6 +304,12 @@ int run_model(const options& opt) {
     }
     ternq::ternary_matrix q = gram.size() == 0 ? cli::run_data_free(exec_of(opt), layer_method, w)
                                                : cli::run_method(exec_of(opt), layer_method, w, gram);
+    // --fit-scales: the scales of each row re-fitted jointly to the layer's output error, codes fixed.
+    if (opt.fit_scales && gram.size() != 0) {
+      const auto fit = ternq::refit_scales_to_output(
+          q, w, gram, packing ? ternq::grid_precision::fp16 : ternq::grid_precision::fp32, exec_of(opt));
+      fitted[{layer, which}] = fit;
+    }
     if (!packing) return q;
     // A permutation left here is folded into the model before packing, so it is no conflict: the checks and a
     // re-fit see the codes in their stored order, which is the order the file will have.
@@ -445,6 +457,11 @@ int run_model(const options& opt) {
       row.order = cli::order_name(g->order);
     }
     if (const auto rf = refits.find({r.layer, r.which}); rf != refits.end()) row.format += "; " + rf->second;
+    if (const auto f = fitted.find({r.layer, r.which}); f != fitted.end()) {
+      row.order += "; scales fitted (" + std::to_string(f->second.rows_changed) + " rows, E_x " +
+                   std::to_string(f->second.output_error_before) + " -> " + std::to_string(f->second.output_error_after) +
+                   ")";
+    }
     rows.push_back(row);
   }
   if (!opt.report.empty()) {
@@ -551,6 +568,9 @@ int main(int argc, char** argv) {
                  "auto: when packing, pad the FFN hidden width with zero units to the format's block where it is "
                  "not a multiple (so ffn_down packs; exact), off: never")
       ->check(CLI::IsMember({"auto", "off"}));
+  app.add_flag("--fit-scales", opt.fit_scales,
+               "after calibration, re-fit the scales of each row jointly to the layer's output error with the codes "
+               "fixed (symmetric grids; E_x never increases)");
   app.add_flag("--refit", opt.refit, "re-fit tensors symmetrically per block where the format needs it");
   app.add_option("--out-fake", opt.out_fake, "write the fake-quantized model in the input's format");
   app.add_option("--report", opt.report, "per-layer report (JSON; a CSV is written beside it)");

@@ -151,12 +151,14 @@ TEST_CASE("stories260K act-order and SSR to Q2_0: orders folded, FFN padded, the
   const auto tok = shared_dir() / "models/tok512.bin";
   const auto text = shared_dir() / "text/tinystories_validation_head.txt";
   for (const std::string method : {"gptq_act_optimal", "gptq_ssr_optimal_aga"}) {
+    const bool fit = method == "gptq_ssr_optimal_aga";  // with --fit-scales
     const auto gguf = dir.path() / (method + ".gguf");
     const auto fake = dir.path() / (method + ".bin");
     const auto report = dir.path() / (method + ".json");
     const auto q = run(quantize_exe + " --model " + quote(model) + " --tokenizer " + quote(tok) + " --calib-text " +
                        quote(text) + " --calib-seqs 8 --calib-len 128 --method " + method + " --format q2_0" +
-                       " --out-gguf " + quote(gguf) + " --out-fake " + quote(fake) + " --report " + quote(report));
+                       " --out-gguf " + quote(gguf) + " --out-fake " + quote(fake) + " --report " + quote(report) +
+                       (fit ? " --fit-scales" : ""));
     REQUIRE_MESSAGE(q.status == 0, q.output);
     CHECK(q.output.find("ffn hidden width padded from 172 to 192") != std::string::npos);
     CHECK(q.output.find("summary: 35 of 35 linear layers packed as Q2_0; 0 fell back") != std::string::npos);
@@ -167,14 +169,15 @@ TEST_CASE("stories260K act-order and SSR to Q2_0: orders folded, FFN padded, the
     CHECK(r.metadata().get<std::uint32_t>("llama.feed_forward_length") == 192);
     const nlohmann::json j = nlohmann::json::parse(std::ifstream(report));
     const std::string name = method == "gptq_act_optimal" ? "act-order" : "SSR";
-    std::size_t folded_down = 0, by_heads = 0, sequential = 0;
+    std::size_t folded_down = 0, by_heads = 0, sequential = 0, fitted = 0;
     for (const auto& layer : j["layers"]) {
       const std::string order = layer["order"];
+      fitted += order.find("; scales fitted (") != std::string::npos ? 1 : 0;
       const std::string tensor = layer["layer"];
       if (tensor.find("ffn_down") != std::string::npos) {
-        folded_down += order == name + ", folded into ffn_gate/ffn_up rows" ? 1 : 0;
+        folded_down += order.starts_with(name + ", folded into ffn_gate/ffn_up rows") ? 1 : 0;
       } else if (tensor.find("attn_output") != std::string::npos) {
-        by_heads += order == name + " by whole heads, folded into attn_q/attn_k/attn_v rows" ? 1 : 0;
+        by_heads += order.starts_with(name + " by whole heads, folded into attn_q/attn_k/attn_v rows") ? 1 : 0;
       } else {
         sequential += order.starts_with("sequential (reads the residual stream") ? 1 : 0;
       }
@@ -182,6 +185,7 @@ TEST_CASE("stories260K act-order and SSR to Q2_0: orders folded, FFN padded, the
     CHECK(folded_down == 5);
     CHECK(by_heads == 5);
     CHECK(sequential == 25);
+    CHECK(fitted == (fit ? 35U : 0U));
     CHECK(j["summary"]["ffn_hidden"]["model"] == 172);
     CHECK(j["summary"]["ffn_hidden"]["stored"] == 192);
     // The file computes what the fake-quantized model (folded and padded, in floating point) computes.
@@ -193,6 +197,12 @@ TEST_CASE("stories260K act-order and SSR to Q2_0: orders folded, FFN padded, the
     };
     CHECK(eval(gguf)["nll"].get<double>() == eval(fake)["nll"].get<double>());
   }
+  // --fit-scales needs a symmetric grid and calibration data
+  const auto asym = run(quantize_exe + " --model " + quote(model) + " --method gptq_itf_aga --fit-scales " +
+                        "--calib-tokens " + quote(dir.path() / "none.txt"));
+  CHECK(asym.status != 0);
+  CHECK(asym.output.find("--fit-scales needs a symmetric method and calibration data (--method gptq_itf_aga has "
+                         "offsets)") != std::string::npos);
 }
 
 TEST_CASE("the tools refuse bad input with one line naming the problem") {
