@@ -4,8 +4,9 @@
 # three shared models (../shared/models), calibrated on the start of the TinyStories head and evaluated on a
 # disjoint slice of it and on WikiText-2. Needs gnuplot (Debian: gnuplot-nox) and python3 for the tables.
 # The raw measurements go to docs/results/rows.jsonl; scripts/results_report.py turns them into the report.
-# Usage: scripts/results.sh [--quick | --report-only]
+# Usage: scripts/results.sh [--quick | --deployable | --report-only]
 #   --quick: one model, fewer methods, to try the script (writes under build/release/results-quick)
+#   --deployable: measure only the METHOD@FORMAT rows (the GGUF files) again, keeping the committed others
 #   --report-only: rewrite the report and the plot from the committed rows.jsonl without measuring
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,9 +48,12 @@ methods=(fp absmean twn optimal itf itf_aga
          gptq_absmean gptq_twn gptq_optimal gptq_itf gptq_itf_aga
          gptq_act_optimal gptq_ssr_optimal gptq_act_itf_aga gptq_ssr_itf_aga
          catq catq_std
-         optimal@q2_0 gptq_optimal@q2_0)
-# METHOD@FORMAT: written as a GGUF in that ternary format (fp16 scales, rounded before the next layer is
-# calibrated) and evaluated from the GGUF; block-aligned group sizes only.
+         optimal@q2_0 optimal_aga@q2_0 gptq_optimal@q2_0 gptq_act_optimal@q2_0 gptq_ssr_optimal@q2_0
+         gptq_optimal_aga@q2_0 gptq_act_optimal_aga@q2_0 gptq_ssr_optimal_aga@q2_0
+         gptq_act_optimal_aga+fit@q2_0 gptq_ssr_optimal_aga+fit@q2_0)
+# METHOD@FORMAT: the deployable file. Written as a GGUF in that ternary format (format-aware calibration: fp16
+# grids inside the driver; act-order/SSR orders folded where the model absorbs them; the FFN padded to the
+# block) and evaluated from the GGUF; block-aligned group sizes only. METHOD+fit adds --fit-scales.
 groups=(64 0)
 if [[ "$mode" == "--quick" ]]; then
   models=("${models[0]}")
@@ -57,9 +61,26 @@ if [[ "$mode" == "--quick" ]]; then
   groups=(64)
 fi
 
+if [[ "$mode" == "--deployable" ]]; then
+  deployable=()
+  for method in "${methods[@]}"; do [[ "$method" == *@* ]] && deployable+=("$method"); done
+  methods=("${deployable[@]}")
+  groups=(64)
+fi
+
 rows="$out/rows.jsonl"
-if [[ "$mode" != "--report-only" ]]; then
+if [[ "$mode" == "--deployable" ]]; then
+  # keep every committed row but the files', which are measured again below
+  python3 - "$rows" <<'PY'
+import json, sys
+path = sys.argv[1]
+kept = [line for line in open(path) if line.strip() and "@" not in json.loads(line)["method"]]
+open(path, "w").writelines(kept)
+PY
+elif [[ "$mode" != "--report-only" ]]; then
   : >"$rows"
+fi
+if [[ "$mode" != "--report-only" ]]; then
   for entry in "${models[@]}"; do
     read -r name checkpoint tokenizer <<<"$entry"
     model="$shared/models/$checkpoint"
@@ -83,8 +104,14 @@ if [[ "$mode" != "--report-only" ]]; then
             candidate="$work/$name-$group-$method.bin"
             output=(--out-fake "$candidate")
           fi
-          "$quantize" --model "$model" --tokenizer "$tok" --method "${method%@*}" --group-size "$group" \
-            "${calib[@]}" "${output[@]}" --report "$report" >/dev/null 2>"$work/log"
+          base=${method%@*}
+          extra=()
+          if [[ "$base" == *+fit ]]; then  # METHOD+fit: with --fit-scales
+            base=${base%+fit}
+            extra=(--fit-scales)
+          fi
+          "$quantize" --model "$model" --tokenizer "$tok" --method "$base" --group-size "$group" \
+            "${calib[@]}" "${output[@]}" "${extra[@]}" --report "$report" >/dev/null 2>"$work/log"
         fi
         ts=$("$evaluate" --model "$candidate" --tokenizer "$tok" --text "$stories" --offset 400000 --tokens 8192 \
           --reference "$model" --json)
@@ -98,9 +125,13 @@ for slice_ in (row["stories"], row["wiki"]):  # the paths of this run's files sa
     slice_.pop("model", None)
     slice_.pop("reference", None)
 if report:
-    layers = json.load(open(report))["layers"]
+    full = json.load(open(report))
+    layers = full["layers"]
     row["time_s"] = sum(l["time_s"] for l in layers)
     row["rel_e_x"] = sum(l["rel_e_x"] for l in layers) / len(layers)
+    gguf = full["summary"].get("gguf")
+    if gguf:
+        row["gguf"] = gguf
 print(json.dumps(row))
 PY
       done

@@ -76,9 +76,8 @@ def main():
         "error of each layer on its calibration activations, averaged over the layers. Time: seconds spent "
         "quantizing the layers (`ternq-quantize` with its default threads).", "",
         "Rows `METHOD@FORMAT` evaluate the GGUF that `ternq-quantize --out-gguf --format FORMAT` writes, read back "
-        "by the library's reader; the others evaluate the fake-quantized checkpoint (`--out-fake`, fp32 scales). "
-        "The GGUF's scales are fp16 and are rounded before the next layer is calibrated, so it is a slightly "
-        "different model (see the section below).", "",
+        "by the library's reader (the deployable table); the others evaluate the fake-quantized checkpoint "
+        "(`--out-fake`, fp32 scales; the research table).", "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores.", "",
         "Methods: `absmean` (BitNet b1.58), `twn`, `optimal` (exact symmetric optimum), `itf`/`itf_aga` "
         "(PT²-LLM's asymmetric quantizer without and with activation-aware grid alignment), `gptq_<grid>` "
@@ -86,6 +85,73 @@ def main():
         "`catq` (CAT-Q, §4 priors) and `catq_std` (CAT-Q with the standard-deviation scale prior).", "",
         "![perplexity per method](results/perplexity.png)", "",
     ]
+
+    # The headline: the deployable files, each a GGUF llama.cpp/ggml load, at its size.
+    deploy = [r for r in rows if "@" in r["method"]]
+    if deploy:
+        lines += ["## Deployable files: the perplexity of the GGUF itself", "",
+                  "Each row is the file `ternq-quantize --format FORMAT --out-gguf` writes, evaluated from the file. "
+                  "Format-aware calibration: the driver rounds each block's grid to fp16 before the block's codes and "
+                  "error, act-order/SSR keep their order only where the model absorbs it exactly (ffn_down, folded "
+                  "into ffn_gate/ffn_up rows; attn_output by whole heads, folded into attn_q/k/v rows; the layers "
+                  "reading the residual stream take their columns in sequence), and the FFN hidden width is padded "
+                  "with zero units to the format's 64-element block where it is not a multiple (stories260K 172 to "
+                  "192, BabyLlama 352 to 384), so every linear layer is Q2_0. Bits per linear weight: stored bits of "
+                  "the linear layers over the model's own (unpadded) linear weights; the padding is counted as "
+                  "cost. The best fake-quantized perplexity of any method (research table below, fp32 scales, "
+                  "offsets and free column orders, not storable in a ternary format) is given for reference.", "",
+                  "| model | method | format | PPL TinyStories | KL | PPL WikiText-2 | bits / linear weight | "
+                  "file bytes |", "|---|---|---|---|---|---|---|---|"]
+        for m in models:
+            mine = sorted((r for r in deploy if r["model"] == m), key=lambda r: r["stories"]["ppl"])
+            for r in mine:
+                g = r.get("gguf", {})
+                bpw = g.get("linear_bits_per_model_weight", g.get("linear_bits_per_weight", 0))
+                meth, fmt = r["method"].split("@")
+                lines.append(f'| {m} | `{meth}` | {fmt.upper()} | {r["stories"]["ppl"]:.3f} | '
+                             f'{r["stories"].get("kl", 0):.4f} | {r["wiki"]["ppl"]:.3f} | {bpw:.4f} | '
+                             f'{g.get("file_bytes", 0):,} |')
+        lines.append("")
+        lines += ["Recommendation per model (the lowest TinyStories perplexity among the files above; the best "
+                  "fake-quantized perplexity of the research table for comparison):", ""]
+        for m in models:
+            mine = sorted((r for r in deploy if r["model"] == m), key=lambda r: r["stories"]["ppl"])
+            fakes = sorted((r for r in rows if r["model"] == m and "@" not in r["method"] and r["method"] != "fp"),
+                           key=lambda r: r["stories"]["ppl"])
+            if not mine:
+                continue
+            best = mine[0]
+            meth, fmt = best["method"].split("@")
+            g = best.get("gguf", {})
+            bpw = g.get("linear_bits_per_model_weight", g.get("linear_bits_per_weight", 0))
+            fake = (f'; best fake model: `{fakes[0]["method"]}` {group_name(fakes[0]["group"])} '
+                    f'{fakes[0]["stories"]["ppl"]:.2f}') if fakes else ""
+            flags = f'--method {meth.replace("+fit", "")} --format {fmt} --group-size {best["group"]}'
+            if "+fit" in meth:
+                flags += " --fit-scales"
+            lines.append(f'- **{m}**: `{flags}` with the '
+                         f'calibration above: PPL {best["stories"]["ppl"]:.2f} at {bpw:.3f} bits per linear '
+                         f'weight{fake}.')
+        lines.append("")
+
+    # llama.cpp's own quantizations of the same models, and ternq's files, under llama.cpp (measured outside the
+    # repository; docs/results/llama_cpp.tsv says how).
+    lc_path = os.path.join(out, "llama_cpp.tsv")
+    if os.path.exists(lc_path):
+        text = [l.rstrip("\n") for l in open(lc_path)]
+        notes = [l[2:] for l in text if l.startswith("# ")]
+        data = [l.split("\t") for l in text if l and not l.startswith("#")][1:]
+        lines += ["## Under llama.cpp: its own quantizations and ternq's files", "",
+                  "llama.cpp loads and evaluates every ternq Q2_0 file above. Its TQ1_0, TQ2_0 and Q2_K (256-element "
+                  "blocks) hold none of these models' tensors (widths 64/128/172/352), so llama-quantize stores "
+                  "them as Q4_0/IQ4_NL/F16 at 4.5-7.3 bits; its own Q2_0 (a data-free absmax scale per block) is the "
+                  "only llama.cpp file of ternary size. Bits per linear weight here are stored bits over stored "
+                  "weights. " + " ".join(notes), "",
+                  "| model | file | linear tensors | bits / linear weight | file bytes | PPL (llama-perplexity) |",
+                  "|---|---|---|---|---|---|"]
+        for d in data:
+            lines.append(f"| {d[0]} | {d[1]} | {d[2]} | {float(d[3]):.4f} | {int(d[4]):,} | {float(d[5]):.3f} |")
+        lines.append("")
 
     lines += ["## Which orderings held", "",
               "Perplexity on the held-out TinyStories slice; a step holds where the first method has the lower "
@@ -122,13 +188,17 @@ def main():
                              f'{a / b:.3f} |')
         lines.append("")
 
+    lines += ["## Research table: fake-quantized models", "",
+              "The tables below evaluate the fake-quantized checkpoints (`--out-fake`: fp32 scales, offsets and "
+              "column orders allowed), which no ternary block format stores; they compare the methods, not files.",
+              ""]
     for m in models:
         for g in groups:
-            lines += [f"## {m}, {group_name(g)}", "",
+            lines += [f"### {m}, {group_name(g)}", "",
                       "| method | PPL TinyStories | KL | top-1 | PPL WikiText-2 | KL | top-1 | mean rel E_x | time (s) |",
                       "|---|---|---|---|---|---|---|---|---|"]
             for r in rows:
-                if r["model"] != m or r["group"] != g:
+                if r["model"] != m or r["group"] != g or "@" in r["method"]:
                     continue
                 s, w = r["stories"], r["wiki"]
                 ex = f'{r["rel_e_x"]:.4f}' if "rel_e_x" in r else "-"
