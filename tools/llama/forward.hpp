@@ -161,16 +161,21 @@ inline matrix attention(const config& cfg, const matrix& q, const matrix& k, con
   return out;
 }
 
-/// `silu(gate) * up`, elementwise.
-inline matrix swiglu(const matrix& gate, const matrix& up, const cpu_exec& exec = {}) {
-  matrix out(gate.rows(), gate.cols());
+/// `gate = silu(gate) * up`, elementwise and in place (the block's widest activations are held twice, not three
+/// times).
+inline void swiglu_in_place(matrix& gate, const matrix& up, const cpu_exec& exec = {}) {
   parallel_for(static_cast<std::size_t>(gate.rows()), exec.thread_count(), [&](std::size_t r0, std::size_t r1) {
     const auto first = static_cast<Eigen::Index>(r0), n = static_cast<Eigen::Index>(r1 - r0);
-    out.middleRows(first, n) = gate.middleRows(first, n)
-                                   .unaryExpr([](float g) { return g / (1.0F + std::exp(-g)); })
-                                   .cwiseProduct(up.middleRows(first, n));
+    gate.middleRows(first, n) = gate.middleRows(first, n)
+                                    .unaryExpr([](float g) { return g / (1.0F + std::exp(-g)); })
+                                    .cwiseProduct(up.middleRows(first, n));
   });
-  return out;
+}
+
+/// `silu(gate) * up`, elementwise.
+inline matrix swiglu(matrix gate, const matrix& up, const cpu_exec& exec = {}) {
+  swiglu_in_place(gate, up, exec);
+  return gate;
 }
 
 /// Output columns per work item of `apply_linear`, fixed so that the work split (and so every bit of the
@@ -207,21 +212,30 @@ struct no_observer {
 template <class Layer, class Observer>
 void block_forward(const config& cfg, std::size_t index, Layer& w, matrix& h, const batch& b, Observer&& observe,
                    const cpu_exec& exec = {}) {
+  // Scopes end each intermediate's life as soon as it is read for the last time: at real sizes the activations of
+  // a calibration batch, not the weights, are what the block holds.
   {
-    const matrix xa = rms_norm(h, w.attn_norm, cfg.norm_eps, exec);
-    observe(index, activation_site::attention_input, xa, w);
-    matrix q = apply_linear(xa, w.wq, exec);
-    matrix k = apply_linear(xa, w.wk, exec);
-    const matrix v = apply_linear(xa, w.wv, exec);
-    apply_rope(q, cfg, b, exec);
-    apply_rope(k, cfg, b, exec);
-    const matrix context = attention(cfg, q, k, v, b, exec);
+    matrix context;
+    {
+      const matrix xa = rms_norm(h, w.attn_norm, cfg.norm_eps, exec);
+      observe(index, activation_site::attention_input, xa, w);
+      matrix q = apply_linear(xa, w.wq, exec);
+      matrix k = apply_linear(xa, w.wk, exec);
+      const matrix v = apply_linear(xa, w.wv, exec);
+      apply_rope(q, cfg, b, exec);
+      apply_rope(k, cfg, b, exec);
+      context = attention(cfg, q, k, v, b, exec);
+    }
     observe(index, activation_site::attention_output, context, w);
     h += apply_linear(context, w.wo, exec);
   }
-  const matrix xf = rms_norm(h, w.ffn_norm, cfg.norm_eps, exec);
-  observe(index, activation_site::ffn_input, xf, w);
-  const matrix hidden = swiglu(apply_linear(xf, w.w1, exec), apply_linear(xf, w.w3, exec), exec);
+  matrix hidden;
+  {
+    const matrix xf = rms_norm(h, w.ffn_norm, cfg.norm_eps, exec);
+    observe(index, activation_site::ffn_input, xf, w);
+    hidden = apply_linear(xf, w.w1, exec);
+    swiglu_in_place(hidden, apply_linear(xf, w.w3, exec), exec);
+  }
   observe(index, activation_site::ffn_hidden, hidden, w);
   h += apply_linear(hidden, w.w2, exec);
 }

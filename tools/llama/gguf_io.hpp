@@ -2,7 +2,9 @@
 // GGUF files of whole Llama models: write a (ternarized) model that llama.cpp loads, read one back.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -20,6 +22,7 @@
 #include <ternq/pack/q8_0.hpp>
 
 #include "llama/model.hpp"
+#include "llama/source.hpp"
 
 namespace ternq::llama {
 
@@ -129,140 +132,134 @@ struct gguf_storage {
   std::map<std::string, pack::ggml_type> keep{};
 };
 
-/// Writes `m` as a llama-architecture GGUF. Every linear layer that has an
-/// entry in `ternary` is packed into `storage.format` when the format can
-/// hold it exactly, else into the first of `storage.fallbacks` that can;
-/// otherwise (a width no format's block divides, scales that differ inside
-/// a block, offsets, a permutation) it is stored as the dequantized values,
-/// and the reason (the conflict with `storage.format`) is recorded. Float
-/// layers are F16 when that is lossless (and allowed), F32 otherwise, so
-/// the file holds exactly the model's weights: the caller rounds ternary
-/// scales to fp16 first so that packed blocks decode to them. Tensors named
-/// in `storage.keep` are stored at their type (Q8_0 with ggml's reference
-/// rule). Norms are F32 (llama.cpp requires it). `general.file_type` is
-/// that of the type holding most linear-layer weights. `tokenizer` absent:
-/// `tokenizer.ggml.model = "no_vocab"`.
-inline std::vector<stored_tensor> save_gguf(const model& m,
-                                            const std::map<std::pair<std::size_t, linear>, ternary_matrix>& ternary,
-                                            const gguf_storage& storage, const io::llama2c_tokenizer* tokenizer,
-                                            const std::filesystem::path& path, const std::string& name) {
-  const pack::format format = storage.format;
-  io::llama_hparams hp;
-  hp.vocab_size = static_cast<std::uint32_t>(m.cfg.vocab_size);
-  hp.context_length = static_cast<std::uint32_t>(m.cfg.seq_len);
-  hp.embedding_length = static_cast<std::uint32_t>(m.cfg.dim);
-  hp.block_count = static_cast<std::uint32_t>(m.cfg.n_layers);
-  hp.feed_forward_length = static_cast<std::uint32_t>(m.cfg.hidden_dim);
-  hp.head_count = static_cast<std::uint32_t>(m.cfg.n_heads);
-  hp.head_count_kv = static_cast<std::uint32_t>(m.cfg.n_kv_heads);
-  hp.rms_norm_eps = m.cfg.norm_eps;
-  hp.rope_freq_base = m.cfg.rope_theta;
+/// One tensor of a llama GGUF, decided: how it is stored (`info`; its `bytes` are filled in when it is declared)
+/// and its ggml extents. Its data are made on demand by `bytes`, so a writer holds one tensor's data at a time.
+struct planned_tensor {
+  stored_tensor info;
+  std::vector<std::int64_t> ne;
+  std::function<std::vector<std::uint8_t>()> bytes;
+};
 
-  // Decide each tensor's storage, then declare all of them, then write in order.
-  struct plan {
-    std::string name;
-    const matrix* dense = nullptr;  // float storage
-    const vector* norm = nullptr;
-    std::optional<pack::packed_tensor> packed;
-    std::vector<std::uint8_t> q8_0;  // a kept Q8_0 tensor's blocks
-    pack::ggml_type type = pack::ggml_type::f32;
-    std::string reason;
-    bool linear = false;
-    bool kept = false;
-  };
-  std::vector<plan> plans;
-  const auto add_dense = [&](std::string n, const matrix& w, std::string reason = {}) -> plan& {
-    plan p;
-    p.name = std::move(n);
-    p.dense = &w;
-    p.type = storage.f16_when_lossless && exactly_fp16(w) ? pack::ggml_type::f16 : pack::ggml_type::f32;
-    p.reason = std::move(reason);
-    plans.push_back(std::move(p));
-    return plans.back();
-  };
-  const auto add_norm = [&](std::string n, const vector& v) {
-    plan p;
-    p.name = std::move(n);
-    p.norm = &v;
-    plans.push_back(std::move(p));
-  };
-  // A tensor a --keep rule names, at that rule's type; returns false when no rule names it.
-  const auto add_kept = [&](const std::string& n, const matrix& w) {
-    const auto it = storage.keep.find(n);
-    if (it == storage.keep.end()) return false;
-    plan& p = add_dense(n, w);
-    p.type = it->second;
-    p.kept = true;
-    if (p.type == pack::ggml_type::q8_0) {
-      // Row-major `out x in` values: the rows of the ggml tensor.
-      p.q8_0 = pack::quantize_q8_0(std::span<const float>(w.data(), static_cast<std::size_t>(w.size())),
-                                   static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()));
-    } else if (!pack::is_float_type(p.type)) {
-      fail(errc::invalid_argument, "save_gguf: tensor '", n, "' is to be kept as ", pack::ggml_type_name(p.type),
-           "; only F32, F16, BF16 and Q8_0 are kept types");
+/// The values of a float matrix (row-major `out x in`, the ggml rows) at float type `t` or Q8_0.
+inline std::vector<std::uint8_t> encode_dense(pack::ggml_type t, const matrix& w) {
+  const std::span<const float> values(w.data(), static_cast<std::size_t>(w.size()));
+  if (t == pack::ggml_type::q8_0) {
+    return pack::quantize_q8_0(values, static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()));
+  }
+  std::vector<std::uint8_t> out(values.size() * pack::float_type_size(t));
+  pack::encode_floats(t, values, out);
+  return out;
+}
+
+/// A float matrix's tensor: the type a `--keep` rule names (`storage.keep`), else F16 where that is lossless
+/// (and allowed), else F32. The bytes are read from `w` when asked for: it must outlive the plan.
+inline planned_tensor plan_matrix(const std::string& name, const matrix& w, const gguf_storage& storage,
+                                  std::string reason = {}) {
+  planned_tensor p;
+  p.info.name = name;
+  p.info.reason = std::move(reason);
+  p.info.elements = static_cast<std::uint64_t>(w.size());
+  p.ne = {w.cols(), w.rows()};
+  p.info.ggml = storage.f16_when_lossless && exactly_fp16(w) ? pack::ggml_type::f16 : pack::ggml_type::f32;
+  if (const auto it = storage.keep.find(name); it != storage.keep.end()) {
+    if (!pack::is_float_type(it->second) && it->second != pack::ggml_type::q8_0) {
+      fail(errc::invalid_argument, "save_gguf: tensor '", name, "' is to be kept as ",
+           pack::ggml_type_name(it->second), "; only F32, F16, BF16 and Q8_0 are kept types");
     }
-    return true;
+    p.info.ggml = it->second;
+    p.info.kept = true;
+    p.info.reason = "--keep";
+  }
+  p.info.type = std::string(pack::traits_of(p.info.ggml).name);
+  const pack::ggml_type t = p.info.ggml;
+  p.bytes = [t, &w] { return encode_dense(t, w); };
+  return p;
+}
+
+/// A norm's tensor: always F32 (llama.cpp requires it).
+inline planned_tensor plan_norm(const std::string& name, const vector& v) {
+  planned_tensor p;
+  p.info.name = name;
+  p.info.ggml = pack::ggml_type::f32;
+  p.info.type = "F32";
+  p.info.elements = static_cast<std::uint64_t>(v.size());
+  p.ne = {v.size()};
+  p.bytes = [&v] {
+    std::vector<std::uint8_t> out(static_cast<std::size_t>(v.size()) * 4);
+    pack::encode_floats(pack::ggml_type::f32, std::span<const float>(v.data(), static_cast<std::size_t>(v.size())),
+                        out);
+    return out;
   };
-  const auto add_matrix = [&](const std::string& n, const matrix& w) {
-    if (!add_kept(n, w)) add_dense(n, w);
-  };
-  const auto add_linear = [&](std::size_t l, linear which) {
-    const std::string n = gguf_name(l, which);
-    const matrix& w = m.layers[l].weight(which);
-    const std::size_t first = plans.size();
-    const auto it = ternary.find({l, which});
-    if (add_kept(n, w)) {
-      // kept: stored at the rule's type even when it was quantized too
-    } else if (it == ternary.end()) {
-      add_dense(n, w);
-    } else if (const auto conflict = pack::find_conflict(it->second, format)) {
-      std::optional<pack::format> fallback;
+  return p;
+}
+
+/// A linear layer's tensor. A `--keep` rule wins; else its ternary matrix `q` (when given) is packed into
+/// `storage.format` when the format holds it exactly, else into the first of `storage.fallbacks` that does;
+/// otherwise (a width no format's block divides, scales that differ inside a block, offsets, a permutation) it is
+/// stored as the dequantized values `w`, with the conflict with `storage.format` as the reason. `w` and `q` must
+/// outlive the plan.
+inline planned_tensor plan_linear(const std::string& name, const matrix& w, const ternary_matrix* q,
+                                  const gguf_storage& storage) {
+  planned_tensor p;
+  if (storage.keep.contains(name) || q == nullptr) {
+    p = plan_matrix(name, w, storage);
+  } else {
+    std::optional<pack::format> chosen;
+    std::string reason;
+    if (const auto conflict = pack::find_conflict(*q, storage.format)) {
+      reason = conflict->message;
       for (const pack::format f : storage.fallbacks) {
-        if (!pack::find_conflict(it->second, f)) {
-          fallback = f;
+        if (!pack::find_conflict(*q, f)) {
+          chosen = f;
           break;
         }
       }
-      if (fallback) {
-        plan p;
-        p.name = n;
-        p.packed = pack::pack(it->second, *fallback);
-        p.type = p.packed->type();
-        p.reason = conflict->message;
-        plans.push_back(std::move(p));
-      } else {
-        add_dense(n, w, conflict->message);
-      }
     } else {
-      plan p;
-      p.name = n;
-      p.packed = pack::pack(it->second, format);
-      p.type = p.packed->type();
-      plans.push_back(std::move(p));
+      chosen = storage.format;
     }
-    plans[first].linear = true;
-  };
-  add_matrix("token_embd.weight", m.embedding);
-  add_norm("output_norm.weight", m.final_norm);
-  if (m.classifier) add_matrix("output.weight", *m.classifier);
-  for (std::size_t l = 0; l < m.layers.size(); ++l) {
-    add_norm("blk." + std::to_string(l) + ".attn_norm.weight", m.layers[l].attn_norm);
-    for (linear which : {linear::q, linear::k, linear::v, linear::o}) add_linear(l, which);
-    add_norm("blk." + std::to_string(l) + ".ffn_norm.weight", m.layers[l].ffn_norm);
-    for (linear which : {linear::gate, linear::up, linear::down}) add_linear(l, which);
+    if (!chosen) {
+      p = plan_matrix(name, w, storage, std::move(reason));
+    } else {
+      const pack::format f = *chosen;
+      p.info.name = name;
+      p.info.ggml = pack::ggml_type_of(f);
+      p.info.type = std::string(pack::traits_of(p.info.ggml).name);
+      p.info.reason = std::move(reason);
+      p.info.elements = static_cast<std::uint64_t>(q->rows()) * q->cols();
+      p.ne = {static_cast<std::int64_t>(q->cols()), static_cast<std::int64_t>(q->rows())};
+      p.bytes = [f, q] { return pack::pack(*q, f).data; };
+    }
   }
-  for (const auto& kept : storage.keep) {
-    // A named reference, not the structured binding: Clang 14 cannot capture bindings in lambdas.
-    const std::string& kept_name = kept.first;
-    const bool found = std::any_of(plans.begin(), plans.end(), [&](const plan& p) { return p.name == kept_name; });
-    if (!found) fail(errc::invalid_argument, "save_gguf: the model has no tensor '", kept_name, "' to keep");
-  }
+  p.info.linear = true;
+  return p;
+}
 
+/// The hyperparameters a llama GGUF declares for `cfg`.
+inline io::llama_hparams hparams_of(const config& cfg) {
+  io::llama_hparams hp;
+  hp.vocab_size = static_cast<std::uint32_t>(cfg.vocab_size);
+  hp.context_length = static_cast<std::uint32_t>(cfg.seq_len);
+  hp.embedding_length = static_cast<std::uint32_t>(cfg.dim);
+  hp.block_count = static_cast<std::uint32_t>(cfg.n_layers);
+  hp.feed_forward_length = static_cast<std::uint32_t>(cfg.hidden_dim);
+  hp.head_count = static_cast<std::uint32_t>(cfg.n_heads);
+  hp.head_count_kv = static_cast<std::uint32_t>(cfg.n_kv_heads);
+  hp.rms_norm_eps = cfg.norm_eps;
+  hp.rope_freq_base = cfg.rope_theta;
+  return hp;
+}
+
+/// Writes a llama-architecture GGUF of `cfg` holding `tensors` in their order, one tensor's data in memory at a
+/// time. `general.file_type` is that of the type holding most linear-layer weights. `tokenizer` absent:
+/// `tokenizer.ggml.model = "no_vocab"`. Returns how each tensor was stored, with its size in the file.
+inline std::vector<stored_tensor> write_llama_gguf(const config& cfg, const std::vector<planned_tensor>& tensors,
+                                                   const io::llama2c_tokenizer* tokenizer,
+                                                   const std::filesystem::path& path, const std::string& name) {
+  const io::llama_hparams hp = hparams_of(cfg);
   // The file type of the type that holds most linear-layer weights (F32 when there are none).
   std::map<pack::ggml_type, std::uint64_t> linear_weights;
-  for (const plan& p : plans) {
-    if (!p.linear) continue;
-    linear_weights[p.type] += p.packed ? p.packed->rows * p.packed->cols : static_cast<std::uint64_t>(p.dense->size());
+  for (const planned_tensor& p : tensors) {
+    if (p.info.linear) linear_weights[p.info.ggml] += p.info.elements;
   }
   pack::ggml_type dominant = pack::ggml_type::f32;
   std::uint64_t most = 0;
@@ -272,7 +269,6 @@ inline std::vector<stored_tensor> save_gguf(const model& m,
       most = count;
     }
   }
-
   io::gguf_writer writer;
   io::add_llama_metadata(writer.edit_metadata(), hp, io::file_type_of(dominant), name);
   if (tokenizer != nullptr) {
@@ -282,89 +278,78 @@ inline std::vector<stored_tensor> save_gguf(const model& m,
     none.model = "no_vocab";
     io::add_llama_tokenizer(writer.edit_metadata(), none, hp.vocab_size);
   }
-
   std::vector<stored_tensor> stored;
-  for (const plan& p : plans) {
-    const io::gguf_tensor_info* info = nullptr;
-    if (p.packed) {
-      info = &writer.add_tensor(p.name, *p.packed);
-    } else if (p.norm != nullptr) {
-      info = &writer.add_tensor(p.name, pack::ggml_type::f32, {static_cast<std::int64_t>(p.norm->size())});
-    } else {
-      info = &writer.add_tensor(p.name, p.type, {p.dense->cols(), p.dense->rows()});
-    }
-    stored_tensor s;
-    s.name = p.name;
-    s.type = std::string(pack::traits_of(p.type).name);
-    s.reason = p.kept ? "--keep" : p.reason;
-    s.ggml = p.type;
-    s.bytes = info->size;
-    s.elements = p.packed     ? p.packed->rows * p.packed->cols
-                 : p.norm ? static_cast<std::uint64_t>(p.norm->size())
-                          : static_cast<std::uint64_t>(p.dense->size());
-    s.linear = p.linear;
-    s.kept = p.kept;
-    stored.push_back(std::move(s));
+  stored.reserve(tensors.size());
+  for (const planned_tensor& p : tensors) {
+    stored.push_back(p.info);
+    stored.back().bytes = writer.add_tensor(p.info.name, p.info.ggml, p.ne).size;
   }
   writer.open(path);
-  for (const plan& p : plans) {
-    if (p.packed) {
-      writer.write_tensor(p.name, *p.packed);
-    } else if (p.norm != nullptr) {
-      writer.write_tensor(p.name, std::span<const float>(p.norm->data(), static_cast<std::size_t>(p.norm->size())));
-    } else if (!p.q8_0.empty()) {
-      writer.write_tensor(p.name, std::span<const std::uint8_t>(p.q8_0));
-    } else {
-      writer.write_tensor(p.name, std::span<const float>(p.dense->data(), static_cast<std::size_t>(p.dense->size())));
-    }
+  for (const planned_tensor& p : tensors) {
+    const std::vector<std::uint8_t> data = p.bytes();
+    writer.write_tensor(p.info.name, std::span<const std::uint8_t>(data));
   }
   writer.close();
   return stored;
 }
 
+/// The GGUF names of every tensor of a model of `cfg` (`classifier`: whether `output.weight` is its own), in
+/// file order: the embedding, the final norm, the classifier, then per block its attention norm and q/k/v/o,
+/// its FFN norm and gate/up/down.
+inline std::vector<std::string> gguf_tensor_names(const config& cfg, bool classifier) {
+  std::vector<std::string> names = {"token_embd.weight", "output_norm.weight"};
+  if (classifier) names.emplace_back("output.weight");
+  for (std::size_t l = 0; l < cfg.n_layers; ++l) {
+    names.push_back("blk." + std::to_string(l) + ".attn_norm.weight");
+    for (linear which : {linear::q, linear::k, linear::v, linear::o}) names.push_back(gguf_name(l, which));
+    names.push_back("blk." + std::to_string(l) + ".ffn_norm.weight");
+    for (linear which : {linear::gate, linear::up, linear::down}) names.push_back(gguf_name(l, which));
+  }
+  return names;
+}
+
+/// Refuses `--keep` names that are no tensor of the model.
+inline void require_kept_exist(const gguf_storage& storage, const std::vector<std::string>& names) {
+  for (const auto& kept : storage.keep) {
+    if (std::find(names.begin(), names.end(), kept.first) == names.end()) {
+      fail(errc::invalid_argument, "save_gguf: the model has no tensor '", kept.first, "' to keep");
+    }
+  }
+}
+
+/// Writes `m` as a llama-architecture GGUF (see `plan_linear` for where each
+/// linear layer goes and `write_llama_gguf` for the metadata). Every linear
+/// layer that has an entry in `ternary` is packed where a format holds it;
+/// float layers are F16 when that is lossless (and allowed), F32 otherwise,
+/// so the file holds exactly the model's weights: the caller rounds ternary
+/// scales to fp16 first so that packed blocks decode to them. Tensors named
+/// in `storage.keep` are stored at their type (Q8_0 with ggml's reference
+/// rule). Norms are F32.
+inline std::vector<stored_tensor> save_gguf(const model& m,
+                                            const std::map<std::pair<std::size_t, linear>, ternary_matrix>& ternary,
+                                            const gguf_storage& storage, const io::llama2c_tokenizer* tokenizer,
+                                            const std::filesystem::path& path, const std::string& name) {
+  std::vector<planned_tensor> plans;
+  plans.push_back(plan_matrix("token_embd.weight", m.embedding, storage));
+  plans.push_back(plan_norm("output_norm.weight", m.final_norm));
+  if (m.classifier) plans.push_back(plan_matrix("output.weight", *m.classifier, storage));
+  const auto add_linear = [&](std::size_t l, linear which) {
+    const auto it = ternary.find({l, which});
+    plans.push_back(plan_linear(gguf_name(l, which), m.layers[l].weight(which),
+                                it == ternary.end() ? nullptr : &it->second, storage));
+  };
+  for (std::size_t l = 0; l < m.layers.size(); ++l) {
+    plans.push_back(plan_norm("blk." + std::to_string(l) + ".attn_norm.weight", m.layers[l].attn_norm));
+    for (linear which : {linear::q, linear::k, linear::v, linear::o}) add_linear(l, which);
+    plans.push_back(plan_norm("blk." + std::to_string(l) + ".ffn_norm.weight", m.layers[l].ffn_norm));
+    for (linear which : {linear::gate, linear::up, linear::down}) add_linear(l, which);
+  }
+  require_kept_exist(storage, gguf_tensor_names(m.cfg, m.classifier.has_value()));
+  return write_llama_gguf(m.cfg, plans, tokenizer, path, name);
+}
+
 /// Reads a llama-architecture GGUF (as written by `save_gguf`, or any file of
 /// the types ternq reads) into memory, dequantizing every tensor.
-inline model load_gguf(const std::filesystem::path& path) {
-  const io::gguf_reader r = io::gguf_reader::open(path);
-  const auto& md = r.metadata();
-  const std::string context = "gguf '" + path.string() + "'";
-  if (!md.contains("general.architecture") || md.get<std::string>("general.architecture") != "llama") {
-    fail(errc::unsupported, context, ": general.architecture is not \"llama\"");
-  }
-  const auto u32 = [&](const char* key) { return static_cast<std::size_t>(md.get<std::uint32_t>(key)); };
-  model m;
-  m.cfg.dim = u32("llama.embedding_length");
-  m.cfg.hidden_dim = u32("llama.feed_forward_length");
-  m.cfg.n_layers = u32("llama.block_count");
-  m.cfg.n_heads = u32("llama.attention.head_count");
-  m.cfg.n_kv_heads =
-      md.contains("llama.attention.head_count_kv") ? u32("llama.attention.head_count_kv") : m.cfg.n_heads;
-  m.cfg.seq_len = u32("llama.context_length");
-  m.cfg.norm_eps = md.get<float>("llama.attention.layer_norm_rms_epsilon");
-  if (md.contains("llama.rope.freq_base")) m.cfg.rope_theta = md.get<float>("llama.rope.freq_base");
-  m.cfg.rope = rope_style::interleaved;
-  const auto read_matrix = [&](const std::string& n) {
-    const auto& info = r.tensor(n);
-    const std::vector<float> values = r.read_floats(info);
-    return matrix(Eigen::Map<const matrix>(values.data(), static_cast<Eigen::Index>(info.rows()),
-                                           static_cast<Eigen::Index>(info.cols())));
-  };
-  const auto read_vector = [&](const std::string& n) {
-    const std::vector<float> values = r.read_floats(r.tensor(n));
-    return vector(Eigen::Map<const vector>(values.data(), static_cast<Eigen::Index>(values.size())));
-  };
-  m.embedding = read_matrix("token_embd.weight");
-  m.cfg.vocab_size = static_cast<std::size_t>(m.embedding.rows());
-  m.final_norm = read_vector("output_norm.weight");
-  if (r.find_tensor("output.weight") != nullptr) m.classifier = read_matrix("output.weight");
-  for (std::size_t l = 0; l < m.cfg.n_layers; ++l) {
-    layer w;
-    w.attn_norm = read_vector("blk." + std::to_string(l) + ".attn_norm.weight");
-    w.ffn_norm = read_vector("blk." + std::to_string(l) + ".ffn_norm.weight");
-    for (linear which : all_linears) w.weight(which) = read_matrix(gguf_name(l, which));
-    m.layers.push_back(std::move(w));
-  }
-  return m;
-}
+inline model load_gguf(const std::filesystem::path& path) { return materialize(gguf_source(path)); }
 
 }  // namespace ternq::llama

@@ -60,15 +60,115 @@ using layer_keeper = std::function<bool(matrix& w, std::size_t layer, linear whi
 /// layers done and in all.
 using layer_progress = std::function<void(const layer_result&, std::size_t done, std::size_t total)>;
 
-/// Quantizes every linear layer of `m` in place (the forward pass on `exec`), GPTQ style: one forward
-/// pass over the calibration batch, block by block; at each activation site
-/// the Gram matrix `C = X^T X` of the inputs is accumulated, the layers that
-/// read them (q/k/v, o, gate/up, down) are quantized with `quantize`, and
-/// their weights are replaced by the dequantized ternary values before the
-/// pass continues. Each layer's statistics therefore come from the model
-/// with every earlier layer already quantized. Embeddings, norms and the
-/// output head stay in floating point. A layer `keep` claims is rounded by
-/// it instead of quantized (its errors are those of the rounding).
+/// Seconds one block spent in each stage (the streaming pipeline adds loading and writing).
+struct block_times {
+  double load = 0.0;      ///< reading and widening the block's weights
+  double forward = 0.0;   ///< the forward pass over the calibration batch, Gram and quantization excluded
+  double gram = 0.0;      ///< accumulating Gram matrices
+  double quantize = 0.0;  ///< the quantizers (and --keep rounding)
+  double write = 0.0;     ///< storing the block's results
+
+  block_times& operator+=(const block_times& o) noexcept {
+    load += o.load;
+    forward += o.forward;
+    gram += o.gram;
+    quantize += o.quantize;
+    write += o.write;
+    return *this;
+  }
+};
+
+namespace detail {
+
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// Quantizes (or keeps) one linear layer of block `index` in place, from the Gram matrix of its inputs (empty
+/// for data-free methods, whose output error is then reported as -1).
+inline layer_result quantize_one(matrix& w, const Eigen::MatrixXd& gram, std::size_t index, linear which,
+                                 const layer_quantizer& quantize, const layer_keeper& keep) {
+  layer_result r;
+  r.layer = index;
+  r.which = which;
+  r.rows = static_cast<std::size_t>(w.rows());
+  r.cols = static_cast<std::size_t>(w.cols());
+  const auto start = std::chrono::steady_clock::now();
+  if (keep) {
+    const matrix original = w;
+    if (keep(w, index, which)) {
+      r.kept = true;
+      dense_errors(original, w, gram, r);
+      if (gram.size() == 0) r.relative_output_error = -1.0;
+      r.seconds = seconds_since(start);
+      return r;
+    }
+  }
+  ternary_matrix q = quantize(w, gram, index, which);
+  r.seconds = seconds_since(start);
+  r.relative_weight_error = relative_weight_error(w, q);
+  r.relative_output_error = gram.size() == 0 ? -1.0 : relative_output_error(w, q, gram);
+  ternq::dequantize(q, w);
+  r.quantized = std::move(q);
+  return r;
+}
+
+}  // namespace detail
+
+/// Quantizes the seven linear layers of block `index` (weights `w`, updated in place to their dequantized values)
+/// GPTQ style, from the hidden state `h` entering the block (updated in place to the state leaving it): at each
+/// activation site the Gram matrix `C = X^T X` of the inputs is accumulated, the layers that read them (q/k/v, o,
+/// gate/up, down) are quantized with `quantize`, and their weights are replaced by the dequantized ternary values
+/// before the pass continues, so every layer's statistics come from the block with its earlier layers already
+/// quantized. A layer `keep` claims is rounded by it instead (its errors are those of the rounding). `progress`
+/// is told the running count from `done_before` out of `total`. `times` (optional) receives the split.
+inline std::vector<layer_result> quantize_block(const config& cfg, std::size_t index, layer& w, matrix& h,
+                                                const batch& calibration, const layer_quantizer& quantize,
+                                                const layer_progress& progress = {}, const layer_keeper& keep = {},
+                                                const cpu_exec& exec = {}, std::size_t done_before = 0,
+                                                std::size_t total = all_linears.size(),
+                                                block_times* times = nullptr) {
+  std::vector<layer_result> results;
+  block_times t;
+  const auto start = std::chrono::steady_clock::now();
+  auto observer = [&](std::size_t, activation_site site, const matrix& x, layer& weights) {
+    const auto gram_start = std::chrono::steady_clock::now();
+    gram_accumulator gram(static_cast<std::size_t>(x.cols()));
+    gram.add(x);
+    const Eigen::MatrixXd& c = gram.matrix();
+    t.gram += detail::seconds_since(gram_start);
+    for (const linear which : consumers(site)) {
+      results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep));
+      t.quantize += results.back().seconds;
+      if (progress) progress(results.back(), done_before + results.size(), total);
+    }
+  };
+  block_forward(cfg, index, w, h, calibration, observer, exec);
+  t.forward = detail::seconds_since(start) - t.gram - t.quantize;
+  if (times != nullptr) *times += t;
+  return results;
+}
+
+/// Quantizes the seven linear layers of block `index` without calibration data (data-free methods): each on its
+/// own, in the order of `all_linears`; output errors are reported as -1.
+inline std::vector<layer_result> quantize_block_data_free(std::size_t index, layer& w, const layer_quantizer& quantize,
+                                                          const layer_progress& progress = {},
+                                                          const layer_keeper& keep = {}, std::size_t done_before = 0,
+                                                          std::size_t total = all_linears.size(),
+                                                          block_times* times = nullptr) {
+  std::vector<layer_result> results;
+  const Eigen::MatrixXd none;
+  for (const linear which : all_linears) {
+    results.push_back(detail::quantize_one(w.weight(which), none, index, which, quantize, keep));
+    if (times != nullptr) times->quantize += results.back().seconds;
+    if (progress) progress(results.back(), done_before + results.size(), total);
+  }
+  return results;
+}
+
+/// Quantizes every linear layer of `m` in place (the forward pass on `exec`): `quantize_block` on each block in
+/// turn, the hidden state of the calibration batch passed from block to block. Embeddings, norms and the output
+/// head stay in floating point.
 inline std::vector<layer_result> quantize_sequential(model& m, const batch& calibration,
                                                      const layer_quantizer& quantize,
                                                      const layer_progress& progress = {},
@@ -76,44 +176,12 @@ inline std::vector<layer_result> quantize_sequential(model& m, const batch& cali
                                                      const cpu_exec& exec = {}) {
   std::vector<layer_result> results;
   const std::size_t total = m.layers.size() * all_linears.size();
-  auto observer = [&](std::size_t index, activation_site site, const matrix& x, layer& weights) {
-    gram_accumulator gram(static_cast<std::size_t>(x.cols()));
-    gram.add(x);
-    for (const linear which : consumers(site)) {
-      matrix& w = weights.weight(which);
-      if (keep) {
-        const matrix original = w;
-        if (keep(w, index, which)) {
-          layer_result r;
-          r.layer = index;
-          r.which = which;
-          r.rows = static_cast<std::size_t>(w.rows());
-          r.cols = static_cast<std::size_t>(w.cols());
-          r.kept = true;
-          dense_errors(original, w, gram.matrix(), r);
-          results.push_back(std::move(r));
-          if (progress) progress(results.back(), results.size(), total);
-          continue;
-        }
-      }
-      const auto start = std::chrono::steady_clock::now();
-      ternary_matrix q = quantize(w, gram.matrix(), index, which);
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      layer_result r;
-      r.layer = index;
-      r.which = which;
-      r.rows = static_cast<std::size_t>(w.rows());
-      r.cols = static_cast<std::size_t>(w.cols());
-      r.relative_weight_error = relative_weight_error(w, q);
-      r.relative_output_error = relative_output_error(w, q, gram.matrix());
-      r.seconds = seconds;
-      ternq::dequantize(q, w);
-      r.quantized = std::move(q);
-      results.push_back(std::move(r));
-      if (progress) progress(results.back(), results.size(), total);
-    }
-  };
-  (void)final_hidden(m, calibration, observer, exec);
+  matrix h = embed(m, calibration);
+  for (std::size_t l = 0; l < m.layers.size(); ++l) {
+    auto block = quantize_block(m.cfg, l, m.layers[l], h, calibration, quantize, progress, keep, exec,
+                                results.size(), total);
+    for (auto& r : block) results.push_back(std::move(r));
+  }
   return results;
 }
 

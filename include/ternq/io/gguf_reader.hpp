@@ -2,6 +2,7 @@
 // A validating GGUF reader: header, metadata and tensor infos checked against the file size; tensor data on demand.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -102,6 +103,25 @@ class gguf_reader {
   /// A tensor dequantized to floats with ggml's rules (`rows()` x `cols()`, row-major).
   [[nodiscard]] std::vector<float> read_floats(const gguf_tensor_info& info) const {
     return pack::to_float(info.type, read_tensor_data(info), info.rows(), info.cols());
+  }
+  /// Rows `[first, first + out.size() / cols())` of a 2-D tensor dequantized into `out` (a whole number of
+  /// rows): every ggml row is a whole number of blocks, so a row range is a byte range.
+  void read_rows(const gguf_tensor_info& info, std::uint64_t first, std::span<float> out) const {
+    const std::uint64_t rows = info.rows(), cols = info.cols();
+    if (cols == 0 || out.size() % cols != 0 || first > rows || out.size() / cols > rows - first) {
+      fail(errc::shape_mismatch, source_->name(), ": rows from ", first, " of tensor '", info.name, "' (", rows, "x",
+           cols, ") cannot fill ", out.size(), " values");
+    }
+    const std::uint64_t n = out.size() / cols;
+    if (pack::traits_of(info.type).tensor_trailer != 0) {  // a per-tensor trailer (I2_S): rows are not byte ranges
+      const std::vector<float> all = read_floats(info);
+      std::copy_n(all.begin() + static_cast<std::ptrdiff_t>(first * cols), out.size(), out.begin());
+      return;
+    }
+    const std::uint64_t row_bytes = info.size / rows;
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(n * row_bytes));
+    source_->read_at(data_offset_ + info.offset + first * row_bytes, bytes.data(), bytes.size());
+    pack::to_float_into(info.type, bytes, static_cast<std::size_t>(n), static_cast<std::size_t>(cols), out);
   }
   /// A ternary tensor unpacked into a `ternary_matrix` (`rows()` x `cols()`, one group per block).
   [[nodiscard]] ternary_matrix read_ternary(const gguf_tensor_info& info) const {

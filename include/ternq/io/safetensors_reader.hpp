@@ -171,6 +171,22 @@ class safetensors_file {
   /// Converts a tensor (F32, F16 or BF16) into `out`, which must hold exactly its elements.
   void read_values(std::string_view name, std::span<float> out) const { convert(info(name), out); }
 
+  /// Converts rows `[first, first + out.size() / cols)` of a matrix (F32, F16 or BF16) into `out`, whose size
+  /// must be a whole number of rows: a model's embedding is read a token at a time, never widened whole.
+  void read_rows(std::string_view name, std::size_t first, std::span<float> out) const {
+    const tensor_info& t = info(name);
+    const auto [rows, cols] = detail::matrix_extents(t, context_);
+    if (!is_float_dtype(t.type)) {
+      fail(errc::unsupported, context_, ": tensor '", t.name, "' has dtype ", dtype_name(t.type),
+           "; ternq reads F32, F16 and BF16");
+    }
+    if (cols == 0 || out.size() % cols != 0 || first > rows || out.size() / cols > rows - first) {
+      fail(errc::shape_mismatch, context_, ": rows from ", first, " of tensor '", t.name, "' (", rows, "x", cols,
+           ") cannot fill ", out.size(), " values");
+    }
+    detail::read_as_float(map_, data_offset_ + t.begin + first * cols * dtype_size(t.type), t.type, out);
+  }
+
  private:
   void convert(const tensor_info& t, std::span<float> out) const {
     if (!is_float_dtype(t.type)) {

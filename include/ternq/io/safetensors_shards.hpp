@@ -75,6 +75,10 @@ class safetensors_shards {
   [[nodiscard]] matrix_view<const float> view(std::string_view name) const { return file_of(name).view(name); }
   [[nodiscard]] float_matrix matrix(std::string_view name) const { return file_of(name).matrix(name); }
   [[nodiscard]] std::vector<float> values(std::string_view name) const { return file_of(name).values(name); }
+  void read_values(std::string_view name, std::span<float> out) const { file_of(name).read_values(name, out); }
+  void read_rows(std::string_view name, std::size_t first, std::span<float> out) const {
+    file_of(name).read_rows(name, first, out);
+  }
 
  private:
   void open_index() {

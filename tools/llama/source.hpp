@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: MIT
+// A model read part by part from its files: the configuration at once, each decoder block widened to fp32 only
+// when asked for, the embedding a row at a time. Whole-model tools (ternq-quantize, ternq-eval) stream through
+// it block by block, so a model never has to fit in memory in fp32; `materialize` still builds the whole model
+// where a caller wants one (small models, tests).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <ternq/core/error.hpp>
+#include <ternq/io/gguf_reader.hpp>
+#include <ternq/io/hf_llama.hpp>
+#include <ternq/io/llama2c_checkpoint.hpp>
+
+#include "llama/convert.hpp"
+#include "llama/model.hpp"
+
+namespace ternq::llama {
+
+/// A model's weights, read on demand. Every matrix comes back as a row-major fp32 copy in GGUF's layout
+/// (`out x in`, q/k rows in interleaved RoPE order), whatever the file stores.
+class model_source {
+ public:
+  model_source() = default;
+  model_source(const model_source&) = delete;
+  model_source& operator=(const model_source&) = delete;
+  virtual ~model_source() = default;
+
+  [[nodiscard]] const config& cfg() const noexcept { return cfg_; }
+
+  /// Decoder block `index` (`< cfg().n_layers`), widened to fp32.
+  [[nodiscard]] virtual layer block(std::size_t index) const = 0;
+  /// Rows `[first, first + out.size() / dim)` of the token embedding into `out`.
+  virtual void embedding_rows(std::size_t first, std::span<float> out) const = 0;
+  [[nodiscard]] virtual vector final_norm() const = 0;
+  /// Whether the output matrix is its own tensor (else it is tied to the embedding).
+  [[nodiscard]] virtual bool has_classifier() const = 0;
+  /// Rows of the output matrix (the embedding's when tied).
+  virtual void classifier_rows(std::size_t first, std::span<float> out) const = 0;
+  /// The files the model is read from (for fingerprints).
+  [[nodiscard]] virtual std::vector<std::filesystem::path> files() const = 0;
+
+  /// The whole token embedding, `vocab x dim`.
+  [[nodiscard]] matrix embedding() const { return rows_of([&](std::span<float> out) { embedding_rows(0, out); }); }
+  /// The whole output matrix when it is its own tensor.
+  [[nodiscard]] std::optional<matrix> classifier() const {
+    if (!has_classifier()) return std::nullopt;
+    return rows_of([&](std::span<float> out) { classifier_rows(0, out); });
+  }
+
+ protected:
+  template <class Fill>
+  [[nodiscard]] matrix rows_of(Fill fill) const {
+    matrix m(static_cast<Eigen::Index>(cfg_.vocab_size), static_cast<Eigen::Index>(cfg_.dim));
+    fill(std::span<float>(m.data(), static_cast<std::size_t>(m.size())));
+    return m;
+  }
+
+  config cfg_;
+};
+
+/// The whole model in memory.
+inline model materialize(const model_source& s) {
+  model m;
+  m.cfg = s.cfg();
+  m.embedding = s.embedding();
+  m.final_norm = s.final_norm();
+  m.classifier = s.classifier();
+  m.layers.reserve(m.cfg.n_layers);
+  for (std::size_t l = 0; l < m.cfg.n_layers; ++l) m.layers.push_back(s.block(l));
+  return m;
+}
+
+namespace detail {
+
+/// A row-major copy of a read-only view.
+inline matrix copy_view(const matrix_view<const float>& v) {
+  matrix m(static_cast<Eigen::Index>(v.rows()), static_cast<Eigen::Index>(v.cols()));
+  for (std::size_t i = 0; i < v.rows(); ++i) {
+    for (std::size_t j = 0; j < v.cols(); ++j) m(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) = v(i, j);
+  }
+  return m;
+}
+
+inline void copy_rows(const matrix_view<const float>& v, std::size_t first, std::span<float> out) {
+  const std::size_t cols = v.cols();
+  if (cols == 0 || out.size() % cols != 0 || first > v.rows() || out.size() / cols > v.rows() - first) {
+    fail(errc::shape_mismatch, "model_source: rows from ", first, " of a ", v.rows(), "x", cols, " matrix cannot fill ",
+         out.size(), " values");
+  }
+  for (std::size_t i = 0; i < out.size() / cols; ++i) {
+    for (std::size_t j = 0; j < cols; ++j) out[i * cols + j] = v(first + i, j);
+  }
+}
+
+}  // namespace detail
+
+/// A llama2.c checkpoint (F32, memory-mapped; interleaved RoPE, eps 1e-5, theta 10000, as run.c).
+class llama2c_source final : public model_source {
+ public:
+  explicit llama2c_source(const std::filesystem::path& path) : ck_(path) {
+    const io::llama2c_config& c = ck_.config();
+    cfg_.dim = c.dim;
+    cfg_.hidden_dim = c.hidden_dim;
+    cfg_.n_layers = c.n_layers;
+    cfg_.n_heads = c.n_heads;
+    cfg_.n_kv_heads = c.n_kv_heads;
+    cfg_.vocab_size = c.vocab_size;
+    cfg_.seq_len = c.seq_len;
+  }
+
+  [[nodiscard]] layer block(std::size_t index) const override {
+    const auto& l = ck_.weights().layers.at(index);
+    layer out;
+    out.wq = detail::copy_view(l.wq);
+    out.wk = detail::copy_view(l.wk);
+    out.wv = detail::copy_view(l.wv);
+    out.wo = detail::copy_view(l.wo);
+    out.w1 = detail::copy_view(l.w1);
+    out.w2 = detail::copy_view(l.w2);
+    out.w3 = detail::copy_view(l.w3);
+    out.attn_norm = Eigen::Map<const vector>(l.rms_att.data(), static_cast<Eigen::Index>(l.rms_att.size()));
+    out.ffn_norm = Eigen::Map<const vector>(l.rms_ffn.data(), static_cast<Eigen::Index>(l.rms_ffn.size()));
+    return out;
+  }
+  void embedding_rows(std::size_t first, std::span<float> out) const override {
+    detail::copy_rows(ck_.weights().token_embedding, first, out);
+  }
+  [[nodiscard]] vector final_norm() const override {
+    const auto& v = ck_.weights().rms_final;
+    return Eigen::Map<const vector>(v.data(), static_cast<Eigen::Index>(v.size()));
+  }
+  [[nodiscard]] bool has_classifier() const override { return !ck_.config().shared_classifier; }
+  void classifier_rows(std::size_t first, std::span<float> out) const override {
+    detail::copy_rows(ck_.weights().classifier, first, out);
+  }
+  [[nodiscard]] std::vector<std::filesystem::path> files() const override { return {ck_.path()}; }
+
+ private:
+  io::llama2c_checkpoint ck_;
+};
+
+/// A Hugging Face Llama directory (config.json + model.safetensors or indexed shards; F32/F16/BF16, read with
+/// pread a tensor at a time). q/k rows are reordered to the interleaved RoPE layout.
+class hf_source final : public model_source {
+ public:
+  explicit hf_source(const std::filesystem::path& directory) : hf_(directory) {
+    const io::hf_llama_config& c = hf_.config();
+    cfg_.dim = c.hidden_size;
+    cfg_.hidden_dim = c.intermediate_size;
+    cfg_.n_layers = c.num_hidden_layers;
+    cfg_.n_heads = c.num_attention_heads;
+    cfg_.n_kv_heads = c.num_key_value_heads;
+    cfg_.vocab_size = c.vocab_size;
+    cfg_.seq_len = c.max_position_embeddings;
+    cfg_.norm_eps = static_cast<float>(c.rms_norm_eps);
+    cfg_.rope_theta = static_cast<float>(c.rope_theta);
+    cfg_.rope = rope_style::interleaved;
+  }
+
+  [[nodiscard]] layer block(std::size_t index) const override {
+    if (index >= cfg_.n_layers) fail(errc::invalid_argument, "hf_source: no block ", index);
+    const std::string p = "model.layers." + std::to_string(index) + ".";
+    layer out;
+    out.wq = interleave_rope_rows(get(p + "self_attn.q_proj.weight"), cfg_.n_heads);
+    out.wk = interleave_rope_rows(get(p + "self_attn.k_proj.weight"), cfg_.n_kv_heads);
+    out.wv = get(p + "self_attn.v_proj.weight");
+    out.wo = get(p + "self_attn.o_proj.weight");
+    out.w1 = get(p + "mlp.gate_proj.weight");
+    out.w3 = get(p + "mlp.up_proj.weight");
+    out.w2 = get(p + "mlp.down_proj.weight");
+    out.attn_norm = get_vector(p + "input_layernorm.weight");
+    out.ffn_norm = get_vector(p + "post_attention_layernorm.weight");
+    return out;
+  }
+  void embedding_rows(std::size_t first, std::span<float> out) const override {
+    hf_.tensors().read_rows("model.embed_tokens.weight", first, out);
+  }
+  [[nodiscard]] vector final_norm() const override { return get_vector("model.norm.weight"); }
+  [[nodiscard]] bool has_classifier() const override { return hf_.classifier_name() == "lm_head.weight"; }
+  void classifier_rows(std::size_t first, std::span<float> out) const override {
+    hf_.tensors().read_rows(hf_.classifier_name(), first, out);
+  }
+  [[nodiscard]] std::vector<std::filesystem::path> files() const override {
+    std::vector<std::filesystem::path> out{hf_.tensors().directory() / "config.json"};
+    for (std::size_t i = 0; i < hf_.tensors().shard_count(); ++i) out.push_back(hf_.tensors().shard(i).path());
+    return out;
+  }
+  [[nodiscard]] const io::hf_llama_model& files_model() const noexcept { return hf_; }
+
+ private:
+  [[nodiscard]] matrix get(const std::string& name) const {
+    const io::tensor_info& t = hf_.tensors().info(name);
+    matrix m(static_cast<Eigen::Index>(t.shape.at(0)), static_cast<Eigen::Index>(t.shape.at(1)));
+    hf_.tensors().read_values(name, std::span<float>(m.data(), static_cast<std::size_t>(m.size())));
+    return m;
+  }
+  [[nodiscard]] vector get_vector(const std::string& name) const {
+    const io::tensor_info& t = hf_.tensors().info(name);
+    vector v(static_cast<Eigen::Index>(t.element_count()));
+    hf_.tensors().read_values(name, std::span<float>(v.data(), static_cast<std::size_t>(v.size())));
+    return v;
+  }
+
+  io::hf_llama_model hf_;
+};
+
+/// A llama-architecture GGUF (as `save_gguf` writes, or any file of the types ternq reads); every tensor is
+/// dequantized with ggml's rules when it is read.
+class gguf_source final : public model_source {
+ public:
+  explicit gguf_source(const std::filesystem::path& path) : r_(io::gguf_reader::open(path)), path_(path) {
+    const auto& md = r_.metadata();
+    const std::string context = "gguf '" + path.string() + "'";
+    if (!md.contains("general.architecture") || md.get<std::string>("general.architecture") != "llama") {
+      fail(errc::unsupported, context, ": general.architecture is not \"llama\"");
+    }
+    const auto u32 = [&](const char* key) { return static_cast<std::size_t>(md.get<std::uint32_t>(key)); };
+    cfg_.dim = u32("llama.embedding_length");
+    cfg_.hidden_dim = u32("llama.feed_forward_length");
+    cfg_.n_layers = u32("llama.block_count");
+    cfg_.n_heads = u32("llama.attention.head_count");
+    cfg_.n_kv_heads =
+        md.contains("llama.attention.head_count_kv") ? u32("llama.attention.head_count_kv") : cfg_.n_heads;
+    cfg_.seq_len = u32("llama.context_length");
+    cfg_.norm_eps = md.get<float>("llama.attention.layer_norm_rms_epsilon");
+    if (md.contains("llama.rope.freq_base")) cfg_.rope_theta = md.get<float>("llama.rope.freq_base");
+    cfg_.rope = rope_style::interleaved;
+    cfg_.vocab_size = r_.tensor("token_embd.weight").rows();
+  }
+
+  [[nodiscard]] layer block(std::size_t index) const override {
+    const std::string p = "blk." + std::to_string(index) + ".";
+    layer w;
+    w.attn_norm = read_vector(p + "attn_norm.weight");
+    w.ffn_norm = read_vector(p + "ffn_norm.weight");
+    static constexpr const char* names[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                            "ffn_gate", "ffn_up", "ffn_down"};
+    for (const linear which : all_linears) {
+      w.weight(which) = read_matrix(p + names[static_cast<std::size_t>(which)] + ".weight");
+    }
+    return w;
+  }
+  void embedding_rows(std::size_t first, std::span<float> out) const override {
+    r_.read_rows(r_.tensor("token_embd.weight"), first, out);
+  }
+  [[nodiscard]] vector final_norm() const override { return read_vector("output_norm.weight"); }
+  [[nodiscard]] bool has_classifier() const override { return r_.find_tensor("output.weight") != nullptr; }
+  void classifier_rows(std::size_t first, std::span<float> out) const override {
+    r_.read_rows(r_.tensor(has_classifier() ? "output.weight" : "token_embd.weight"), first, out);
+  }
+  [[nodiscard]] std::vector<std::filesystem::path> files() const override { return {path_}; }
+  [[nodiscard]] const io::gguf_reader& reader() const noexcept { return r_; }
+
+ private:
+  [[nodiscard]] matrix read_matrix(const std::string& n) const {
+    const auto& info = r_.tensor(n);
+    matrix m(static_cast<Eigen::Index>(info.rows()), static_cast<Eigen::Index>(info.cols()));
+    r_.read_rows(info, 0, std::span<float>(m.data(), static_cast<std::size_t>(m.size())));
+    return m;
+  }
+  [[nodiscard]] vector read_vector(const std::string& n) const {
+    const std::vector<float> values = r_.read_floats(r_.tensor(n));
+    return Eigen::Map<const vector>(values.data(), static_cast<Eigen::Index>(values.size()));
+  }
+
+  io::gguf_reader r_;
+  std::filesystem::path path_;
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fingerprints: what identifies a model's files for a checkpoint, without reading all of them.
+
+/// 64-bit FNV-1a, continued from `h`.
+inline std::uint64_t fnv1a(std::span<const std::uint8_t> bytes, std::uint64_t h = 0xcbf29ce484222325ULL) noexcept {
+  for (const std::uint8_t b : bytes) {
+    h ^= b;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+/// A file's size and a digest of its first and last MiB and of 16 evenly spaced 64 KiB samples: another model,
+/// or the same one edited, gives another value with overwhelming probability; a copy of it the same value.
+inline std::string file_fingerprint(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(errc::io, "cannot read '", path.string(), "' for its fingerprint");
+  const std::uint64_t size = std::filesystem::file_size(path);
+  std::uint64_t h = fnv1a({});
+  std::vector<std::uint8_t> buf;
+  const auto sample = [&](std::uint64_t offset, std::uint64_t n) {
+    n = std::min(n, size - std::min(offset, size));
+    buf.resize(static_cast<std::size_t>(n));
+    in.seekg(static_cast<std::streamoff>(offset));
+    in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n));
+    h = fnv1a(buf, h);
+  };
+  constexpr std::uint64_t mib = 1 << 20, piece = 64 << 10;
+  sample(0, mib);
+  for (std::uint64_t k = 1; k <= 16; ++k) sample(size / 17 * k, piece);
+  sample(size > mib ? size - mib : 0, mib);
+  char text[64];
+  std::snprintf(text, sizeof text, "%llu:%016llx", static_cast<unsigned long long>(size),
+                static_cast<unsigned long long>(h));
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Opening any model file.
+
+enum class model_kind { llama2c, hugging_face, gguf };
+
+inline std::string_view kind_name(model_kind k) {
+  switch (k) {
+    case model_kind::llama2c:
+      return "llama2.c checkpoint";
+    case model_kind::hugging_face:
+      return "Hugging Face directory";
+    case model_kind::gguf:
+      return "GGUF";
+  }
+  return "?";
+}
+
+/// A directory is a Hugging Face model; a file starting with "GGUF" is a
+/// GGUF; any other file is read as a llama2.c checkpoint (whose reader checks
+/// the size against its header).
+inline model_kind detect_model_kind(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) fail(errc::io, "model '", path.string(), "' does not exist");
+  if (std::filesystem::is_directory(path)) return model_kind::hugging_face;
+  std::ifstream f(path, std::ios::binary);
+  char magic[4] = {};
+  f.read(magic, 4);
+  if (f.gcount() == 4 && std::string(magic, 4) == "GGUF") return model_kind::gguf;
+  return model_kind::llama2c;
+}
+
+inline std::unique_ptr<model_source> open_source(const std::filesystem::path& path, model_kind kind) {
+  switch (kind) {
+    case model_kind::llama2c:
+      return std::make_unique<llama2c_source>(path);
+    case model_kind::hugging_face:
+      return std::make_unique<hf_source>(path);
+    case model_kind::gguf:
+      return std::make_unique<gguf_source>(path);
+  }
+  fail(errc::unsupported, "unknown model kind");
+}
+
+}  // namespace ternq::llama
