@@ -20,4 +20,5 @@
 #include "ternq/io/safetensors_dtype.hpp"
 #include "ternq/io/safetensors_reader.hpp"
 #include "ternq/io/safetensors_shards.hpp"
+#include "ternq/io/safetensors_stream_writer.hpp"
 #include "ternq/io/safetensors_writer.hpp"

@@ -20,6 +20,7 @@
 #include "ternq/io/gguf_writer.hpp"
 #include "ternq/io/llama2c_model.hpp"
 #include "ternq/io/safetensors_reader.hpp"
+#include "ternq/io/safetensors_stream_writer.hpp"
 #include "ternq/io/safetensors_writer.hpp"
 
 using ternq::testing::read_file;
@@ -123,6 +124,22 @@ TEST_CASE("a safetensors writer killed mid-file leaves the previous file, and no
 
   CHECK(kill_mid_file(65536, write_big(dir / "new.safetensors")) == SIGXFSZ);
   CHECK_FALSE(std::filesystem::exists(dir / "new.safetensors"));
+}
+
+TEST_CASE("a safetensors stream writer killed mid-file leaves no file") {
+  const temp_dir dir("atomic-st-stream");
+  const std::vector<float> piece = ramp(4096);
+  CHECK(kill_mid_file(65536, [&] {
+          ternq::io::safetensors_stream_writer out;
+          out.add_tensor("w", ternq::io::dtype::bf16, {1024, 1024});
+          out.open(dir / "new.safetensors");
+          for (std::size_t k = 0; k < 256; ++k) out.write(piece);  // 2 MiB, killed after 64 KiB
+          out.close();
+        }) == SIGXFSZ);
+  CHECK_FALSE(std::filesystem::exists(dir / "new.safetensors"));
+  const std::vector<std::string> left = others(dir, "new.safetensors");
+  REQUIRE(left.size() == 1);  // only the orphaned temporary
+  CHECK(left[0].ends_with(".part"));
 }
 
 TEST_CASE("a GGUF writer killed mid-file leaves the previous file, which still parses") {
