@@ -3,8 +3,10 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -15,11 +17,13 @@
 #include "cli/model_files.hpp"
 #include "cli/text_slice.hpp"
 #include "llama/forward.hpp"
+#include "llama/source.hpp"
+#include "llama/streaming_forward.hpp"
 
 namespace {
 
 using ternq::llama::batch;
-using ternq::llama::model;
+
 
 struct options {
   std::string model_path;
@@ -52,14 +56,28 @@ batch slice(const batch& b, std::size_t first, std::size_t n) {
   return out;
 }
 
-scores evaluate(const model& m, const model* reference, const batch& all, const ternq::cpu_exec& exec) {
+/// Streams the model (and the reference) block by block over every pass of at most 8 windows: one block of each
+/// model and the passes' hidden states are held, never a whole model. Each pass keeps its own shapes, so the
+/// figures equal those of a whole-model forward pass per pass.
+scores evaluate(const ternq::llama::model_source& m, const ternq::llama::model_source* reference, const batch& all,
+                const ternq::cpu_exec& exec) {
   scores s;
   constexpr std::size_t windows_per_pass = 8;  // bounds the logits held at once
+  std::vector<batch> passes;
   for (std::size_t w0 = 0; w0 < all.sequences; w0 += windows_per_pass) {
-    const batch b = slice(all, w0, std::min(windows_per_pass, all.sequences - w0));
-    const Eigen::MatrixXd lp = ternq::llama::log_softmax(ternq::llama::logits(m, b, exec));
+    passes.push_back(slice(all, w0, std::min(windows_per_pass, all.sequences - w0)));
+  }
+  const std::vector<ternq::llama::matrix> hm = ternq::llama::final_hidden_streaming(m, passes, exec);
+  std::vector<ternq::llama::matrix> hr;
+  if (reference != nullptr) hr = ternq::llama::final_hidden_streaming(*reference, passes, exec);
+  const ternq::llama::matrix out_m = ternq::llama::output_matrix(m);
+  ternq::llama::matrix out_r;
+  if (reference != nullptr) out_r = ternq::llama::output_matrix(*reference);
+  for (std::size_t p = 0; p < passes.size(); ++p) {
+    const batch& b = passes[p];
+    const Eigen::MatrixXd lp = ternq::llama::log_softmax(ternq::llama::apply_linear(hm[p], out_m, exec));
     Eigen::MatrixXd lr;
-    if (reference != nullptr) lr = ternq::llama::log_softmax(ternq::llama::logits(*reference, b, exec));
+    if (reference != nullptr) lr = ternq::llama::log_softmax(ternq::llama::apply_linear(hr[p], out_r, exec));
     for (std::size_t q = 0; q < b.sequences; ++q) {
       for (std::size_t t = 0; t + 1 < b.length; ++t) {
         const auto row = static_cast<Eigen::Index>(q * b.length + t);
@@ -83,20 +101,21 @@ int run(const options& opt) {
     ternq::fail(ternq::errc::invalid_argument,
                 "--tokenizer is required to tokenize --text (a llama2.c tokenizer .bin)");
   }
-  const auto kind = ternq::cli::detect_model_kind(opt.model_path);
-  const model m = ternq::cli::load_model(opt.model_path, kind);
-  std::optional<model> reference;
+  const auto kind = ternq::llama::detect_model_kind(opt.model_path);
+  const auto source = ternq::llama::open_source(opt.model_path, kind);
+  const ternq::llama::config& cfg = source->cfg();
+  std::unique_ptr<ternq::llama::model_source> reference;
   if (!opt.reference_path.empty()) {
-    reference = ternq::cli::load_model(opt.reference_path, ternq::cli::detect_model_kind(opt.reference_path));
-    if (reference->cfg.vocab_size != m.cfg.vocab_size) {
-      ternq::fail(ternq::errc::shape_mismatch, "the reference has a vocabulary of ", reference->cfg.vocab_size,
-                  ", the model ", m.cfg.vocab_size);
+    reference = ternq::llama::open_source(opt.reference_path, ternq::llama::detect_model_kind(opt.reference_path));
+    if (reference->cfg().vocab_size != cfg.vocab_size) {
+      ternq::fail(ternq::errc::shape_mismatch, "the reference has a vocabulary of ", reference->cfg().vocab_size,
+                  ", the model ", cfg.vocab_size);
     }
   }
   const ternq::io::llama2c_tokenizer tok(opt.tokenizer_path);
-  if (tok.vocab_size() != m.cfg.vocab_size) {
+  if (tok.vocab_size() != cfg.vocab_size) {
     ternq::fail(ternq::errc::shape_mismatch, "the tokenizer has ", tok.vocab_size(),
-                " pieces, the model a vocabulary of ", m.cfg.vocab_size);
+                " pieces, the model a vocabulary of ", cfg.vocab_size);
   }
   if (opt.collapse != "auto" && opt.collapse != "on" && opt.collapse != "off") {
     ternq::fail(ternq::errc::invalid_argument, "--collapse-whitespace must be auto, on or off (got '", opt.collapse,
@@ -105,17 +124,17 @@ int run(const options& opt) {
   const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && ternq::cli::needs_whitespace_collapse(tok));
   const auto slice = ternq::cli::tokenize(tok, ternq::cli::read_text(opt.text_path, opt.offset), opt.tokens, collapse);
   const auto& tokens = slice.tokens;
-  const std::size_t window = opt.window != 0 ? opt.window : std::min<std::size_t>(m.cfg.seq_len, 256);
-  if (window > m.cfg.seq_len) {
-    ternq::fail(ternq::errc::invalid_argument, "--window ", window, " exceeds the model's context of ", m.cfg.seq_len);
+  const std::size_t window = opt.window != 0 ? opt.window : std::min<std::size_t>(cfg.seq_len, 256);
+  if (window > cfg.seq_len) {
+    ternq::fail(ternq::errc::invalid_argument, "--window ", window, " exceeds the model's context of ", cfg.seq_len);
   }
   const batch all = ternq::cli::windows(tokens, window, tokens.size());
   const ternq::cpu_exec exec{.threads = opt.threads == 0 ? std::nullopt : std::optional<unsigned>(opt.threads)};
-  const scores s = evaluate(m, reference ? &*reference : nullptr, all, exec);
+  const scores s = evaluate(*source, reference.get(), all, exec);
   const double nll = s.nll / static_cast<double>(s.count);
 
   nlohmann::json out = {{"model", opt.model_path},
-                        {"format", std::string(ternq::cli::kind_name(kind))},
+                        {"format", std::string(ternq::llama::kind_name(kind))},
                         {"tokens", s.count},
                         {"windows", all.sequences},
                         {"window", all.length},
@@ -131,7 +150,7 @@ int run(const options& opt) {
   if (opt.json) {
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("model      %s (%s)\n", opt.model_path.c_str(), std::string(ternq::cli::kind_name(kind)).c_str());
+    std::printf("model      %s (%s)\n", opt.model_path.c_str(), std::string(ternq::llama::kind_name(kind)).c_str());
     std::printf("tokens     %zu predicted in %zu windows of %zu\n", s.count, all.sequences, all.length);
     std::printf("nll        %.4f nats/token\nperplexity %.4f\n", nll, std::exp(nll));
     if (reference) {

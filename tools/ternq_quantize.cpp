@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: MIT
 // ternq-quantize: ternarize every linear layer of a model (sequentially calibrated) or every matrix of a tensor file.
+#include <unistd.h>
+
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <memory>
 #include <map>
 #include <optional>
 #include <string>
@@ -23,16 +28,20 @@
 
 #include "cli/checks.hpp"
 #include "cli/default_job.hpp"
+#include "cli/memory.hpp"
 #include "cli/methods.hpp"
 #include "cli/model_files.hpp"
 #include "cli/progress_bar.hpp"
 #include "cli/report.hpp"
 #include "cli/storage.hpp"
 #include "cli/text_slice.hpp"
+#include "llama/assemble.hpp"
+#include "llama/checkpoint.hpp"
 #include "llama/fold.hpp"
 #include "llama/gguf_io.hpp"
 #include "llama/save.hpp"
 #include "llama/sequential.hpp"
+#include "llama/source.hpp"
 
 namespace {
 
@@ -65,6 +74,11 @@ struct options {
   std::string collapse = "auto";
   std::string pad_ffn = "auto";
   bool fit_scales = false;
+  std::string checkpoint_dir;  // empty: a temporary directory beside the first output
+  bool resume = false;
+  bool keep_checkpoint = false;
+  std::string calib_activations = "f32";
+  std::size_t stop_after_blocks = 0;  // 0: run to the end
 };
 
 /// Refuses, before any work, a method whose results the chosen ternary format cannot hold.
@@ -169,9 +183,9 @@ int run_tensors(const options& opt, const cli::method_choice& choice) {
 // ---------------------------------------------------------------------------------------------------------------
 // Model mode.
 
-llama::batch calibration_batch(const options& opt, const llama::model& m, const ternq::io::llama2c_tokenizer* tok) {
-  const std::size_t len = opt.calib_len != 0 ? opt.calib_len : std::min<std::size_t>(m.cfg.seq_len, 256);
-  if (len > m.cfg.seq_len) fail(errc::invalid_argument, "--calib-len ", len, " exceeds the context of ", m.cfg.seq_len);
+llama::batch calibration_batch(const options& opt, const llama::config& cfg, const ternq::io::llama2c_tokenizer* tok) {
+  const std::size_t len = opt.calib_len != 0 ? opt.calib_len : std::min<std::size_t>(cfg.seq_len, 256);
+  if (len > cfg.seq_len) fail(errc::invalid_argument, "--calib-len ", len, " exceeds the context of ", cfg.seq_len);
   std::vector<std::int32_t> tokens;
   if (!opt.calib_tokens.empty()) {
     tokens = cli::read_token_file(opt.calib_tokens);
@@ -182,8 +196,8 @@ llama::batch calibration_batch(const options& opt, const llama::model& m, const 
         cli::tokenize(*tok, cli::read_text(opt.calib_text, opt.calib_offset), opt.calib_seqs * len, collapse).tokens;
   }
   for (const auto t : tokens) {
-    if (static_cast<std::size_t>(t) >= m.cfg.vocab_size) {
-      fail(errc::invalid_argument, "calibration token ", t, " is outside the vocabulary of ", m.cfg.vocab_size);
+    if (static_cast<std::size_t>(t) >= cfg.vocab_size) {
+      fail(errc::invalid_argument, "calibration token ", t, " is outside the vocabulary of ", cfg.vocab_size);
     }
   }
   if (tokens.size() < len) {
@@ -200,33 +214,79 @@ llama::batch calibration_batch(const options& opt, const llama::model& m, const 
   return b;
 }
 
+/// Where the checkpoint of a run lives: `--checkpoint-dir`, else a temporary directory beside the first output
+/// (removed when the run ends).
+std::filesystem::path checkpoint_directory(const options& opt) {
+  if (!opt.checkpoint_dir.empty()) return opt.checkpoint_dir;
+  std::filesystem::path beside;
+  for (const std::string* out : {&opt.out_gguf, &opt.out_fake, &opt.report}) {
+    if (!out->empty()) {
+      beside = std::filesystem::absolute(*out).parent_path();
+      break;
+    }
+  }
+  if (beside.empty()) beside = std::filesystem::temp_directory_path();
+  return beside / (".ternq-checkpoint-" + std::to_string(::getpid()));
+}
+
+/// What identifies a run for its checkpoint: the model's files (names and content fingerprints), everything that
+/// changes a block's results or how they are stored, and the calibration tokens. Thread counts and output paths
+/// are not in it: they change no byte.
+nlohmann::json run_fingerprint(const options& opt, const llama::model_source& source, llama::model_kind kind,
+                               const cli::method_choice& choice, std::size_t group, const cli::storage& store,
+                               const std::string& stores, const llama::config& cfg, const llama::batch* calib) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& f : source.files()) {
+    files.push_back({{"name", f.filename().string()}, {"fingerprint", llama::file_fingerprint(f)}});
+  }
+  nlohmann::json calibration = nullptr;
+  if (calib != nullptr) {
+    const std::uint64_t hash = llama::fnv1a(std::span(reinterpret_cast<const std::uint8_t*>(calib->tokens.data()),
+                                                      calib->tokens.size() * sizeof(std::int32_t)));
+    calibration = {{"sequences", calib->sequences}, {"length", calib->length}, {"tokens_fnv1a", hash}};
+  }
+  return {{"model", {{"kind", std::string(llama::kind_name(kind))}, {"files", files}}},
+          {"method", choice.name},
+          {"group_size", group},
+          {"seed", opt.seed},
+          {"format", opt.out_gguf.empty() ? std::string() : store.name},
+          {"stores", stores},
+          {"refit", opt.refit},
+          {"fit_scales", opt.fit_scales},
+          {"ffn_hidden", cfg.hidden_dim},
+          {"keep", opt.keep},
+          {"calibration", calibration},
+          {"activations", opt.calib_activations}};
+}
+
 int run_model(const options& opt) {
-  const auto kind = cli::detect_model_kind(opt.model_path);
-  llama::model m = cli::load_model(opt.model_path, kind);
+  const auto run_start = std::chrono::steady_clock::now();
+  const auto kind = llama::detect_model_kind(opt.model_path);
+  const std::unique_ptr<llama::model_source> source = llama::open_source(opt.model_path, kind);
+  llama::config cfg = source->cfg();
   // The format (`auto`: from the model's widths), then the group size it stores, then the method with it.
-  const cli::storage store = cli::parse_storage(opt.format, cli::linear_widths(m));
+  const cli::storage store = cli::parse_storage(opt.format, cli::linear_widths(cfg));
   const std::size_t group = opt.group_size.value_or(cli::default_group_size(store));
   const cli::method_choice choice = cli::parse_method(opt.method, group_of(group), opt.seed);
   const bool packing = !opt.out_gguf.empty() && store.ternary.has_value();
   // FFN padding: zero hidden units up to the format's block, so that ffn_down (which reads the hidden width) packs
-  // instead of falling back to F16. Exact: the model computes the same function.
-  const std::size_t unpadded_hidden = m.cfg.hidden_dim;
+  // instead of falling back to F16. Exact: the model computes the same function. Applied to each block as it is
+  // loaded.
+  const std::size_t unpadded_hidden = cfg.hidden_dim;
   if (packing && opt.pad_ffn == "auto") {
-    const std::size_t hidden = cli::ffn_padding(store, m.cfg.hidden_dim);
-    if (hidden != m.cfg.hidden_dim) {
-      llama::pad_ffn_hidden(m, hidden);
+    cfg.hidden_dim = cli::ffn_padding(store, cfg.hidden_dim);
+    if (cfg.hidden_dim != unpadded_hidden) {
       std::printf("ffn hidden width padded from %zu to %zu with zero units (the model computes the same)\n",
-                  unpadded_hidden, hidden);
+                  unpadded_hidden, cfg.hidden_dim);
     }
   }
   // --keep: the named tensors are stored at their type, rounded to it here so that the fake model is the file.
   std::vector<cli::keep_rule> rules;
   for (const auto& k : opt.keep) rules.push_back(cli::parse_keep(k));
-  const std::map<std::string, ternq::pack::ggml_type> kept = cli::resolve_keep(rules, m);
-  if (const auto it = kept.find("token_embd.weight"); it != kept.end()) cli::round_to_type(m.embedding, it->second, it->first);
-  if (const auto it = kept.find("output.weight"); it != kept.end() && m.classifier) {
-    cli::round_to_type(*m.classifier, it->second, it->first);
-  }
+  const std::map<std::string, ternq::pack::ggml_type> kept = cli::resolve_keep(rules, cfg, source->has_classifier());
+  const llama::matrix_rounding round_kept = [&](const std::string& name, llama::matrix& values) {
+    if (const auto it = kept.find(name); it != kept.end()) cli::round_to_type(values, it->second, it->first);
+  };
   const llama::layer_keeper keeper = [&](llama::matrix& w, std::size_t layer, llama::linear which) {
     const std::string name = llama::gguf_name(layer, which);
     const auto it = kept.find(name);
@@ -237,9 +297,9 @@ int run_model(const options& opt) {
   std::optional<ternq::io::llama2c_tokenizer> tok;
   if (!opt.tokenizer_path.empty()) {
     tok.emplace(opt.tokenizer_path);
-    if (tok->vocab_size() != m.cfg.vocab_size) {
+    if (tok->vocab_size() != cfg.vocab_size) {
       fail(errc::shape_mismatch, "the tokenizer has ", tok->vocab_size(), " pieces, the model a vocabulary of ",
-           m.cfg.vocab_size);
+           cfg.vocab_size);
     }
   }
   const bool calibrated = !opt.calib_text.empty() || !opt.calib_tokens.empty();
@@ -252,9 +312,11 @@ int run_model(const options& opt) {
   }
   if (!opt.out_gguf.empty()) {
     std::vector<std::size_t> widths;  // of the layers to be ternarized
-    for (std::size_t l = 0; l < m.layers.size(); ++l) {
+    for (std::size_t l = 0; l < cfg.n_layers; ++l) {
       for (const auto which : llama::all_linears) {
-        if (!kept.contains(llama::gguf_name(l, which))) widths.push_back(m.layers[l].weight(which).cols());
+        if (!kept.contains(llama::gguf_name(l, which))) {
+          widths.push_back(which == llama::linear::down ? cfg.hidden_dim : cfg.dim);
+        }
       }
     }
     require_storable(choice, store, group_of(group), opt.refit);
@@ -296,7 +358,7 @@ int run_model(const options& opt) {
           const ternq::ternary_matrix free = cli::run_method(exec_of(opt), layer_method, w, gram);
           std::vector<std::size_t> order(static_cast<std::size_t>(w.cols()));
           for (std::size_t j = 0; j < order.size(); ++j) order[j] = free.original_column(j);
-          g.order = ternq::given_order{llama::head_consistent_order(order, m.cfg)};
+          g.order = ternq::given_order{llama::head_consistent_order(order, cfg)};
           orders[{layer, which}] = name + " by whole heads, folded into attn_q/attn_k/attn_v rows";
           break;
         }
@@ -331,57 +393,94 @@ int run_model(const options& opt) {
     return q;
   };
 
-  cli::progress_bar bar("ternq-quantize");
-  const auto progress = [&](const llama::layer_result& r, std::size_t done, std::size_t total) {
-    bar.update(done, total, "blk." + std::to_string(r.layer) + "." + std::string(llama::linear_name(r.which)));
-  };
-  std::vector<llama::layer_result> results;
-  if (calibrated) {
-    const llama::batch calib = calibration_batch(opt, m, tok ? &*tok : nullptr);
-    results = llama::quantize_sequential(m, calib, quantize, progress, keeper, exec_of(opt));
-  } else {
-    // Data-free methods without calibration text: every layer on its own (no E_x to report).
-    const std::size_t total = m.layers.size() * llama::all_linears.size();
-    for (std::size_t l = 0; l < m.layers.size(); ++l) {
-      for (const auto which : llama::all_linears) {
-        llama::matrix& w = m.layers[l].weight(which);
-        const llama::matrix original = w;
-        if (keeper(w, l, which)) {
-          llama::layer_result r;
-          r.layer = l;
-          r.which = which;
-          r.rows = static_cast<std::size_t>(w.rows());
-          r.cols = static_cast<std::size_t>(w.cols());
-          r.kept = true;
-          llama::dense_errors(original, w, Eigen::MatrixXd(), r);
-          r.relative_output_error = -1.0;
-          results.push_back(std::move(r));
-          progress(results.back(), results.size(), total);
-          continue;
-        }
-        const auto start = std::chrono::steady_clock::now();
-        llama::layer_result r;
-        r.quantized = quantize(w, Eigen::MatrixXd(), l, which);
-        r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        r.layer = l;
-        r.which = which;
-        r.rows = static_cast<std::size_t>(w.rows());
-        r.cols = static_cast<std::size_t>(w.cols());
-        r.relative_weight_error = ternq::relative_weight_error(w, r.quantized);
-        r.relative_output_error = -1.0;
-        ternq::dequantize(r.quantized, w);
-        results.push_back(std::move(r));
-        progress(results.back(), results.size(), total);
-      }
-    }
+  // How each finished block is stored in the checkpoint: as the GGUF will hold it, as exact F32 values when only
+  // a fake-quantized model is asked for, or not at all when no file is written.
+  llama::gguf_storage where{.format = store.ternary.value_or(ternq::pack::format::tq2_0),
+                            .f16_when_lossless = store.name != "f32",
+                            .keep = kept};
+  if (store.ternary) where.fallbacks = cli::fallback_chain(*store.ternary);
+  std::string stores = "gguf";
+  if (opt.out_gguf.empty()) {
+    where = llama::gguf_storage{.format = ternq::pack::format::tq2_0, .f16_when_lossless = false, .keep = {}};
+    stores = opt.out_fake.empty() ? "none" : "f32";
+  }
+  const auto precision =
+      opt.calib_activations == "bf16" ? llama::activation_precision::bf16 : llama::activation_precision::f32;
+
+  std::optional<llama::batch> calib;
+  if (calibrated) calib = calibration_batch(opt, cfg, tok ? &*tok : nullptr);
+  const std::filesystem::path ck_dir = checkpoint_directory(opt);
+  llama::checkpoint ck(ck_dir,
+                       run_fingerprint(opt, *source, kind, choice, group, store, stores, cfg, calib ? &*calib : nullptr),
+                       opt.resume);
+  const std::size_t first_block = ck.blocks_done();
+  if (first_block > 0) {
+    std::printf("resuming from %s: %zu of %zu blocks done\n", ck_dir.string().c_str(), first_block, cfg.n_layers);
+  }
+  // The calibration hidden state entering the next block: the embeddings, or the checkpoint's.
+  llama::matrix h;
+  if (calib) {
+    h = first_block > 0 ? ck.activations(calib->size(), cfg.dim, precision)
+                        : llama::embed(*source, *calib, round_kept);
   }
 
-  // Fold the orders calibration chose for ffn_down and attn_output into the layers that feed them.
-  if (storable_orders) {
-    for (std::size_t l = 0; l < m.layers.size(); ++l) {
+  cli::progress_bar bar("ternq-quantize");
+  const std::size_t total = cfg.n_layers * llama::all_linears.size();
+  const auto progress = [&](const llama::layer_result& r, std::size_t done, std::size_t) {
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+    const std::size_t run_done = done - first_block * llama::all_linears.size();
+    const double eta = elapsed / static_cast<double>(run_done) * static_cast<double>(total - done);
+    bar.update(done, total,
+               "blk." + std::to_string(r.layer) + "/" + std::to_string(cfg.n_layers) + " " +
+                   std::string(llama::linear_name(r.which)),
+               "elapsed " + cli::format_duration(elapsed) + ", ETA " + cli::format_duration(eta) + ", peak " +
+                   cli::format_bytes(cli::peak_resident_bytes()));
+  };
+  const auto row_of = [&](const llama::layer_result& r, const llama::stored_entry& e) {
+    cli::report_row row;
+    row.layer = llama::gguf_name(r.layer, r.which);
+    row.rows = r.rows;
+    row.cols = r.cols;
+    row.method = choice.name;
+    row.relative_weight_error = r.relative_weight_error;
+    row.relative_output_error = calibrated ? r.relative_output_error : -1.0;
+    row.seconds = r.seconds;
+    row.format = opt.out_gguf.empty() ? "-" : e.info.reason.empty() ? e.info.type : e.info.type + " (" + e.info.reason + ")";
+    if (const auto o = orders.find({r.layer, r.which}); o != orders.end()) {
+      row.order = o->second;
+    } else if (const auto* g = std::get_if<ternq::gptq>(&choice.method)) {
+      row.order = cli::order_name(g->order);
+    }
+    if (const auto rf = refits.find({r.layer, r.which}); rf != refits.end()) row.format += "; " + rf->second;
+    if (const auto f = fitted.find({r.layer, r.which}); f != fitted.end()) {
+      row.order += "; scales fitted (" + std::to_string(f->second.rows_changed) + " rows, E_x " +
+                   std::to_string(f->second.output_error_before) + " -> " +
+                   std::to_string(f->second.output_error_after) + ")";
+    }
+    return row;
+  };
+
+  // Block by block: load (widened to fp32), quantize from the hidden state entering it, fold orders, store, and
+  // pass the hidden state on. Only this block and the calibration activations are ever held in fp32.
+  for (std::size_t l = first_block; l < cfg.n_layers; ++l) {
+    llama::block_times times;
+    auto t0 = std::chrono::steady_clock::now();
+    llama::layer w = source->block(l);
+    llama::pad_block_ffn(w, cfg.hidden_dim);
+    times.load = llama::detail::seconds_since(t0);
+    const std::size_t before = l * llama::all_linears.size();
+    std::vector<llama::layer_result> results =
+        calib ? llama::quantize_block(cfg, l, w, h, *calib, quantize, progress, keeper, exec_of(opt), before, total,
+                                      &times)
+              : llama::quantize_block_data_free(l, w, quantize, progress, keeper, before, total, &times);
+    if (calib && precision == llama::activation_precision::bf16) llama::round_to_bf16(h);
+    t0 = std::chrono::steady_clock::now();
+    std::array<const ternq::ternary_matrix*, 7> ternary{};
+    if (packing) {
       llama::block_ternaries t;
       for (auto& r : results) {
-        if (r.layer != l || r.kept) continue;
+        if (r.kept) continue;
+        ternary[static_cast<std::size_t>(r.which)] = &r.quantized;
         ternq::ternary_matrix* const q = &r.quantized;
         switch (r.which) {
           case llama::linear::q: t.q = q; break;
@@ -393,77 +492,84 @@ int run_model(const options& opt) {
           case llama::linear::down: t.down = q; break;
         }
       }
-      (void)llama::fold_ffn_down(m.layers[l], t);
-      (void)llama::fold_attention_output(m.layers[l], m.cfg, t);
-    }
-  }
-
-  std::map<std::string, std::string> stored_as;
-  std::optional<cli::file_summary> summary;
-  if (!opt.out_gguf.empty()) {
-    std::map<std::pair<std::size_t, llama::linear>, ternq::ternary_matrix> ternary;
-    if (packing) {
-      for (auto& r : results) {
-        if (!r.kept) ternary.emplace(std::pair{r.layer, r.which}, r.quantized);
+      // Fold the orders calibration chose for ffn_down and attn_output into the layers that feed them.
+      if (storable_orders) {
+        (void)llama::fold_ffn_down(w, t);
+        (void)llama::fold_attention_output(w, cfg, t);
       }
     }
-    llama::gguf_storage where{.format = store.ternary.value_or(ternq::pack::format::tq2_0),
-                              .f16_when_lossless = store.name != "f32",
-                              .keep = kept};
-    if (store.ternary) where.fallbacks = cli::fallback_chain(*store.ternary);
-    const auto stored =
-        llama::save_gguf(m, ternary, where, tok ? &*tok : nullptr, opt.out_gguf, "ternq " + choice.name);
-    for (const auto& s : stored) stored_as[s.name] = s.reason.empty() ? s.type : s.type + " (" + s.reason + ")";
+    const std::vector<llama::stored_entry> entries = llama::block_entries(l, w, ternary, where, stores != "none");
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& r : results) {
+      const std::string name = llama::gguf_name(r.layer, r.which);
+      const auto e = std::find_if(entries.begin(), entries.end(), [&](const auto& x) { return x.info.name == name; });
+      rows.push_back(cli::to_json(row_of(r, *e)));
+    }
+    results.clear();  // the ternary matrices: stored now
+    times.write = llama::detail::seconds_since(t0);
+    const nlohmann::json record = {{"rows", rows},
+                                   {"times", {{"load_s", times.load},
+                                              {"forward_s", times.forward},
+                                              {"gram_s", times.gram},
+                                              {"quantize_s", times.quantize},
+                                              {"write_s", times.write}}},
+                                   {"peak_resident_bytes", cli::peak_resident_bytes()}};
+    ck.commit_block(l, entries, calib ? &h : nullptr, precision, record);
+    if (opt.stop_after_blocks != 0 && l + 1 == opt.stop_after_blocks && l + 1 < cfg.n_layers) {
+      std::fflush(stdout);
+      std::fprintf(stderr,
+                   "ternq-quantize: stopped after block %zu of %zu as asked (--stop-after-blocks); the checkpoint is in "
+                   "%s: run again with --resume to finish\n",
+                   l + 1, cfg.n_layers, ck_dir.string().c_str());
+      return 3;
+    }
+  }
+  // Nothing of the calibration is needed any more.
+  h = llama::matrix();
+
+  // The outputs, assembled from the checkpoint's block files and the source, one tensor at a time.
+  const llama::block_files blocks(ck, cfg.n_layers);
+  std::optional<cli::file_summary> summary;
+  std::map<std::string, std::string> stored_as;
+  if (!opt.out_gguf.empty()) {
+    const auto stored = llama::assemble_gguf(*source, cfg, blocks, where, round_kept, tok ? &*tok : nullptr,
+                                             opt.out_gguf, "ternq " + choice.name);
     const std::string chosen = store.ternary ? std::string(ternq::pack::name_of(*store.ternary))
                                : store.name == "f32" ? "F32"
                                                      : "F16";
     summary = cli::summarize(stored, chosen, std::filesystem::file_size(opt.out_gguf));
-    if (m.cfg.hidden_dim != unpadded_hidden) {
-      summary->padded_hidden = {unpadded_hidden, m.cfg.hidden_dim};
-      summary->padding_weights = static_cast<std::uint64_t>(m.layers.size()) * 3 * m.cfg.dim *
-                                 (m.cfg.hidden_dim - unpadded_hidden);
+    if (cfg.hidden_dim != unpadded_hidden) {
+      summary->padded_hidden = {unpadded_hidden, cfg.hidden_dim};
+      summary->padding_weights =
+          static_cast<std::uint64_t>(cfg.n_layers) * 3 * cfg.dim * (cfg.hidden_dim - unpadded_hidden);
     }
   }
   if (!opt.out_fake.empty()) {
     switch (kind) {
-      case cli::model_kind::llama2c:
-        llama::save_llama2c(m, opt.out_fake);
+      case llama::model_kind::llama2c:
+        llama::save_llama2c(llama::assemble_fake_model(*source, cfg, blocks, round_kept), opt.out_fake);
         break;
-      case cli::model_kind::hugging_face:
-        llama::save_hf(m, opt.model_path, opt.out_fake);
+      case llama::model_kind::hugging_face:
+        llama::assemble_fake_hf(*source, cfg, blocks, round_kept, opt.model_path, opt.out_fake);
         break;
-      case cli::model_kind::gguf:
-        (void)llama::save_gguf(m, {}, {}, tok ? &*tok : nullptr, opt.out_fake,
-                               "ternq " + choice.name + " (dequantized)");
+      case llama::model_kind::gguf:
+        llama::assemble_fake_gguf(*source, cfg, blocks, round_kept, tok ? &*tok : nullptr, opt.out_fake,
+                                  "ternq " + choice.name + " (dequantized)");
         break;
     }
   }
 
   std::vector<cli::report_row> rows;
-  for (const auto& r : results) {
-    cli::report_row row;
-    row.layer = llama::gguf_name(r.layer, r.which);
-    row.rows = r.rows;
-    row.cols = r.cols;
-    row.method = choice.name;
-    row.relative_weight_error = r.relative_weight_error;
-    row.relative_output_error = calibrated ? r.relative_output_error : -1.0;
-    row.seconds = r.seconds;
-    const auto it = stored_as.find(row.layer);
-    row.format = it != stored_as.end() ? it->second : "-";
-    if (const auto o = orders.find({r.layer, r.which}); o != orders.end()) {
-      row.order = o->second;
-    } else if (const auto* g = std::get_if<ternq::gptq>(&choice.method)) {
-      row.order = cli::order_name(g->order);
-    }
-    if (const auto rf = refits.find({r.layer, r.which}); rf != refits.end()) row.format += "; " + rf->second;
-    if (const auto f = fitted.find({r.layer, r.which}); f != fitted.end()) {
-      row.order += "; scales fitted (" + std::to_string(f->second.rows_changed) + " rows, E_x " +
-                   std::to_string(f->second.output_error_before) + " -> " + std::to_string(f->second.output_error_after) +
-                   ")";
-    }
-    rows.push_back(row);
+  nlohmann::json block_times = nlohmann::json::array();
+  llama::block_times sum;
+  for (const auto& record : ck.records()) {
+    for (const auto& r : record.at("rows")) rows.push_back(cli::row_from_json(r));
+    block_times.push_back(record.at("times"));
+    const auto& t = record.at("times");
+    sum += {t.at("load_s").get<double>(), t.at("forward_s").get<double>(), t.at("gram_s").get<double>(),
+            t.at("quantize_s").get<double>(), t.at("write_s").get<double>()};
   }
+  const std::uint64_t peak = cli::peak_resident_bytes();
   if (!opt.report.empty()) {
     cli::write_report(opt.report, rows,
                       {{"mode", "model"},
@@ -471,10 +577,15 @@ int run_model(const options& opt) {
                        {"method", choice.name},
                        {"group_size", group},
                        {"calibrated", calibrated},
+                       {"calibration_activations", calibrated ? opt.calib_activations : std::string()},
                        {"format", opt.out_gguf.empty() ? "" : store.name},
-                       {"ffn_hidden", {{"model", unpadded_hidden}, {"stored", m.cfg.hidden_dim}}},
+                       {"ffn_hidden", {{"model", unpadded_hidden}, {"stored", cfg.hidden_dim}}},
+                       {"resumed_at_block", first_block},
+                       {"block_times", block_times},
+                       {"peak_resident_bytes", peak},
                        {"gguf", summary ? cli::to_json(*summary) : nlohmann::json()}});
   }
+  if (opt.checkpoint_dir.empty() || !opt.keep_checkpoint) ck.remove_all();
   double ew = 0.0, ex = 0.0, seconds = 0.0;
   std::printf("%-28s %11s %10s %10s %9s  %s\n", "layer", "shape", "rel E_w", "rel E_x", "time s", "stored as");
   for (const auto& r : rows) {
@@ -489,6 +600,9 @@ int run_model(const options& opt) {
   std::printf("%zu layers, mean rel E_w %.5f", rows.size(), ew / static_cast<double>(rows.size()));
   if (calibrated) std::printf(", mean rel E_x %.5f", ex / static_cast<double>(rows.size()));
   std::printf(", %.2f s quantizing\n", seconds);
+  std::printf("time per stage over %zu blocks: load %.2f s, forward %.2f s, gram %.2f s, quantize %.2f s, write %.2f s; "
+              "peak resident memory %s\n",
+              cfg.n_layers, sum.load, sum.forward, sum.gram, sum.quantize, sum.write, cli::format_bytes(peak).c_str());
   if (summary) {
     const std::string warning = cli::partial_warning(*summary);
     if (!warning.empty()) {
@@ -573,6 +687,27 @@ int main(int argc, char** argv) {
                "fixed (symmetric grids; E_x never increases)");
   app.add_flag("--refit", opt.refit, "re-fit tensors symmetrically per block where the format needs it");
   app.add_option("--out-fake", opt.out_fake, "write the fake-quantized model in the input's format");
+  auto* ckdir = app.add_option("--checkpoint-dir", opt.checkpoint_dir,
+                               "keep each finished block (its stored tensors and the calibration activations after it) "
+                               "in this directory, so that an interrupted run continues with --resume; removed when "
+                               "the run ends unless --keep-checkpoint (default: a temporary directory beside the "
+                               "output, always removed)");
+  app.add_flag("--resume", opt.resume,
+               "continue the run checkpointed in --checkpoint-dir from its last finished block (a checkpoint of "
+               "another model, method, options or calibration is refused; an empty directory starts from block 0); "
+               "the files are byte-identical to an uninterrupted run's")
+      ->needs(ckdir);
+  app.add_flag("--keep-checkpoint", opt.keep_checkpoint, "do not remove --checkpoint-dir when the run ends")
+      ->needs(ckdir);
+  app.add_option("--calib-activations", opt.calib_activations,
+                 "precision of the calibration hidden state kept between blocks (and in the checkpoint): f32, or "
+                 "bf16 (half the memory and disk; rounds the residual stream at block boundaries; stated in the "
+                 "report)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--stop-after-blocks", opt.stop_after_blocks,
+                 "stop (exit code 3) once this many blocks are checkpointed, as a kill would; for tests and for "
+                 "measuring a few blocks of a large model (0: run to the end)")
+      ->needs(ckdir);
   app.add_option("--report", opt.report, "per-layer report (JSON; a CSV is written beside it)");
   app.add_option("--collapse-whitespace", opt.collapse, "auto, on, off (for tokenizers without a newline)");
   CLI11_PARSE(app, argc, argv);

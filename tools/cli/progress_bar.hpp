@@ -23,10 +23,12 @@ class progress_bar {
         terminal_(::isatty(::fileno(out)) != 0),
         start_(std::chrono::steady_clock::now()) {}
 
-  void update(std::size_t done, std::size_t total, const std::string& label) {
+  /// `extra`: more of the state (elapsed time, ETA, memory), printed after the bar.
+  void update(std::size_t done, std::size_t total, const std::string& label, const std::string& extra = {}) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     if (!terminal_) {
-      std::fprintf(out_, "%s %zu/%zu %s (%.1f s)\n", title_.c_str(), done, total, label.c_str(), seconds);
+      std::fprintf(out_, "%s %zu/%zu %s (%.1f s%s%s)\n", title_.c_str(), done, total, label.c_str(), seconds,
+                   extra.empty() ? "" : "; ", extra.c_str());
       std::fflush(out_);
       return;
     }
@@ -34,8 +36,8 @@ class progress_bar {
     const std::size_t filled = total == 0 ? width : std::min(width, done * width / total);
     std::string bar(filled, '#');
     bar.resize(width, '.');
-    std::fprintf(out_, "\r%s [%s] %zu/%zu %-28.28s %6.1f s", title_.c_str(), bar.c_str(), done, total, label.c_str(),
-                 seconds);
+    std::fprintf(out_, "\r%s [%s] %zu/%zu %-20.20s %6.1f s %s", title_.c_str(), bar.c_str(), done, total,
+                 label.c_str(), seconds, extra.c_str());
     if (done >= total) std::fprintf(out_, "\n");
     std::fflush(out_);
   }

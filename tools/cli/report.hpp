@@ -27,20 +27,38 @@ struct report_row {
   std::string order;   ///< the driver's column order and where it went ("act-order, folded into ...")
 };
 
+/// One row as the JSON report writes it.
+inline nlohmann::json to_json(const report_row& r) {
+  nlohmann::json j = {{"layer", r.layer},    {"shape", {r.rows, r.cols}},
+                      {"method", r.method},  {"rel_e_w", r.relative_weight_error},
+                      {"time_s", r.seconds}, {"format", r.format},
+                      {"order", r.order}};
+  if (r.relative_output_error >= 0) {
+    j["rel_e_x"] = r.relative_output_error;
+  } else {
+    j["rel_e_x"] = nullptr;
+  }
+  return j;
+}
+
+/// A row back from `to_json(row)` (a resumed run's rows come from its checkpoint).
+inline report_row row_from_json(const nlohmann::json& j) {
+  report_row r;
+  r.layer = j.at("layer").get<std::string>();
+  r.rows = j.at("shape").at(0).get<std::size_t>();
+  r.cols = j.at("shape").at(1).get<std::size_t>();
+  r.method = j.at("method").get<std::string>();
+  r.relative_weight_error = j.at("rel_e_w").get<double>();
+  r.relative_output_error = j.at("rel_e_x").is_null() ? -1.0 : j.at("rel_e_x").get<double>();
+  r.seconds = j.at("time_s").get<double>();
+  r.format = j.at("format").get<std::string>();
+  r.order = j.at("order").get<std::string>();
+  return r;
+}
+
 inline nlohmann::json to_json(const std::vector<report_row>& rows, const nlohmann::json& summary) {
   nlohmann::json layers = nlohmann::json::array();
-  for (const auto& r : rows) {
-    nlohmann::json j = {{"layer", r.layer},    {"shape", {r.rows, r.cols}},
-                        {"method", r.method},  {"rel_e_w", r.relative_weight_error},
-                        {"time_s", r.seconds}, {"format", r.format},
-                        {"order", r.order}};
-    if (r.relative_output_error >= 0) {
-      j["rel_e_x"] = r.relative_output_error;
-    } else {
-      j["rel_e_x"] = nullptr;
-    }
-    layers.push_back(std::move(j));
-  }
+  for (const auto& r : rows) layers.push_back(to_json(r));
   return {{"summary", summary}, {"layers", std::move(layers)}};
 }
 

@@ -23,6 +23,7 @@
 #include <ternq/pack/format.hpp>
 #include <ternq/pack/q8_0.hpp>
 
+#include "llama/fold.hpp"
 #include "llama/gguf_io.hpp"
 #include "llama/model.hpp"
 
@@ -44,7 +45,16 @@ inline std::string option_name(pack::format f) {
   return lower;
 }
 
-/// The input widths (`in_features`) of the linear layers of `m`, in layer order.
+/// The input widths (`in_features`) of the linear layers of a model of `cfg`, in layer order.
+inline std::vector<std::size_t> linear_widths(const llama::config& cfg) {
+  std::vector<std::size_t> widths;
+  for (std::size_t l = 0; l < cfg.n_layers; ++l) {
+    for (const auto which : llama::all_linears) widths.push_back(which == llama::linear::down ? cfg.hidden_dim : cfg.dim);
+  }
+  return widths;
+}
+
+/// The input widths of the linear layers of `m`, in layer order.
 inline std::vector<std::size_t> linear_widths(const llama::model& m) {
   std::vector<std::size_t> widths;
   for (const auto& layer : m.layers) {
@@ -106,10 +116,7 @@ inline std::vector<pack::format> fallback_chain(pack::format f) {
 /// format first on a tie). Without a ternary format, `hidden`.
 inline std::size_t ffn_padding(const storage& s, std::size_t hidden) {
   if (!s.ternary) return hidden;
-  const auto padded = [&](pack::format f) {
-    const std::size_t b = pack::traits_of(f).block_elements;
-    return (hidden + b - 1) / b * b;
-  };
+  const auto padded = [&](pack::format f) { return llama::padded_hidden(hidden, pack::traits_of(f).block_elements); };
   std::size_t best = padded(*s.ternary);
   for (const pack::format f : fallback_chain(*s.ternary)) best = std::min(best, padded(f));
   return best;
@@ -255,13 +262,14 @@ inline void round_to_type(llama::matrix& w, pack::ggml_type type, std::string_vi
   }
 }
 
-/// The tensors of `m` that `rules` keep, by GGUF name. Throws
-/// `invalid_argument` for a rule that matches no matrix of the model (norms
-/// are always F32 and never matched).
-inline std::map<std::string, pack::ggml_type> resolve_keep(std::span<const keep_rule> rules, const llama::model& m) {
+/// The tensors of a model of `cfg` (`classifier`: with its own output matrix) that `rules` keep, by GGUF name.
+/// Throws `invalid_argument` for a rule that matches no matrix of the model (norms are always F32 and never
+/// matched).
+inline std::map<std::string, pack::ggml_type> resolve_keep(std::span<const keep_rule> rules, const llama::config& cfg,
+                                                           bool classifier) {
   std::vector<std::string> names = {"token_embd.weight"};
-  if (m.classifier) names.emplace_back("output.weight");
-  for (std::size_t l = 0; l < m.layers.size(); ++l) {
+  if (classifier) names.emplace_back("output.weight");
+  for (std::size_t l = 0; l < cfg.n_layers; ++l) {
     for (const auto which : llama::all_linears) names.push_back(llama::gguf_name(l, which));
   }
   std::map<std::string, pack::ggml_type> keep;
@@ -276,6 +284,13 @@ inline std::map<std::string, pack::ggml_type> resolve_keep(std::span<const keep_
     }
   }
   return keep;
+}
+
+/// The tensors of `m` that `rules` keep, by GGUF name.
+inline std::map<std::string, pack::ggml_type> resolve_keep(std::span<const keep_rule> rules, const llama::model& m) {
+  llama::config cfg = m.cfg;
+  cfg.n_layers = m.layers.size();
+  return resolve_keep(rules, cfg, m.classifier.has_value());
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -69,26 +70,32 @@ inline void save_llama2c(const model& m, const std::filesystem::path& path) {
   out.write(path);
 }
 
+/// Writes `directory/config.json`: the one of `source` (an input directory) with `intermediate_size` set to
+/// `hidden` (which FFN padding may have changed) and, when given, `torch_dtype` (the dtype the weights are now
+/// stored in), through `io::atomic_output`.
+inline void write_hf_config(const std::filesystem::path& source, const std::filesystem::path& directory,
+                            std::size_t hidden, std::string_view torch_dtype = {}) {
+  std::ifstream in(source / "config.json");
+  if (!in) fail(errc::io, "save_hf: cannot read ", (source / "config.json").string());
+  nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
+  if (config.is_discarded() || !config.is_object()) {
+    fail(errc::corrupt_file, "save_hf: ", (source / "config.json").string(), " is not a JSON object");
+  }
+  config["intermediate_size"] = hidden;
+  if (!torch_dtype.empty()) config["torch_dtype"] = torch_dtype;
+  const std::string text = config.dump(2) + "\n";
+  io::atomic_output out(directory / "config.json", "config.json");
+  out.write(std::as_bytes(std::span(text)));
+  out.commit();
+}
+
 /// Writes `m` as a Hugging Face Llama directory: `config.json` from
-/// `source` (the input directory) with `intermediate_size` set to the
-/// model's FFN width (which padding may have changed), and every tensor in
+/// `source` (the input directory, see `write_hf_config`; `torch_dtype` float32) and every tensor in
 /// one F32 `model.safetensors`, with the q/k rows back in rotate-half order.
 /// Both files are written through `io::atomic_output`.
 inline void save_hf(const model& m, const std::filesystem::path& source, const std::filesystem::path& directory) {
   std::filesystem::create_directories(directory);
-  {
-    std::ifstream in(source / "config.json");
-    if (!in) fail(errc::io, "save_hf: cannot read ", (source / "config.json").string());
-    nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
-    if (config.is_discarded() || !config.is_object()) {
-      fail(errc::corrupt_file, "save_hf: ", (source / "config.json").string(), " is not a JSON object");
-    }
-    config["intermediate_size"] = m.cfg.hidden_dim;
-    const std::string text = config.dump(2) + "\n";
-    io::atomic_output out(directory / "config.json", "config.json");
-    out.write(std::as_bytes(std::span(text)));
-    out.commit();
-  }
+  write_hf_config(source, directory, m.cfg.hidden_dim, "float32");
   // The writer keeps views: hold every converted tensor until write().
   std::vector<matrix> kept;
   kept.reserve(2 * m.layers.size());

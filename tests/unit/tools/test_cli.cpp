@@ -26,31 +26,8 @@ namespace {
 using namespace ternq;
 using tools_test::have_shared;
 using tools_test::shared_dir;
-
-struct outcome {
-  int status = 0;
-  std::string output;  // stdout and stderr together
-};
-
-/// Runs `command` through the shell and captures its output and exit status.
-outcome run(const std::string& command) {
-  outcome o;
-  std::FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) o.output += buffer;
-  const int status = ::pclose(pipe);
-  o.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return o;
-}
-
-std::string quote(const std::filesystem::path& p) {
-  // Built with += : GCC 12's -Wrestrict misfires on "literal" + std::string at -O3.
-  std::string s(1, '\'');
-  s += p.string();
-  s += '\'';
-  return s;
-}
+using tools_test::quote;
+using tools_test::run;
 
 const std::string quantize_exe = TERNQ_QUANTIZE_EXE;
 const std::string eval_exe = TERNQ_EVAL_EXE;

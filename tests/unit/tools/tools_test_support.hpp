@@ -2,6 +2,9 @@
 // Shared pieces of the tools tests: the shared models, small random models, temporary directories.
 #pragma once
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <string>
 
@@ -77,6 +80,33 @@ inline llama::batch random_batch(std::size_t sequences, std::size_t length, std:
   b.length = length;
   for (std::size_t k = 0; k < sequences * length; ++k) b.tokens.push_back(static_cast<std::int32_t>(r.below(vocab)));
   return b;
+}
+
+/// What a command printed and how it ended.
+struct outcome {
+  int status = 0;
+  std::string output;  // stdout and stderr together
+};
+
+/// Runs `command` through the shell and captures its output and exit status.
+inline outcome run(const std::string& command) {
+  outcome o;
+  std::FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) o.output += buffer;
+  const int status = ::pclose(pipe);
+  o.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return o;
+}
+
+/// `p` in single quotes, for a shell command line.
+inline std::string quote(const std::filesystem::path& p) {
+  // Built with += : GCC 12's -Wrestrict misfires on "literal" + std::string at -O3.
+  std::string s(1, '\'');
+  s += p.string();
+  s += '\'';
+  return s;
 }
 
 }  // namespace ternq::tools_test

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: MIT
+// ternq-quantize's streaming pipeline as a person runs it: a run stopped part-way and resumed writes the same bytes
+// as an uninterrupted one, for any thread count; mismatched or damaged checkpoints are refused; BF16 calibration
+// activations are stated in the report; on synthetic Hugging Face models (BF16 shards) the peak memory does not
+// grow with the number of blocks.
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "llama/gguf_io.hpp"
+#include "llama/load.hpp"
+#include "tools_test_support.hpp"
+
+namespace {
+
+using namespace ternq;
+using tools_test::have_shared;
+using tools_test::quote;
+using tools_test::run;
+using tools_test::shared_dir;
+
+const std::string quantize_exe = TERNQ_QUANTIZE_EXE;
+const std::string synth_exe = TERNQ_SYNTH_EXE;
+
+std::vector<char> bytes_of(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+nlohmann::json json_of(const std::filesystem::path& p) { return nlohmann::json::parse(std::ifstream(p)); }
+
+}  // namespace
+
+TEST_CASE("stories260K: a run stopped after two blocks and resumed writes the bytes of an uninterrupted run") {
+  if (!have_shared("models/stories260K.bin")) return;
+  tools_test::temp_dir dir("cli-resume");
+  const auto d = dir.path();
+  const std::string common =
+      quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") + " --tokenizer " +
+      quote(shared_dir() / "models/tok512.bin") + " --method gptq_act_optimal_aga --calib-text " +
+      quote(shared_dir() / "text/tinystories_validation_head.txt") + " --calib-seqs 8 --calib-len 128 --format q2_0";
+  const auto whole = run(common + " --threads 1 --out-gguf " + quote(d / "a.gguf") + " --out-fake " +
+                         quote(d / "a.bin") + " --report " + quote(d / "a.json"));
+  REQUIRE(whole.status == 0);
+  CHECK(whole.output.find("time per stage over 5 blocks: load") != std::string::npos);
+  // The temporary checkpoint beside the output is gone.
+  for (const auto& e : std::filesystem::directory_iterator(d)) {
+    CHECK(e.path().filename().string().find("ternq-checkpoint") == std::string::npos);
+  }
+
+  const std::string resumable = common + " --threads 2 --out-gguf " + quote(d / "b.gguf") + " --out-fake " +
+                                quote(d / "b.bin") + " --report " + quote(d / "b.json") + " --checkpoint-dir " +
+                                quote(d / "ck");
+  const auto stopped = run(resumable + " --stop-after-blocks 2");
+  CHECK(stopped.status == 3);
+  CHECK(stopped.output.find("stopped after block 2 of 5") != std::string::npos);
+  CHECK(!std::filesystem::exists(d / "b.gguf"));
+  CHECK(std::filesystem::exists(d / "ck/manifest.json"));
+  CHECK(json_of(d / "ck/manifest.json")["blocks_done"] == 2);
+
+  // Without --resume the checkpoint is not touched; with another method it is refused.
+  const auto again = run(resumable);
+  CHECK(again.status != 0);
+  CHECK(again.output.find("pass --resume to continue it") != std::string::npos);
+  std::string other = resumable;
+  other.replace(other.find("gptq_act_optimal_aga"), 20, "gptq_act_optimal");
+  const auto mismatch = run(other + " --resume");
+  CHECK(mismatch.status != 0);
+  CHECK(mismatch.output.find("belongs to another run (it differs in: method") != std::string::npos);
+  CHECK(json_of(d / "ck/manifest.json")["blocks_done"] == 2);
+
+  const auto resumed = run(resumable + " --resume");
+  REQUIRE(resumed.status == 0);
+  CHECK(resumed.output.find("resuming from") != std::string::npos);
+  CHECK(bytes_of(d / "a.gguf") == bytes_of(d / "b.gguf"));
+  CHECK(bytes_of(d / "a.bin") == bytes_of(d / "b.bin"));
+  CHECK(!std::filesystem::exists(d / "ck"));  // removed once the run is complete
+  const auto ra = json_of(d / "a.json"), rb = json_of(d / "b.json");
+  CHECK(rb["summary"]["resumed_at_block"] == 2);
+  REQUIRE(rb["layers"].size() == 35);
+  for (std::size_t i = 0; i < 35; ++i) {
+    CHECK(ra["layers"][i]["rel_e_x"] == rb["layers"][i]["rel_e_x"]);
+    CHECK(ra["layers"][i]["format"] == rb["layers"][i]["format"]);
+  }
+  REQUIRE(ra["summary"]["block_times"].size() == 5);
+  CHECK(ra["summary"]["block_times"][0].contains("forward_s"));
+  CHECK(ra["summary"]["peak_resident_bytes"].get<std::uint64_t>() > 0);
+
+  // BF16 activations: another result, and the report says so.
+  const auto bf16 = run(common + " --out-gguf " + quote(d / "c.gguf") + " --calib-activations bf16 --report " +
+                        quote(d / "c.json"));
+  REQUIRE(bf16.status == 0);
+  CHECK(json_of(d / "c.json")["summary"]["calibration_activations"] == "bf16");
+  CHECK(bytes_of(d / "a.gguf") != bytes_of(d / "c.gguf"));
+}
+
+TEST_CASE("data-free methods stream and resume too, and a damaged checkpoint is refused before any work") {
+  if (!have_shared("models/stories260K.bin")) return;
+  tools_test::temp_dir dir("cli-resume-free");
+  const auto d = dir.path();
+  const std::string common = quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +
+                             " --method optimal --format q2_0 --out-gguf ";
+  REQUIRE(run(common + quote(d / "a.gguf")).status == 0);
+  const std::string resumable = common + quote(d / "b.gguf") + " --checkpoint-dir " + quote(d / "ck");
+  REQUIRE(run(resumable + " --stop-after-blocks 3").status == 3);
+  CHECK(!std::filesystem::exists(d / "ck/activations-00003.bin"));  // nothing to carry without calibration
+  {
+    std::fstream f(d / "ck/block-00001.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x7F');
+  }
+  const auto damaged = run(resumable + " --resume");
+  CHECK(damaged.status != 0);
+  CHECK(damaged.output.find("block-00001.bin' fails its checksum") != std::string::npos);
+  std::filesystem::remove_all(d / "ck");
+  REQUIRE(run(resumable + " --stop-after-blocks 3").status == 3);
+  REQUIRE(run(resumable + " --resume --keep-checkpoint").status == 0);
+  CHECK(bytes_of(d / "a.gguf") == bytes_of(d / "b.gguf"));
+  CHECK(std::filesystem::exists(d / "ck/manifest.json"));
+}
