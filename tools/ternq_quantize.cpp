@@ -413,6 +413,13 @@ int run_model(const options& opt) {
   llama::checkpoint ck(ck_dir,
                        run_fingerprint(opt, *source, kind, choice, group, store, stores, cfg, calib ? &*calib : nullptr),
                        opt.resume);
+  // A checkpoint the user did not name is removed however the run ends.
+  struct temporary_removal {
+    llama::checkpoint* ck;
+    ~temporary_removal() {
+      if (ck != nullptr) ck->remove_all();
+    }
+  } temporary{opt.checkpoint_dir.empty() ? &ck : nullptr};
   const std::size_t first_block = ck.blocks_done();
   if (first_block > 0) {
     std::printf("resuming from %s: %zu of %zu blocks done\n", ck_dir.string().c_str(), first_block, cfg.n_layers);
@@ -426,10 +433,19 @@ int run_model(const options& opt) {
 
   cli::progress_bar bar("ternq-quantize");
   const std::size_t total = cfg.n_layers * llama::all_linears.size();
+  // The ETA follows this run's pace: whole blocks once one is done (a block's layers differ widely in cost),
+  // layers before that.
+  std::size_t run_blocks = 0;
+  double blocks_seconds = 0.0;
   const auto progress = [&](const llama::layer_result& r, std::size_t done, std::size_t) {
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
     const std::size_t run_done = done - first_block * llama::all_linears.size();
-    const double eta = elapsed / static_cast<double>(run_done) * static_cast<double>(total - done);
+    double eta = elapsed / static_cast<double>(run_done) * static_cast<double>(total - done);
+    if (run_blocks > 0) {
+      const double per_block = blocks_seconds / static_cast<double>(run_blocks);
+      const auto left = static_cast<double>(cfg.n_layers - first_block - run_blocks);
+      eta = std::max(0.0, per_block * left - (elapsed - blocks_seconds));
+    }
     bar.update(done, total,
                "blk." + std::to_string(r.layer) + "/" + std::to_string(cfg.n_layers) + " " +
                    std::string(llama::linear_name(r.which)),
@@ -515,6 +531,8 @@ int run_model(const options& opt) {
                                               {"write_s", times.write}}},
                                    {"peak_resident_bytes", cli::peak_resident_bytes()}};
     ck.commit_block(l, entries, calib ? &h : nullptr, precision, record);
+    ++run_blocks;
+    blocks_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
     if (opt.stop_after_blocks != 0 && l + 1 == opt.stop_after_blocks && l + 1 < cfg.n_layers) {
       std::fflush(stdout);
       std::fprintf(stderr,
@@ -585,7 +603,7 @@ int run_model(const options& opt) {
                        {"peak_resident_bytes", peak},
                        {"gguf", summary ? cli::to_json(*summary) : nlohmann::json()}});
   }
-  if (opt.checkpoint_dir.empty() || !opt.keep_checkpoint) ck.remove_all();
+  if (!opt.checkpoint_dir.empty() && !opt.keep_checkpoint) ck.remove_all();
   double ew = 0.0, ex = 0.0, seconds = 0.0;
   std::printf("%-28s %11s %10s %10s %9s  %s\n", "layer", "shape", "rel E_w", "rel E_x", "time s", "stored as");
   for (const auto& r : rows) {

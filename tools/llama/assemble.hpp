@@ -21,6 +21,7 @@
 
 #include "llama/checkpoint.hpp"
 #include "llama/convert.hpp"
+#include "llama/fold.hpp"
 #include "llama/forward.hpp"
 #include "llama/gguf_io.hpp"
 #include "llama/model.hpp"
@@ -50,22 +51,6 @@ inline matrix embed(const model_source& source, const batch& b, const matrix_rou
   // Rounding rows one by one equals rounding the table: Q8_0 blocks lie inside rows, F16/BF16 are elementwise.
   if (round) round("token_embd.weight", h);
   return h;
-}
-
-/// Pads one block's FFN to `hidden` units with zeros (see `pad_ffn_hidden`).
-inline void pad_block_ffn(layer& l, std::size_t hidden) {
-  const auto h = static_cast<Eigen::Index>(hidden);
-  const Eigen::Index old = l.w1.rows();
-  if (h == old) return;
-  if (h < old) fail(errc::invalid_argument, "pad_block_ffn: cannot shrink the FFN from ", old, " to ", hidden);
-  for (matrix* rows : {&l.w1, &l.w3}) {
-    matrix grown = matrix::Zero(h, rows->cols());
-    grown.topRows(old) = *rows;
-    *rows = std::move(grown);
-  }
-  matrix grown = matrix::Zero(l.w2.rows(), h);
-  grown.leftCols(old) = l.w2;
-  l.w2 = std::move(grown);
 }
 
 /// The GGUF tensors of finished block `index`, in file order, with their bytes: the two norms (F32) and the seven
@@ -108,12 +93,31 @@ class block_files {
   std::vector<std::unique_ptr<block_file>> files_;
 };
 
-namespace detail {
-/// A source matrix (embedding or classifier) as the output stores it, kept alive for its plan.
-struct held_matrix {
-  matrix values;
+/// The tensors a run takes from the source unchanged (but for --keep rounding): the embedding, the final norm and
+/// the classifier, held for the plans that refer to them.
+class source_tensors {
+ public:
+  source_tensors(const model_source& source, const matrix_rounding& round)
+      : embedding_(source.embedding()), final_norm_(source.final_norm()), classifier_(source.classifier()) {
+    if (round) {
+      round("token_embd.weight", embedding_);
+      if (classifier_) round("output.weight", *classifier_);
+    }
+  }
+  /// Their GGUF plans, in file order, stored by `storage`.
+  [[nodiscard]] std::vector<planned_tensor> plans(const gguf_storage& storage) const {
+    std::vector<planned_tensor> out;
+    out.push_back(plan_matrix("token_embd.weight", embedding_, storage));
+    out.push_back(plan_norm("output_norm.weight", final_norm_));
+    if (classifier_) out.push_back(plan_matrix("output.weight", *classifier_, storage));
+    return out;
+  }
+
+ private:
+  matrix embedding_;
+  vector final_norm_;
+  std::optional<matrix> classifier_;
 };
-}  // namespace detail
 
 /// Writes the GGUF of a finished run: the embedding, final norm and classifier from `source` (rounded by `round`
 /// for --keep, stored by `storage`), every block's tensors as its block file holds them. `cfg` is the stored
@@ -122,18 +126,8 @@ inline std::vector<stored_tensor> assemble_gguf(const model_source& source, cons
                                                 const block_files& blocks, const gguf_storage& storage,
                                                 const matrix_rounding& round, const io::llama2c_tokenizer* tokenizer,
                                                 const std::filesystem::path& path, const std::string& name) {
-  std::vector<planned_tensor> plans;
-  auto embedding = std::make_shared<detail::held_matrix>(detail::held_matrix{source.embedding()});
-  if (round) round("token_embd.weight", embedding->values);
-  plans.push_back(plan_matrix("token_embd.weight", embedding->values, storage));
-  const vector final_norm = source.final_norm();
-  plans.push_back(plan_norm("output_norm.weight", final_norm));
-  std::shared_ptr<detail::held_matrix> classifier;
-  if (source.has_classifier()) {
-    classifier = std::make_shared<detail::held_matrix>(detail::held_matrix{*source.classifier()});
-    if (round) round("output.weight", classifier->values);
-    plans.push_back(plan_matrix("output.weight", classifier->values, storage));
-  }
+  const source_tensors own(source, round);
+  std::vector<planned_tensor> plans = own.plans(storage);
   for (std::size_t b = 0; b < cfg.n_layers; ++b) {
     const block_file& f = blocks[b];
     for (std::size_t i = 0; i < f.size(); ++i) {
@@ -153,18 +147,8 @@ inline std::vector<stored_tensor> assemble_gguf(const model_source& source, cons
 inline void assemble_fake_gguf(const model_source& source, const config& cfg, const block_files& blocks,
                                const matrix_rounding& round, const io::llama2c_tokenizer* tokenizer,
                                const std::filesystem::path& path, const std::string& name) {
-  const gguf_storage dense{};  // F16 where lossless, else F32; nothing kept
-  std::vector<planned_tensor> plans;
-  matrix embedding = source.embedding();
-  if (round) round("token_embd.weight", embedding);
-  plans.push_back(plan_matrix("token_embd.weight", embedding, dense));
-  const vector final_norm = source.final_norm();
-  plans.push_back(plan_norm("output_norm.weight", final_norm));
-  std::optional<matrix> classifier = source.classifier();
-  if (classifier) {
-    if (round) round("output.weight", *classifier);
-    plans.push_back(plan_matrix("output.weight", *classifier, dense));
-  }
+  const source_tensors own(source, round);
+  std::vector<planned_tensor> plans = own.plans(gguf_storage{});  // F16 where lossless, else F32; nothing kept
   for (std::size_t b = 0; b < cfg.n_layers; ++b) {
     const block_file& f = blocks[b];
     for (std::size_t i = 0; i < f.size(); ++i) {

@@ -52,27 +52,31 @@ constexpr std::size_t padded_hidden(std::size_t hidden, std::size_t multiple) no
   return multiple == 0 ? hidden : (hidden + multiple - 1) / multiple * multiple;
 }
 
-/// Pads the FFN of every block to `hidden` units: new zero rows in ffn_gate
-/// and ffn_up, new zero columns in ffn_down. A new unit computes
-/// `silu(0) * 0 = 0` and ffn_down adds `0 * w = 0`, so the model's function
+/// Pads one block's FFN to `hidden` units: new zero rows in ffn_gate and
+/// ffn_up, new zero columns in ffn_down. A new unit computes
+/// `silu(0) * 0 = 0` and ffn_down adds `0 * w = 0`, so the block's function
 /// is unchanged (to the rounding of longer sums).
+inline void pad_block_ffn(layer& l, std::size_t hidden) {
+  const auto h = static_cast<Eigen::Index>(hidden);
+  const Eigen::Index old = l.w1.rows();
+  if (h < old) fail(errc::invalid_argument, "pad_ffn_hidden: cannot shrink the FFN from ", old, " to ", hidden);
+  if (h == old) return;
+  for (matrix* rows : {&l.w1, &l.w3}) {
+    matrix grown = matrix::Zero(h, rows->cols());
+    grown.topRows(old) = *rows;
+    *rows = std::move(grown);
+  }
+  matrix grown = matrix::Zero(l.w2.rows(), h);
+  grown.leftCols(old) = l.w2;
+  l.w2 = std::move(grown);
+}
+
+/// Pads the FFN of every block to `hidden` units (`pad_block_ffn`).
 inline void pad_ffn_hidden(model& m, std::size_t hidden) {
   if (hidden < m.cfg.hidden_dim) {
     fail(errc::invalid_argument, "pad_ffn_hidden: cannot shrink the FFN from ", m.cfg.hidden_dim, " to ", hidden);
   }
-  if (hidden == m.cfg.hidden_dim) return;
-  const auto h = static_cast<Eigen::Index>(hidden);
-  const auto old = static_cast<Eigen::Index>(m.cfg.hidden_dim);
-  for (layer& l : m.layers) {
-    for (matrix* rows : {&l.w1, &l.w3}) {
-      matrix grown = matrix::Zero(h, rows->cols());
-      grown.topRows(old) = *rows;
-      *rows = std::move(grown);
-    }
-    matrix grown = matrix::Zero(l.w2.rows(), h);
-    grown.leftCols(old) = l.w2;
-    l.w2 = std::move(grown);
-  }
+  for (layer& l : m.layers) pad_block_ffn(l, hidden);
   m.cfg.hidden_dim = hidden;
 }
 

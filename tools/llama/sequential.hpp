@@ -65,7 +65,7 @@ struct block_times {
   double load = 0.0;      ///< reading and widening the block's weights
   double forward = 0.0;   ///< the forward pass over the calibration batch, Gram and quantization excluded
   double gram = 0.0;      ///< accumulating Gram matrices
-  double quantize = 0.0;  ///< the quantizers (and --keep rounding)
+  double quantize = 0.0;  ///< the quantizers (and --keep rounding) with the layers' error figures
   double write = 0.0;     ///< storing the block's results
 
   block_times& operator+=(const block_times& o) noexcept {
@@ -87,7 +87,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point start) {
 /// Quantizes (or keeps) one linear layer of block `index` in place, from the Gram matrix of its inputs (empty
 /// for data-free methods, whose output error is then reported as -1).
 inline layer_result quantize_one(matrix& w, const Eigen::MatrixXd& gram, std::size_t index, linear which,
-                                 const layer_quantizer& quantize, const layer_keeper& keep) {
+                                 const layer_quantizer& quantize, const layer_keeper& keep, const cpu_exec& exec) {
   layer_result r;
   r.layer = index;
   r.which = which;
@@ -107,7 +107,7 @@ inline layer_result quantize_one(matrix& w, const Eigen::MatrixXd& gram, std::si
   ternary_matrix q = quantize(w, gram, index, which);
   r.seconds = seconds_since(start);
   r.relative_weight_error = relative_weight_error(w, q);
-  r.relative_output_error = gram.size() == 0 ? -1.0 : relative_output_error(w, q, gram);
+  r.relative_output_error = gram.size() == 0 ? -1.0 : relative_output_error(w, q, gram, exec);
   ternq::dequantize(q, w);
   r.quantized = std::move(q);
   return r;
@@ -138,8 +138,10 @@ inline std::vector<layer_result> quantize_block(const config& cfg, std::size_t i
     const Eigen::MatrixXd& c = gram.matrix();
     t.gram += detail::seconds_since(gram_start);
     for (const linear which : consumers(site)) {
-      results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep));
-      t.quantize += results.back().seconds;
+      // The quantizer and the layer's error figures: what the forward pass does not do.
+      const auto quantize_start = std::chrono::steady_clock::now();
+      results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep, exec));
+      t.quantize += detail::seconds_since(quantize_start);
       if (progress) progress(results.back(), done_before + results.size(), total);
     }
   };
@@ -159,8 +161,9 @@ inline std::vector<layer_result> quantize_block_data_free(std::size_t index, lay
   std::vector<layer_result> results;
   const Eigen::MatrixXd none;
   for (const linear which : all_linears) {
-    results.push_back(detail::quantize_one(w.weight(which), none, index, which, quantize, keep));
-    if (times != nullptr) times->quantize += results.back().seconds;
+    const auto start = std::chrono::steady_clock::now();
+    results.push_back(detail::quantize_one(w.weight(which), none, index, which, quantize, keep, cpu_exec{.threads = 1}));
+    if (times != nullptr) times->quantize += detail::seconds_since(start);
     if (progress) progress(results.back(), done_before + results.size(), total);
   }
   return results;

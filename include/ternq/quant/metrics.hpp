@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cstddef>
 #include <limits>
+#include <vector>
 
 #include <Eigen/Core>
 
 #include "ternq/core/adapt.hpp"
 #include "ternq/core/checks.hpp"
 #include "ternq/core/dequantize.hpp"
+#include "ternq/core/parallel.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/quant/quantize.hpp"
@@ -40,19 +42,27 @@ inline double relative(double num, double den) noexcept {
 inline constexpr std::size_t metric_row_block = 256;
 
 /// `sum_i e_i C e_i^T` over the rows `e_i` of `rows_of(i0, n)` (a dense
-/// double block), computed block by block with one GEMM each.
+/// double block), computed block by block with one GEMM each. The blocks are
+/// shared out over `threads` threads and their sums added in block order, so
+/// the result does not depend on the thread count.
 template <class C, class RowBlock>
-double trace_quadratic(const matrix_view<const C>& gram, std::size_t rows, RowBlock&& rows_of) {
+double trace_quadratic(const matrix_view<const C>& gram, std::size_t rows, RowBlock&& rows_of, unsigned threads = 1) {
   const auto c = linalg::map(gram);
   const Eigen::MatrixXd cd = c.template cast<double>();
+  const std::size_t blocks = (rows + metric_row_block - 1) / metric_row_block;
+  std::vector<double> sums(blocks, 0.0);
+  parallel_for(blocks, threads, [&](std::size_t b0, std::size_t b1) {
+    Eigen::MatrixXd e, ec;
+    for (std::size_t b = b0; b < b1; ++b) {
+      const std::size_t i0 = b * metric_row_block;
+      const std::size_t n = std::min(metric_row_block, rows - i0);
+      rows_of(i0, n, e);
+      ec.noalias() = e * cd;
+      sums[b] = ec.cwiseProduct(e).sum();
+    }
+  });
   double total = 0.0;
-  Eigen::MatrixXd e, ec;
-  for (std::size_t i0 = 0; i0 < rows; i0 += metric_row_block) {
-    const std::size_t n = std::min(metric_row_block, rows - i0);
-    rows_of(i0, n, e);
-    ec.noalias() = e * cd;
-    total += ec.cwiseProduct(e).sum();
-  }
+  for (const double x : sums) total += x;
   return total;
 }
 
@@ -85,41 +95,48 @@ double relative_weight_error(const W& w, const ternary_matrix& q) {
   return detail::relative(num, den);
 }
 
-/// `E_x = tr((W - What) C (W - What)^T) = ||(W - What) X||_F^2` for the Gram matrix `C = X X^T`.
+/// `E_x = tr((W - What) C (W - What)^T) = ||(W - What) X||_F^2` for the Gram matrix `C = X X^T`, on `exec`'s
+/// threads (one unless given; the result does not depend on their number).
 template <class W, class G>
-double output_error(const W& w, const ternary_matrix& q, const G& gram) {
+double output_error(const W& w, const ternary_matrix& q, const G& gram, const cpu_exec& exec = cpu_exec{.threads = 1}) {
   const auto v = as_const_view(w);
   const auto c = as_const_view(gram);
   detail::require_same_shape(v, q, "output_error");
   require_gram_for(c, v.cols(), "output_error");
   const auto wm = linalg::map(v);
-  return detail::trace_quadratic(c, q.rows(), [&](std::size_t i0, std::size_t n, Eigen::MatrixXd& e) {
-    e = wm.middleRows(static_cast<Eigen::Index>(i0), static_cast<Eigen::Index>(n)).template cast<double>();
-    for (std::size_t r = 0; r < n; ++r) {
-      for (std::size_t j = 0; j < q.cols(); ++j) {
-        e(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(q.original_column(j))) -=
-            static_cast<double>(q.value(i0 + r, j));
-      }
-    }
-  });
+  return detail::trace_quadratic(
+      c, q.rows(),
+      [&](std::size_t i0, std::size_t n, Eigen::MatrixXd& e) {
+        e = wm.middleRows(static_cast<Eigen::Index>(i0), static_cast<Eigen::Index>(n)).template cast<double>();
+        for (std::size_t r = 0; r < n; ++r) {
+          for (std::size_t j = 0; j < q.cols(); ++j) {
+            e(static_cast<Eigen::Index>(r), static_cast<Eigen::Index>(q.original_column(j))) -=
+                static_cast<double>(q.value(i0 + r, j));
+          }
+        }
+      },
+      exec.thread_count());
 }
 
 /// `tr(W C W^T) = ||W X||_F^2`, the denominator of the relative output error.
 template <class W, class G>
-double output_energy(const W& w, const G& gram) {
+double output_energy(const W& w, const G& gram, const cpu_exec& exec = cpu_exec{.threads = 1}) {
   const auto v = as_const_view(w);
   const auto c = as_const_view(gram);
   require_gram_for(c, v.cols(), "output_energy");
   const auto wm = linalg::map(v);
-  return detail::trace_quadratic(c, v.rows(), [&](std::size_t i0, std::size_t n, Eigen::MatrixXd& e) {
-    e = wm.middleRows(static_cast<Eigen::Index>(i0), static_cast<Eigen::Index>(n)).template cast<double>();
-  });
+  return detail::trace_quadratic(
+      c, v.rows(),
+      [&](std::size_t i0, std::size_t n, Eigen::MatrixXd& e) {
+        e = wm.middleRows(static_cast<Eigen::Index>(i0), static_cast<Eigen::Index>(n)).template cast<double>();
+      },
+      exec.thread_count());
 }
 
 /// `E_x / tr(W C W^T)`.
 template <class W, class G>
-double relative_output_error(const W& w, const ternary_matrix& q, const G& gram) {
-  return detail::relative(output_error(w, q, gram), output_energy(w, gram));
+double relative_output_error(const W& w, const ternary_matrix& q, const G& gram, const cpu_exec& exec = cpu_exec{.threads = 1}) {
+  return detail::relative(output_error(w, q, gram, exec), output_energy(w, gram, exec));
 }
 
 }  // namespace ternq

@@ -72,3 +72,20 @@ TEST_CASE("metric shape errors") {
   CHECK_THROWS_WITH_AS(ternq::output_error(w, good, c), "[ternq.non_finite] output_error: NaN in gram matrix at (1, 1)",
                        ternq::error);
 }
+
+TEST_CASE("E_x on several threads is the single-threaded value, bit for bit") {
+  // 600 rows: three row blocks of the evaluation, shared out differently for each thread count.
+  const auto w = ternq::testing::llm_like_weights(600, 96, 3);
+  const auto x = ternq::testing::llm_like_activations(400, 96, 3);
+  const Eigen::MatrixXd c = (x.transpose() * x).cast<double>();
+  const ternq::ternary_matrix q = ternq::quantize(w, ternq::twn{.group_size = 32});
+  const double one = ternq::relative_output_error(w, q, c);
+  CHECK(one > 0.0);
+  for (const unsigned threads : {2U, 3U, 8U}) {
+    CAPTURE(threads);
+    const ternq::cpu_exec exec{.threads = threads};
+    CHECK(ternq::relative_output_error(w, q, c, exec) == one);
+    CHECK(ternq::output_error(w, q, c, exec) == ternq::output_error(w, q, c));
+    CHECK(ternq::output_energy(w, c, exec) == ternq::output_energy(w, c));
+  }
+}

@@ -29,18 +29,7 @@ matrix_view<const float> view_of(const llama::matrix& m) {
 /// index when more than one), matrices stored as `matrix_dtype`.
 void write_hf_dir(const llama::model& m, const std::filesystem::path& dir, std::size_t shards, io::dtype matrix_dtype) {
   std::filesystem::create_directories(dir);
-  const nlohmann::json config = {{"model_type", "llama"},
-                                 {"hidden_size", m.cfg.dim},
-                                 {"intermediate_size", m.cfg.hidden_dim},
-                                 {"num_hidden_layers", m.cfg.n_layers},
-                                 {"num_attention_heads", m.cfg.n_heads},
-                                 {"num_key_value_heads", m.cfg.n_kv_heads},
-                                 {"vocab_size", m.cfg.vocab_size},
-                                 {"max_position_embeddings", m.cfg.seq_len},
-                                 {"rms_norm_eps", 1e-5},
-                                 {"rope_theta", 10000.0},
-                                 {"tie_word_embeddings", !m.classifier.has_value()}};
-  std::ofstream(dir / "config.json") << config.dump(2);
+  std::ofstream(dir / "config.json") << tools_test::hf_config(m).dump(2);
   std::vector<std::pair<std::string, const llama::matrix*>> matrices = {{"model.embed_tokens.weight", &m.embedding}};
   std::vector<std::pair<std::string, const llama::vector*>> vectors = {{"model.norm.weight", &m.final_norm}};
   if (m.classifier) matrices.emplace_back("lm_head.weight", &*m.classifier);

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include <ternq/adapters/eigen.hpp>
+#include <ternq/core/half.hpp>
 #include <ternq/ternq.hpp>
 
 #include "llama/assemble.hpp"
@@ -30,7 +31,7 @@ namespace llama = ternq::llama;
 
 llama::config small_config(std::size_t layers) {
   llama::config cfg;
-  cfg.dim = 32;
+  cfg.dim = 64;
   cfg.hidden_dim = 80;
   cfg.n_layers = layers;
   cfg.n_heads = 4;
@@ -40,20 +41,10 @@ llama::config small_config(std::size_t layers) {
   return cfg;
 }
 
-/// `m` written as a Hugging Face directory (F32), read back through `hf_source`.
+/// `m` written as a Hugging Face directory (F32) by `save_hf`.
 std::filesystem::path write_hf(const llama::model& m, const std::filesystem::path& dir) {
-  std::filesystem::create_directories(dir);
-  nlohmann::json config = {{"hidden_size", m.cfg.dim},
-                           {"intermediate_size", m.cfg.hidden_dim},
-                           {"num_hidden_layers", m.cfg.n_layers},
-                           {"num_attention_heads", m.cfg.n_heads},
-                           {"num_key_value_heads", m.cfg.n_kv_heads},
-                           {"vocab_size", m.cfg.vocab_size},
-                           {"max_position_embeddings", m.cfg.seq_len},
-                           {"rms_norm_eps", 1e-5},
-                           {"model_type", "llama"}};
   std::filesystem::create_directories(dir / "src");
-  std::ofstream(dir / "src" / "config.json") << config.dump();
+  std::ofstream(dir / "src" / "config.json") << tools_test::hf_config(m).dump();
   llama::save_hf(m, dir / "src", dir / "model");
   return dir / "model";
 }
@@ -161,7 +152,8 @@ TEST_CASE("FFN padding of one block keeps its function") {
 TEST_CASE("block files round-trip their tensors and refuse damage") {
   const tools_test::temp_dir dir("blockfile");
   const llama::model m = tools_test::random_model(2, small_config(1));
-  const ternary_matrix q = ternq::quantize(m.layers[0].wq, ternq::absmean{.group_size = 32});
+  ternary_matrix q = ternq::quantize(m.layers[0].wq, ternq::absmean{.group_size = 64});
+  for (float& x : q.scales()) x = fp16_bits_to_fp32(fp32_to_fp16_bits(x));  // what a block stores
   std::array<const ternary_matrix*, 7> ternary{};
   ternary[0] = &q;
   llama::layer w = m.layers[0];
@@ -227,7 +219,7 @@ TEST_CASE("a checkpoint resumes only the run it belongs to") {
   const nlohmann::json fingerprint = {{"model", "m"}, {"method", "gptq_optimal"}, {"group_size", 64}};
   const llama::model m = tools_test::random_model(2, small_config(2));
   const llama::gguf_storage storage{.format = pack::format::q2_0, .f16_when_lossless = false};
-  const llama::matrix h = llama::matrix::Random(6, 32);
+  const llama::matrix h = llama::matrix::Random(6, 64);
   {
     llama::checkpoint ck(ck_dir, fingerprint, false);
     CHECK(ck.blocks_done() == 0);
@@ -243,11 +235,12 @@ TEST_CASE("a checkpoint resumes only the run it belongs to") {
   nlohmann::json other = fingerprint;
   other["method"] = "twn";
   other["group_size"] = 128;
-  CHECK_THROWS_WITH_AS(llama::checkpoint(ck_dir, other, true), doctest::Contains("method, group_size"), ternq::error);
+  CHECK_THROWS_WITH_AS(llama::checkpoint(ck_dir, other, true), doctest::Contains("differs in: group_size, method"),
+                       ternq::error);
   {
     llama::checkpoint ck(ck_dir, fingerprint, true);
     REQUIRE(ck.blocks_done() == 1);
-    CHECK(ck.activations(6, 32, llama::activation_precision::f32) == h);
+    CHECK(ck.activations(6, 64, llama::activation_precision::f32) == h);
     CHECK(ck.records().size() == 1);
     ck.commit_block(1, llama::block_entries(1, m.layers[1], {}, storage, true), &h, llama::activation_precision::f32,
                     {{"rows", nlohmann::json::array()}});

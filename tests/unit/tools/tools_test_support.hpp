@@ -9,6 +9,7 @@
 #include <string>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include "llama/forward.hpp"
 #include "llama/model.hpp"
@@ -107,6 +108,21 @@ inline std::string quote(const std::filesystem::path& p) {
   s += p.string();
   s += '\'';
   return s;
+}
+
+/// The `config.json` of a Hugging Face Llama directory holding `m`.
+inline nlohmann::json hf_config(const llama::model& m) {
+  return {{"model_type", "llama"},
+          {"hidden_size", m.cfg.dim},
+          {"intermediate_size", m.cfg.hidden_dim},
+          {"num_hidden_layers", m.cfg.n_layers},
+          {"num_attention_heads", m.cfg.n_heads},
+          {"num_key_value_heads", m.cfg.n_kv_heads},
+          {"vocab_size", m.cfg.vocab_size},
+          {"max_position_embeddings", m.cfg.seq_len},
+          {"rms_norm_eps", 1e-5},
+          {"rope_theta", 10000.0},
+          {"tie_word_embeddings", !m.classifier.has_value()}};
 }
 
 }  // namespace ternq::tools_test
