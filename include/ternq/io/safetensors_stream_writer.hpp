@@ -21,6 +21,7 @@
 #include "ternq/core/half.hpp"
 #include "ternq/io/atomic_output.hpp"
 #include "ternq/io/detail/bytes.hpp"
+#include "ternq/io/detail/safetensors_header.hpp"
 #include "ternq/io/safetensors_dtype.hpp"
 #include "ternq/io/safetensors_reader.hpp"
 
@@ -103,27 +104,12 @@ class safetensors_stream_writer {
   /// it cannot be created); the data follows through `write`.
   void open(const std::filesystem::path& path) {
     require_state(state::describing, "open");
-    nlohmann::ordered_json header = nlohmann::ordered_json::object();
-    if (!metadata_.empty()) header["__metadata__"] = metadata_;
-    std::uint64_t offset = 0;
-    for (const entry& e : entries_) {
-      const std::uint64_t bytes = e.count * dtype_size(e.type);
-      header[e.name] = {{"dtype", dtype_name(e.type)}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
-      offset += bytes;
-    }
-    std::string text;
-    try {
-      text = header.dump();
-    } catch (const nlohmann::json::exception& e) {
-      fail(errc::invalid_argument, "safetensors_stream_writer: a name or metadata entry cannot be written: ", e.what());
-    }
-    text.append((8 - text.size() % 8) % 8, ' ');  // 8 + header length: a multiple of 8
-
+    std::vector<detail::header_entry> header;
+    header.reserve(entries_.size());
+    for (const entry& e : entries_) header.push_back({e.name, e.type, &e.shape, e.count * dtype_size(e.type)});
+    const std::string text = detail::header_text(metadata_, header, "safetensors_stream_writer");
     out_ = std::make_unique<atomic_output>(path, "safetensors_stream_writer");
-    std::array<std::byte, 8> length{};
-    detail::store_u64_le(length.data(), text.size());
-    out_->write(length);
-    out_->write(std::as_bytes(std::span(text)));
+    detail::write_header(*out_, text);
     state_ = state::open;
     skip_empty();
   }

@@ -21,6 +21,7 @@
 #include "ternq/core/view.hpp"
 #include "ternq/io/atomic_output.hpp"
 #include "ternq/io/detail/bytes.hpp"
+#include "ternq/io/detail/safetensors_header.hpp"
 #include "ternq/io/safetensors_dtype.hpp"
 #include "ternq/io/safetensors_reader.hpp"
 
@@ -79,28 +80,15 @@ class safetensors_writer {
       return x.name < y.name;
     });
 
-    nlohmann::ordered_json header = nlohmann::ordered_json::object();
-    if (!metadata_.empty()) header["__metadata__"] = metadata_;
-    std::size_t offset = 0;
+    std::vector<detail::header_entry> header;
+    header.reserve(order.size());
     for (const std::size_t i : order) {
       const entry& e = entries_[i];
-      const std::size_t bytes = e.view.size() * dtype_size(e.type);
-      header[e.name] = {{"dtype", dtype_name(e.type)}, {"shape", e.shape}, {"data_offsets", {offset, offset + bytes}}};
-      offset += bytes;
+      header.push_back({e.name, e.type, &e.shape, e.view.size() * dtype_size(e.type)});
     }
-    std::string text;
-    try {
-      text = header.dump();
-    } catch (const nlohmann::json::exception& e) {
-      fail(errc::invalid_argument, "safetensors_writer: a name or metadata entry cannot be written: ", e.what());
-    }
-    text.append((8 - text.size() % 8) % 8, ' ');  // 8 + header length: a multiple of 8
-
+    const std::string text = detail::header_text(metadata_, header, "safetensors_writer");
     atomic_output out(path, "safetensors_writer");
-    std::array<std::byte, 8> length{};
-    detail::store_u64_le(length.data(), text.size());
-    out.write(length);
-    out.write(std::as_bytes(std::span(text)));
+    detail::write_header(out, text);
     for (const std::size_t i : order) write_tensor(out, entries_[i]);
     out.commit();
   }
