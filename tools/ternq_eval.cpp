@@ -14,7 +14,6 @@
 #include <ternq/io/llama2c_tokenizer.hpp>
 
 #include "cli/checks.hpp"
-#include "cli/model_files.hpp"
 #include "cli/text_slice.hpp"
 #include "llama/forward.hpp"
 #include "llama/source.hpp"

@@ -30,7 +30,6 @@
 #include "cli/default_job.hpp"
 #include "cli/memory.hpp"
 #include "cli/methods.hpp"
-#include "cli/model_files.hpp"
 #include "cli/progress_bar.hpp"
 #include "cli/report.hpp"
 #include "cli/storage.hpp"
@@ -648,7 +647,7 @@ int run(const options& opt) {
   cli::require_writable(opt.out_gguf, "--out-gguf");
   cli::require_writable(
       opt.out_fake, "--out-fake",
-      !opt.model_path.empty() && cli::detect_model_kind(opt.model_path) == cli::model_kind::hugging_face);
+      !opt.model_path.empty() && llama::detect_model_kind(opt.model_path) == llama::model_kind::hugging_face);
   cli::require_writable(opt.report, "--report");
   return opt.tensors_path.empty() ? run_model(opt) : run_tensors(opt, choice);
 }
