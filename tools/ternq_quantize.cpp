@@ -311,11 +311,11 @@ int run_model(const options& opt) {
   }
   if (!opt.out_gguf.empty()) {
     std::vector<std::size_t> widths;  // of the layers to be ternarized
-    for (std::size_t l = 0; l < cfg.n_layers; ++l) {
-      for (const auto which : llama::all_linears) {
-        if (!kept.contains(llama::gguf_name(l, which))) {
-          widths.push_back(which == llama::linear::down ? cfg.hidden_dim : cfg.dim);
-        }
+    const std::vector<std::size_t> all_widths = cli::linear_widths(cfg);
+    const std::size_t per_block = llama::all_linears.size();
+    for (std::size_t k = 0; k < all_widths.size(); ++k) {
+      if (!kept.contains(llama::gguf_name(k / per_block, llama::all_linears[k % per_block]))) {
+        widths.push_back(all_widths[k]);
       }
     }
     require_storable(choice, store, group_of(group), opt.refit);

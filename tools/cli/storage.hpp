@@ -54,15 +54,6 @@ inline std::vector<std::size_t> linear_widths(const llama::config& cfg) {
   return widths;
 }
 
-/// The input widths of the linear layers of `m`, in layer order.
-inline std::vector<std::size_t> linear_widths(const llama::model& m) {
-  std::vector<std::size_t> widths;
-  for (const auto& layer : m.layers) {
-    for (const auto which : llama::all_linears) widths.push_back(static_cast<std::size_t>(layer.weight(which).cols()));
-  }
-  return widths;
-}
-
 /// How many of `widths` fill whole blocks of `f`.
 inline std::size_t layers_held(pack::format f, std::span<const std::size_t> widths) {
   const std::size_t block = pack::traits_of(f).block_elements;

@@ -17,6 +17,7 @@
 
 #include <ternq/core/error.hpp>
 #include <ternq/io/atomic_output.hpp>
+#include <ternq/io/hf_llama.hpp>
 #include <ternq/io/safetensors_stream_writer.hpp>
 
 #include "llama/checkpoint.hpp"
@@ -40,12 +41,7 @@ inline matrix embed(const model_source& source, const batch& b, const matrix_rou
   const config& cfg = source.cfg();
   matrix h(static_cast<Eigen::Index>(b.size()), static_cast<Eigen::Index>(cfg.dim));
   for (std::size_t i = 0; i < b.size(); ++i) {
-    const std::int32_t t = b.tokens[i];
-    if (t < 0 || static_cast<std::size_t>(t) >= cfg.vocab_size) {
-      throw std::out_of_range("token id " + std::to_string(t) + " outside the vocabulary of " +
-                              std::to_string(cfg.vocab_size));
-    }
-    source.embedding_rows(static_cast<std::size_t>(t),
+    source.embedding_rows(static_cast<std::size_t>(token_row(b.tokens[i], cfg.vocab_size)),
                           std::span<float>(h.row(static_cast<Eigen::Index>(i)).data(), cfg.dim));
   }
   // Rounding rows one by one equals rounding the table: Q8_0 blocks lie inside rows, F16/BF16 are elementwise.
@@ -68,13 +64,12 @@ inline std::vector<stored_entry> block_entries(std::size_t index, const layer& w
     e.info.bytes = e.data.size();
     out.push_back(std::move(e));
   };
-  const std::string prefix = "blk." + std::to_string(index) + ".";
   const auto add_linear = [&](linear which) {
     add(plan_linear(gguf_name(index, which), w.weight(which), ternary[static_cast<std::size_t>(which)], storage));
   };
-  add(plan_norm(prefix + "attn_norm.weight", w.attn_norm));
+  add(plan_norm(gguf_attn_norm_name(index), w.attn_norm));
   for (linear which : {linear::q, linear::k, linear::v, linear::o}) add_linear(which);
-  add(plan_norm(prefix + "ffn_norm.weight", w.ffn_norm));
+  add(plan_norm(gguf_ffn_norm_name(index), w.ffn_norm));
   for (linear which : {linear::gate, linear::up, linear::down}) add_linear(which);
   return out;
 }
@@ -181,26 +176,20 @@ inline void assemble_fake_hf(const model_source& source, const config& cfg, cons
                              const std::filesystem::path& directory) {
   std::filesystem::create_directories(directory);
   write_hf_config(source_dir, directory, cfg.hidden_dim, "float32");
+  // The tensors of the stored shape, in transformers' order, which is also the order they are written in below.
+  io::hf_llama_config shape;
+  shape.hidden_size = cfg.dim;
+  shape.intermediate_size = cfg.hidden_dim;
+  shape.num_hidden_layers = cfg.n_layers;
+  shape.num_attention_heads = cfg.n_heads;
+  shape.num_key_value_heads = cfg.n_kv_heads;
+  shape.vocab_size = cfg.vocab_size;
   io::safetensors_stream_writer writer;
-  const auto declare = [&](const std::string& n, std::vector<std::size_t> shape) {
-    writer.add_tensor(n, io::dtype::f32, std::move(shape));
-  };
-  const std::size_t dim = cfg.dim, kv = cfg.kv_dim(), hid = cfg.hidden_dim;
-  declare("model.embed_tokens.weight", {cfg.vocab_size, dim});
-  for (std::size_t l = 0; l < cfg.n_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    declare(p + "input_layernorm.weight", {dim});
-    declare(p + "self_attn.q_proj.weight", {dim, dim});
-    declare(p + "self_attn.k_proj.weight", {kv, dim});
-    declare(p + "self_attn.v_proj.weight", {kv, dim});
-    declare(p + "self_attn.o_proj.weight", {dim, dim});
-    declare(p + "post_attention_layernorm.weight", {dim});
-    declare(p + "mlp.gate_proj.weight", {hid, dim});
-    declare(p + "mlp.up_proj.weight", {hid, dim});
-    declare(p + "mlp.down_proj.weight", {dim, hid});
+  for (const io::hf_tensor_spec& t : io::hf_llama_tensors(shape)) {
+    if (t.role != io::hf_tensor_role::classifier || source.has_classifier()) {
+      writer.add_tensor(t.name, io::dtype::f32, t.shape);
+    }
   }
-  declare("model.norm.weight", {dim});
-  if (source.has_classifier()) declare("lm_head.weight", {cfg.vocab_size, dim});
   writer.open(directory / "model.safetensors");
   const auto put = [&](const matrix& m) {
     writer.write(std::span<const float>(m.data(), static_cast<std::size_t>(m.size())));
@@ -212,16 +201,17 @@ inline void assemble_fake_hf(const model_source& source, const config& cfg, cons
   }
   for (std::size_t l = 0; l < cfg.n_layers; ++l) {
     const block_file& f = blocks[l];
-    const auto get = [&](const std::string& suffix) { return f.values(f.find("blk." + std::to_string(l) + suffix)); };
-    put(get(".attn_norm.weight"));
-    put(deinterleave_rope_rows(get(".attn_q.weight"), cfg.n_heads));
-    put(deinterleave_rope_rows(get(".attn_k.weight"), cfg.n_kv_heads));
-    put(get(".attn_v.weight"));
-    put(get(".attn_output.weight"));
-    put(get(".ffn_norm.weight"));
-    put(get(".ffn_gate.weight"));
-    put(get(".ffn_up.weight"));
-    put(get(".ffn_down.weight"));
+    const auto get = [&](const std::string& name) { return f.values(f.find(name)); };
+    const auto linear_of = [&](linear which) { return get(gguf_name(l, which)); };
+    put(get(gguf_attn_norm_name(l)));
+    put(deinterleave_rope_rows(linear_of(linear::q), cfg.n_heads));
+    put(deinterleave_rope_rows(linear_of(linear::k), cfg.n_kv_heads));
+    put(linear_of(linear::v));
+    put(linear_of(linear::o));
+    put(get(gguf_ffn_norm_name(l)));
+    put(linear_of(linear::gate));
+    put(linear_of(linear::up));
+    put(linear_of(linear::down));
   }
   {
     const vector norm = source.final_norm();
@@ -248,9 +238,8 @@ inline model assemble_fake_model(const model_source& source, const config& cfg, 
   for (std::size_t l = 0; l < cfg.n_layers; ++l) {
     const block_file& f = blocks[l];
     layer w;
-    const std::string p = "blk." + std::to_string(l) + ".";
-    w.attn_norm = f.values(f.find(p + "attn_norm.weight")).row(0).transpose();
-    w.ffn_norm = f.values(f.find(p + "ffn_norm.weight")).row(0).transpose();
+    w.attn_norm = f.values(f.find(gguf_attn_norm_name(l))).row(0).transpose();
+    w.ffn_norm = f.values(f.find(gguf_ffn_norm_name(l))).row(0).transpose();
     for (const linear which : all_linears) w.weight(which) = f.values(f.find(gguf_name(l, which)));
     m.layers.push_back(std::move(w));
   }

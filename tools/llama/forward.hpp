@@ -62,15 +62,18 @@ inline std::span<const linear> consumers(activation_site site) noexcept {
 }
 
 /// Token embeddings, `tokens x dim`. Token ids are checked against the vocabulary.
+/// `t` as a row of a `vocab`-row embedding; `std::out_of_range` outside it.
+inline Eigen::Index token_row(std::int32_t t, std::size_t vocab) {
+  if (t < 0 || static_cast<std::size_t>(t) >= vocab) {
+    throw std::out_of_range("token id " + std::to_string(t) + " outside the vocabulary of " + std::to_string(vocab));
+  }
+  return t;
+}
+
 inline matrix embed(const model& m, const batch& b) {
   matrix h(static_cast<Eigen::Index>(b.size()), static_cast<Eigen::Index>(m.cfg.dim));
   for (std::size_t i = 0; i < b.size(); ++i) {
-    const std::int32_t t = b.tokens[i];
-    if (t < 0 || static_cast<std::size_t>(t) >= m.cfg.vocab_size) {
-      throw std::out_of_range("token id " + std::to_string(t) + " outside the vocabulary of " +
-                              std::to_string(m.cfg.vocab_size));
-    }
-    h.row(static_cast<Eigen::Index>(i)) = m.embedding.row(t);
+    h.row(static_cast<Eigen::Index>(i)) = m.embedding.row(token_row(b.tokens[i], m.cfg.vocab_size));
   }
   return h;
 }

@@ -26,12 +26,6 @@
 
 namespace ternq::llama {
 
-/// The GGUF name of a linear layer's weight.
-inline std::string gguf_name(std::size_t layer_index, linear l) {
-  static constexpr const char* names[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
-                                          "ffn_gate", "ffn_up", "ffn_down"};
-  return "blk." + std::to_string(layer_index) + "." + names[static_cast<std::size_t>(l)] + ".weight";
-}
 
 /// How one tensor was stored.
 struct stored_tensor {
@@ -300,9 +294,9 @@ inline std::vector<std::string> gguf_tensor_names(const config& cfg, bool classi
   std::vector<std::string> names = {"token_embd.weight", "output_norm.weight"};
   if (classifier) names.emplace_back("output.weight");
   for (std::size_t l = 0; l < cfg.n_layers; ++l) {
-    names.push_back("blk." + std::to_string(l) + ".attn_norm.weight");
+    names.push_back(gguf_attn_norm_name(l));
     for (linear which : {linear::q, linear::k, linear::v, linear::o}) names.push_back(gguf_name(l, which));
-    names.push_back("blk." + std::to_string(l) + ".ffn_norm.weight");
+    names.push_back(gguf_ffn_norm_name(l));
     for (linear which : {linear::gate, linear::up, linear::down}) names.push_back(gguf_name(l, which));
   }
   return names;
@@ -339,9 +333,9 @@ inline std::vector<stored_tensor> save_gguf(const model& m,
                                 it == ternary.end() ? nullptr : &it->second, storage));
   };
   for (std::size_t l = 0; l < m.layers.size(); ++l) {
-    plans.push_back(plan_norm("blk." + std::to_string(l) + ".attn_norm.weight", m.layers[l].attn_norm));
+    plans.push_back(plan_norm(gguf_attn_norm_name(l), m.layers[l].attn_norm));
     for (linear which : {linear::q, linear::k, linear::v, linear::o}) add_linear(l, which);
-    plans.push_back(plan_norm("blk." + std::to_string(l) + ".ffn_norm.weight", m.layers[l].ffn_norm));
+    plans.push_back(plan_norm(gguf_ffn_norm_name(l), m.layers[l].ffn_norm));
     for (linear which : {linear::gate, linear::up, linear::down}) add_linear(l, which);
   }
   require_kept_exist(storage, gguf_tensor_names(m.cfg, m.classifier.has_value()));

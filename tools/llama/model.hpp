@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -47,6 +48,21 @@ inline constexpr std::array<linear, 7> all_linears = {linear::q,    linear::k,  
 constexpr std::string_view linear_name(linear l) noexcept {
   constexpr std::array<std::string_view, 7> names = {"q", "k", "v", "o", "gate", "up", "down"};
   return names[static_cast<std::size_t>(l)];
+}
+
+/// The GGUF name of a linear layer's weight ("blk.3.attn_q.weight").
+inline std::string gguf_name(std::size_t layer_index, linear l) {
+  static constexpr const char* names[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                          "ffn_gate", "ffn_up", "ffn_down"};
+  return "blk." + std::to_string(layer_index) + "." + names[static_cast<std::size_t>(l)] + ".weight";
+}
+
+/// The GGUF names of a block's two RMSNorm weights.
+inline std::string gguf_attn_norm_name(std::size_t layer_index) {
+  return "blk." + std::to_string(layer_index) + ".attn_norm.weight";
+}
+inline std::string gguf_ffn_norm_name(std::size_t layer_index) {
+  return "blk." + std::to_string(layer_index) + ".ffn_norm.weight";
 }
 
 struct layer {

@@ -238,15 +238,10 @@ class gguf_source final : public model_source {
   }
 
   [[nodiscard]] layer block(std::size_t index) const override {
-    const std::string p = "blk." + std::to_string(index) + ".";
     layer w;
-    w.attn_norm = read_vector(p + "attn_norm.weight");
-    w.ffn_norm = read_vector(p + "ffn_norm.weight");
-    static constexpr const char* names[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
-                                            "ffn_gate", "ffn_up", "ffn_down"};
-    for (const linear which : all_linears) {
-      w.weight(which) = read_matrix(p + names[static_cast<std::size_t>(which)] + ".weight");
-    }
+    w.attn_norm = read_vector(gguf_attn_norm_name(index));
+    w.ffn_norm = read_vector(gguf_ffn_norm_name(index));
+    for (const linear which : all_linears) w.weight(which) = read_matrix(gguf_name(index, which));
     return w;
   }
   void embedding_rows(std::size_t first, std::span<float> out) const override {
