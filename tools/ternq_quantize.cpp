@@ -513,7 +513,7 @@ int run_model(const options& opt) {
         (void)llama::fold_attention_output(w, cfg, t);
       }
     }
-    const std::vector<llama::stored_entry> entries = llama::block_entries(l, w, ternary, where, stores != "none");
+    const std::vector<llama::stored_entry> entries = llama::block_entries(l, w, cfg, ternary, where, stores != "none");
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : results) {
       const std::string name = llama::gguf_name(r.layer, r.which);

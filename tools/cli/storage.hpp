@@ -49,7 +49,9 @@ inline std::string option_name(pack::format f) {
 inline std::vector<std::size_t> linear_widths(const llama::config& cfg) {
   std::vector<std::size_t> widths;
   for (std::size_t l = 0; l < cfg.n_layers; ++l) {
-    for (const auto which : llama::all_linears) widths.push_back(which == llama::linear::down ? cfg.hidden_dim : cfg.dim);
+    for (const auto which : llama::all_linears) {
+      widths.push_back(which == llama::linear::down ? cfg.hidden_dim : which == llama::linear::o ? cfg.q_dim() : cfg.dim);
+    }
   }
   return widths;
 }

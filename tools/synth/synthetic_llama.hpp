@@ -139,6 +139,12 @@ inline recipe recipe_of(const io::hf_llama_config& c, const io::hf_tensor_spec& 
     case io::hf_tensor_role::norm:
       r.is_norm = true;
       break;
+    case io::hf_tensor_role::bias:
+      // Qwen2's q/k/v biases: a vector of moderate values around 0 (drawn as one row, heavy-tailed).
+      r.base_scale = 0.1;
+      r.row_scale_spread = 0.0;
+      r.row_mean_spread = 0.0;
+      break;
     case io::hf_tensor_role::embedding:
       // Rows of about unit norm, as trained embeddings have: the first RMSNorm sees O(1) inputs.
       r.base_scale = 1.0 / std::sqrt(static_cast<double>(c.hidden_size));
