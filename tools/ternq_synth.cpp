@@ -46,8 +46,8 @@ int run(const options& opt) {
   s.on_file = [](const std::filesystem::path& path, std::uint64_t bytes) {
     std::fprintf(stderr, "wrote %s (%.1f MB)\n", path.string().c_str(), static_cast<double>(bytes) / 1e6);
   };
-  std::printf("ternq-synth: %s: dim %zu, hidden %zu, %zu layers, %zu heads (%zu kv), vocab %zu, context %zu, %s\n",
-              opt.preset.c_str(), c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
+  std::printf("ternq-synth: %s: %s, dim %zu, hidden %zu, %zu layers, %zu heads (%zu kv), vocab %zu, context %zu, %s\n",
+              opt.preset.c_str(), c.model_type.c_str(), c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
               c.num_key_value_heads, c.vocab_size, c.max_position_embeddings, opt.dtype.c_str());
   std::fflush(stdout);
   const auto start = std::chrono::steady_clock::now();
@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
       "Writes a synthetic Hugging Face Llama directory (config.json + safetensors) of real shapes, with LLM-like "
       "weight statistics (per-row scales, heavy tails, outlier input channels), in bounded memory."};
   app.add_option("--out", opt.out, "output directory (created; must hold no model files unless --force)")->required();
-  app.add_option("--preset", opt.preset, "model shape: tiny, tinyllama-1.1b, llama2-7b")
+  app.add_option("--preset", opt.preset, "model shape and family: tiny, tiny-llama3, tiny-qwen2, tiny-qwen3, tinyllama-1.1b, llama2-7b, llama3.1-8b, "
+                 "mistral-7b, qwen2.5-7b, qwen3-8b")
       ->check(CLI::IsMember({"tiny", "tinyllama-1.1b", "llama2-7b"}));
   const auto count = [&](const char* name, std::optional<std::size_t>& field, const char* what) {
     app.add_option(name, field, what)->check(CLI::PositiveNumber);

@@ -47,7 +47,8 @@ inline matrix interleave_rope_rows(const matrix& w, std::size_t heads) {
 inline vector interleave_rope_rows(const vector& b, std::size_t heads) {
   const auto source = rotate_half_source_rows(static_cast<std::size_t>(b.size()), heads);
   vector out(b.size());
-  for (std::size_t r = 0; r < source.size(); ++r) out[static_cast<Eigen::Index>(r)] = b[static_cast<Eigen::Index>(source[r])];
+  for (std::size_t r = 0; r < source.size(); ++r)
+    out[static_cast<Eigen::Index>(r)] = b[static_cast<Eigen::Index>(source[r])];
   return out;
 }
 
@@ -65,7 +66,8 @@ inline matrix deinterleave_rope_rows(const matrix& w, std::size_t heads) {
 inline vector deinterleave_rope_rows(const vector& b, std::size_t heads) {
   const auto source = rotate_half_source_rows(static_cast<std::size_t>(b.size()), heads);
   vector out(b.size());
-  for (std::size_t r = 0; r < source.size(); ++r) out[static_cast<Eigen::Index>(source[r])] = b[static_cast<Eigen::Index>(r)];
+  for (std::size_t r = 0; r < source.size(); ++r)
+    out[static_cast<Eigen::Index>(source[r])] = b[static_cast<Eigen::Index>(r)];
   return out;
 }
 

@@ -144,7 +144,8 @@ inline void reorder_rows(matrix& dense, ternary_matrix* q, std::span<const std::
   if (q != nullptr && q->rows() != 0) *q = permute_rows(*q, order);
   if (bias != nullptr && bias->size() != 0) {
     vector out(bias->size());
-    for (std::size_t i = 0; i < order.size(); ++i) out[static_cast<Eigen::Index>(i)] = (*bias)[static_cast<Eigen::Index>(order[i])];
+    for (std::size_t i = 0; i < order.size(); ++i)
+      out[static_cast<Eigen::Index>(i)] = (*bias)[static_cast<Eigen::Index>(order[i])];
     *bias = std::move(out);
   }
 }

@@ -103,7 +103,7 @@ inline std::string gguf_name(std::size_t layer_index, block_vector v) {
 /// The Hugging Face name of a block vector, after "model.layers.N.".
 constexpr std::string_view hf_suffix(block_vector v) noexcept {
   constexpr std::array<std::string_view, 7> names = {
-      "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.bias", "self_attn.k_proj.bias",
+      "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.bias",  "self_attn.k_proj.bias",
       "self_attn.v_proj.bias",  "self_attn.q_norm.weight",         "self_attn.k_norm.weight"};
   return names[static_cast<std::size_t>(v)];
 }
@@ -131,11 +131,20 @@ using block_tensor = std::variant<linear, block_vector>;
 /// The order in which a block's tensors are stored (GGUF, checkpoints): the attention norm, q, k and v (each
 /// followed by its bias), o, the q/k norms, the FFN norm, gate, up and down. A family stores those it has
 /// (`has_vector`).
-inline constexpr std::array<block_tensor, 14> block_tensor_order = {
-    block_vector::attn_norm, linear::q,    block_vector::q_bias, linear::k,
-    block_vector::k_bias,    linear::v,    block_vector::v_bias, linear::o,
-    block_vector::q_norm,    block_vector::k_norm, block_vector::ffn_norm, linear::gate,
-    linear::up,              linear::down};
+inline constexpr std::array<block_tensor, 14> block_tensor_order = {block_vector::attn_norm,
+                                                                    linear::q,
+                                                                    block_vector::q_bias,
+                                                                    linear::k,
+                                                                    block_vector::k_bias,
+                                                                    linear::v,
+                                                                    block_vector::v_bias,
+                                                                    linear::o,
+                                                                    block_vector::q_norm,
+                                                                    block_vector::k_norm,
+                                                                    block_vector::ffn_norm,
+                                                                    linear::gate,
+                                                                    linear::up,
+                                                                    linear::down};
 
 /// The GGUF name of a block tensor.
 inline std::string gguf_name(std::size_t layer_index, block_tensor t) {
@@ -148,8 +157,12 @@ inline bool has_tensor(family f, block_tensor t) {
 }
 
 /// The GGUF names of a block's two RMSNorm weights.
-inline std::string gguf_attn_norm_name(std::size_t layer_index) { return gguf_name(layer_index, block_vector::attn_norm); }
-inline std::string gguf_ffn_norm_name(std::size_t layer_index) { return gguf_name(layer_index, block_vector::ffn_norm); }
+inline std::string gguf_attn_norm_name(std::size_t layer_index) {
+  return gguf_name(layer_index, block_vector::attn_norm);
+}
+inline std::string gguf_ffn_norm_name(std::size_t layer_index) {
+  return gguf_name(layer_index, block_vector::ffn_norm);
+}
 
 struct layer {
   matrix wq, wk, wv, wo;  ///< q_dim x dim, kv_dim x dim, kv_dim x dim, dim x q_dim

@@ -44,7 +44,8 @@ inline void save_llama2c(const model& m, const std::filesystem::path& path) {
   const config& cfg = m.cfg;
   if (cfg.arch != family::llama || !cfg.rope_factors.empty() || cfg.rope_theta != 10000.0F || cfg.norm_eps != 1e-5F ||
       cfg.head_dim() * cfg.n_heads != cfg.dim || cfg.rope != rope_style::interleaved) {
-    fail(errc::unsupported, "save_llama2c: a llama2.c checkpoint holds only run.c's Llama block (RoPE base 10000, "
+    fail(errc::unsupported,
+         "save_llama2c: a llama2.c checkpoint holds only run.c's Llama block (RoPE base 10000, "
          "eps 1e-5, no biases or q/k norms, no RoPE scaling); write a GGUF or Hugging Face directory instead");
   }
   io::llama2c_config c;

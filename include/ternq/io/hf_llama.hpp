@@ -41,12 +41,12 @@ struct hf_llama_config {
   std::size_t num_attention_heads = 0;
   std::size_t num_key_value_heads = 0;  ///< default: num_attention_heads
   std::size_t vocab_size = 0;
-  std::size_t max_position_embeddings = 2048;  ///< default 2048
-  double rms_norm_eps = 1e-6;                  ///< default 1e-6
-  double rope_theta = 10000.0;                 ///< default 10000
-  bool tie_word_embeddings = false;            ///< default false: lm_head.weight is its own tensor
-  std::string model_type;                      ///< as written ("llama"), empty when absent (read as "llama")
-  std::size_t declared_head_dim = 0;           ///< `head_dim` when given (Qwen3, Mistral NeMo); 0: absent
+  std::size_t max_position_embeddings = 2048;            ///< default 2048
+  double rms_norm_eps = 1e-6;                            ///< default 1e-6
+  double rope_theta = 10000.0;                           ///< default 10000
+  bool tie_word_embeddings = false;                      ///< default false: lm_head.weight is its own tensor
+  std::string model_type;                                ///< as written ("llama"), empty when absent (read as "llama")
+  std::size_t declared_head_dim = 0;                     ///< `head_dim` when given (Qwen3, Mistral NeMo); 0: absent
   std::optional<hf_llama3_rope_scaling> rope_scaling{};  ///< Llama-3 RoPE scaling, when configured
   std::size_t sliding_window = 0;                        ///< attention window (Mistral); 0: none
 
@@ -115,20 +115,23 @@ inline hf_llama_config parse_hf_llama_config(std::string_view text, std::string_
   if (c.model_type.empty()) c.model_type = "llama";
   if (std::find(std::begin(hf_supported_model_types), std::end(hf_supported_model_types), c.model_type) ==
       std::end(hf_supported_model_types)) {
-    fail(errc::unsupported, context, ": model_type '", c.model_type,
-         "' is not supported; ternq runs llama, mistral, qwen2 and qwen3 (dense decoder blocks; no mixture of experts)");
+    fail(
+        errc::unsupported, context, ": model_type '", c.model_type,
+        "' is not supported; ternq runs llama, mistral, qwen2 and qwen3 (dense decoder blocks; no mixture of experts)");
   }
   c.declared_head_dim = detail::positive_field(j, "head_dim", context, false).value_or(0);
   const auto flag = [&](const char* key) {
     const auto it = j.find(key);
     if (it == j.end() || it->is_null()) return false;
-    if (!it->is_boolean()) fail(errc::corrupt_file, context, ": '", key, "' is ", detail::json_excerpt(*it), ", not a boolean");
+    if (!it->is_boolean())
+      fail(errc::corrupt_file, context, ": '", key, "' is ", detail::json_excerpt(*it), ", not a boolean");
     return it->get<bool>();
   };
   if (flag("attention_bias") && !c.qkv_bias()) {
     fail(errc::unsupported, context, ": attention_bias (biases on all four attention projections) is not supported");
   }
-  if (flag("mlp_bias")) fail(errc::unsupported, context, ": mlp_bias (biases on the feed-forward projections) is not supported");
+  if (flag("mlp_bias"))
+    fail(errc::unsupported, context, ": mlp_bias (biases on the feed-forward projections) is not supported");
   if (c.model_type == "mistral") {
     c.sliding_window = detail::positive_field(j, "sliding_window", context, false).value_or(0);
   } else if (c.model_type == "qwen2" || c.model_type == "qwen3") {
@@ -137,7 +140,8 @@ inline hf_llama_config parse_hf_llama_config(std::string_view text, std::string_
     }
   }
   if (const auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
-    if (!it->is_object()) fail(errc::corrupt_file, context, ": 'rope_scaling' is ", detail::json_excerpt(*it), ", not an object");
+    if (!it->is_object())
+      fail(errc::corrupt_file, context, ": 'rope_scaling' is ", detail::json_excerpt(*it), ", not an object");
     std::string type;
     for (const char* key : {"rope_type", "type"}) {
       if (const auto t = it->find(key); t != it->end() && t->is_string()) {
@@ -151,8 +155,8 @@ inline hf_llama_config parse_hf_llama_config(std::string_view text, std::string_
       r.factor = detail::positive_number(*it, "factor", sub).value_or(r.factor);
       r.low_freq_factor = detail::positive_number(*it, "low_freq_factor", sub).value_or(r.low_freq_factor);
       r.high_freq_factor = detail::positive_number(*it, "high_freq_factor", sub).value_or(r.high_freq_factor);
-      r.original_max_position_embeddings =
-          detail::positive_field(*it, "original_max_position_embeddings", sub, false).value_or(r.original_max_position_embeddings);
+      r.original_max_position_embeddings = detail::positive_field(*it, "original_max_position_embeddings", sub, false)
+                                               .value_or(r.original_max_position_embeddings);
       if (!(r.high_freq_factor > r.low_freq_factor)) {
         fail(errc::corrupt_file, context, ": rope_scaling high_freq_factor ", r.high_freq_factor,
              " must exceed low_freq_factor ", r.low_freq_factor);
@@ -171,7 +175,8 @@ inline hf_llama_config parse_hf_llama_config(std::string_view text, std::string_
     fail(errc::corrupt_file, context, ": num_attention_heads ", c.num_attention_heads,
          " is not a multiple of num_key_value_heads ", c.num_key_value_heads);
   }
-  if (c.head_dim() % 2 != 0) fail(errc::corrupt_file, context, ": the head width ", c.head_dim(), " is odd (RoPE rotates pairs)");
+  if (c.head_dim() % 2 != 0)
+    fail(errc::corrupt_file, context, ": the head width ", c.head_dim(), " is odd (RoPE rotates pairs)");
   return c;
 }
 

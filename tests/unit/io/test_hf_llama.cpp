@@ -152,9 +152,12 @@ TEST_CASE("hf_llama: config.json problems are named") {
   CHECK(config_error("{" + base + R"(, "hidden_size": 8, "num_attention_heads": 2, "model_type": "mixtral"})") ==
         "[ternq.unsupported] cfg: model_type 'mixtral' is not supported; ternq runs llama, mistral, qwen2 and qwen3 "
         "(dense decoder blocks; no mixture of experts)");
-  CHECK(config_error("{" + base + R"(, "hidden_size": 8, "num_attention_heads": 2, "rope_scaling": {"type": "linear", "factor": 2}})") ==
-        "[ternq.unsupported] cfg: rope_scaling type 'linear' is not supported (\"llama3\" is; linear, dynamic, yarn and "
-        "longrope are not)");
+  CHECK(
+      config_error(
+          "{" + base +
+          R"(, "hidden_size": 8, "num_attention_heads": 2, "rope_scaling": {"type": "linear", "factor": 2}})") ==
+      "[ternq.unsupported] cfg: rope_scaling type 'linear' is not supported (\"llama3\" is; linear, dynamic, yarn and "
+      "longrope are not)");
   {  // an explicit head width (Qwen3): q is heads * head_dim rows, o as many columns
     const auto q3 = ternq::io::parse_hf_llama_config(
         "{" + base + R"(, "hidden_size": 8, "num_attention_heads": 2, "head_dim": 8, "model_type": "qwen3"})", "q3");

@@ -48,9 +48,11 @@ hf_checkpoint make_checkpoint(kind k, std::uint64_t seed) {
   const std::size_t head_dim = k == kind::qwen3 ? 32 : hidden / heads;
   const std::size_t q = heads * head_dim, kv = kv_heads * head_dim;
   const bool tied = k == kind::llama3;
-  c.config = {{"hidden_size", hidden},     {"intermediate_size", ff},  {"num_hidden_layers", layers},
-              {"num_attention_heads", heads}, {"num_key_value_heads", kv_heads}, {"vocab_size", vocab},
-              {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-6}, {"tie_word_embeddings", tied}};
+  c.config = {{"hidden_size", hidden},           {"intermediate_size", ff},
+              {"num_hidden_layers", layers},     {"num_attention_heads", heads},
+              {"num_key_value_heads", kv_heads}, {"vocab_size", vocab},
+              {"max_position_embeddings", 64},   {"rms_norm_eps", 1e-6},
+              {"tie_word_embeddings", tied}};
   switch (k) {
     case kind::llama3:
       c.config["model_type"] = "llama";
@@ -341,8 +343,8 @@ TEST_CASE("families: GGUF files carry llama.cpp's architecture, keys and tensors
     CHECK(r.metadata().contains(arch + ".attention.key_length") == (k == kind::qwen3));
     if (k == kind::qwen3) CHECK(r.metadata().get<std::uint32_t>(arch + ".attention.key_length") == 32);
     // Exactly the tensors the io layer's independent list names for these hyperparameters, with its extents.
-    const auto expected = io::llama_tensors(llama::hparams_of(m.cfg), !m.classifier.has_value(),
-                                            !m.cfg.rope_factors.empty());
+    const auto expected =
+        io::llama_tensors(llama::hparams_of(m.cfg), !m.classifier.has_value(), !m.cfg.rope_factors.empty());
     REQUIRE(r.tensors().size() == expected.size());
     for (const auto& t : expected) {
       CAPTURE(t.name);
@@ -383,11 +385,11 @@ TEST_CASE("families: quantized end to end, the GGUF and the fake Hugging Face mo
       const llama::batch b = sequence(512, 50, 13);
       for (const auto t : b.tokens) ids << t << ' ';
     }
-    const auto q = tools_test::run(std::string(TERNQ_QUANTIZE_EXE) + " --model " + tools_test::quote(dir.path() / "hf") +
-                                   " --method gptq_act_optimal --format q2_0 --calib-tokens " +
-                                   tools_test::quote(dir.path() / "calib.txt") + " --calib-seqs 4 --calib-len 32" +
-                                   " --out-gguf " + tools_test::quote(dir.path() / "q.gguf") + " --out-fake " +
-                                   tools_test::quote(dir.path() / "fake"));
+    const auto q = tools_test::run(
+        std::string(TERNQ_QUANTIZE_EXE) + " --model " + tools_test::quote(dir.path() / "hf") +
+        " --method gptq_act_optimal --format q2_0 --calib-tokens " + tools_test::quote(dir.path() / "calib.txt") +
+        " --calib-seqs 4 --calib-len 32" + " --out-gguf " + tools_test::quote(dir.path() / "q.gguf") + " --out-fake " +
+        tools_test::quote(dir.path() / "fake"));
     INFO(q.output);
     REQUIRE(q.status == 0);
     const llama::model packed = llama::materialize(llama::gguf_source(dir.path() / "q.gguf"));
@@ -416,8 +418,10 @@ TEST_CASE("families: other model types and unsupported features are refused up f
     }
     return std::string("accepted");
   };
-  CHECK(refused([](hf_checkpoint& c) { c.config["model_type"] = "mixtral"; }).find(
-            "model_type 'mixtral' is not supported; ternq runs llama, mistral, qwen2 and qwen3") != std::string::npos);
+  CHECK(refused([](hf_checkpoint& c) {
+          c.config["model_type"] = "mixtral";
+        }).find("model_type 'mixtral' is not supported; ternq runs llama, mistral, qwen2 and qwen3") !=
+        std::string::npos);
   CHECK(refused([](hf_checkpoint& c) { c.config["model_type"] = "qwen3_moe"; }).find("not supported") !=
         std::string::npos);
   CHECK(refused([](hf_checkpoint& c) {

@@ -272,6 +272,37 @@ TEST_CASE("synth: the tiny model loads into the runtime and its forward pass is 
   CHECK(lp.allFinite());
 }
 
+TEST_CASE("synth: the family presets write their family's config and tensors, and run") {
+  for (const char* name : {"tiny-llama3", "tiny-qwen2", "tiny-qwen3"}) {
+    CAPTURE(name);
+    const temp_dir dir("tools-synth-family");
+    synth::options opt = tiny(12, 2);
+    opt.config = synth::preset_config(name);
+    synth::write_synthetic_llama(dir.path(), opt);
+    const auto config = nlohmann::json::parse(read_bytes(dir.path() / "config.json"));
+    const llama::model m = llama::load_hf(dir.path());
+    const std::string family(llama::gguf_architecture(m.cfg.arch));
+    if (std::string_view(name) == "tiny-llama3") {
+      CHECK(config.at("rope_scaling").at("rope_type") == "llama3");
+      CHECK(config.at("architectures")[0] == "LlamaForCausalLM");
+      CHECK(family == "llama");
+      CHECK(m.cfg.rope_factors.size() == m.cfg.head_dim() / 2);
+    } else if (std::string_view(name) == "tiny-qwen2") {
+      CHECK(config.at("model_type") == "qwen2");
+      CHECK(family == "qwen2");
+      CHECK(m.layers[0].bq.size() == 128);
+      CHECK(m.layers[0].bv.cwiseAbs().maxCoeff() > 0.0F);
+    } else {
+      CHECK(config.at("head_dim") == 64);
+      CHECK(family == "qwen3");
+      CHECK(m.cfg.q_dim() == 256);
+      CHECK(m.layers[0].q_norm.size() == 64);
+    }
+    const llama::matrix logits = llama::logits(m, tools_test::random_batch(1, 32, m.cfg.vocab_size, 3));
+    CHECK(logits.allFinite());
+  }
+}
+
 TEST_CASE("synth: bad shapes, unknown presets and a directory holding a model are refused by name") {
   const temp_dir dir("tools-synth");
   CHECK_THROWS_WITH_AS(synth::preset_config("llama3-8b"),
