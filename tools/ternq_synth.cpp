@@ -7,6 +7,7 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -68,9 +69,10 @@ int main(int argc, char** argv) {
       "Writes a synthetic Hugging Face Llama directory (config.json + safetensors) of real shapes, with LLM-like "
       "weight statistics (per-row scales, heavy tails, outlier input channels), in bounded memory."};
   app.add_option("--out", opt.out, "output directory (created; must hold no model files unless --force)")->required();
-  app.add_option("--preset", opt.preset, "model shape and family: tiny, tiny-llama3, tiny-qwen2, tiny-qwen3, tinyllama-1.1b, llama2-7b, llama3.1-8b, "
-                 "mistral-7b, qwen2.5-7b, qwen3-8b")
-      ->check(CLI::IsMember({"tiny", "tinyllama-1.1b", "llama2-7b"}));
+  std::vector<std::string> preset_names;
+  for (const auto& p : ternq::synth::presets()) preset_names.emplace_back(p.name);
+  app.add_option("--preset", opt.preset, "model shape and family (see docs/tools.md)")
+      ->check(CLI::IsMember(preset_names));
   const auto count = [&](const char* name, std::optional<std::size_t>& field, const char* what) {
     app.add_option(name, field, what)->check(CLI::PositiveNumber);
   };

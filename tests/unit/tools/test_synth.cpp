@@ -303,11 +303,26 @@ TEST_CASE("synth: the family presets write their family's config and tensors, an
   }
 }
 
+TEST_CASE("ternq-synth takes every preset by name and says the family it writes") {
+  const temp_dir dir("tools-synth-cli-family");
+  const auto r = tools_test::run(std::string(TERNQ_SYNTH_EXE) + " --preset tiny-qwen2 --layers 1 --out " +
+                                 tools_test::quote(dir.path() / "m"));
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("tiny-qwen2: qwen2, dim 128") != std::string::npos);
+  CHECK(nlohmann::json::parse(read_bytes(dir.path() / "m" / "config.json")).at("architectures")[0] ==
+        "Qwen2ForCausalLM");
+  const auto bad = tools_test::run(std::string(TERNQ_SYNTH_EXE) + " --preset qwen9 --out " +
+                                   tools_test::quote(dir.path() / "x"));
+  CHECK(bad.status != 0);
+}
+
 TEST_CASE("synth: bad shapes, unknown presets and a directory holding a model are refused by name") {
   const temp_dir dir("tools-synth");
   CHECK_THROWS_WITH_AS(synth::preset_config("llama3-8b"),
                        "[ternq.invalid_argument] synthetic_llama: no preset named 'llama3-8b' (known: tiny, "
-                       "tinyllama-1.1b, llama2-7b)",
+                       "tiny-llama3, tiny-qwen2, tiny-qwen3, tinyllama-1.1b, llama2-7b, llama3.1-8b, mistral-7b, "
+                       "qwen2.5-7b, qwen3-8b)",
                        ternq::error);
   synth::options o = tiny(1);
   o.config.num_key_value_heads = 3;
@@ -318,8 +333,7 @@ TEST_CASE("synth: bad shapes, unknown presets and a directory holding a model ar
   o = tiny(1);
   o.config.hidden_size = 132;  // head width 33
   CHECK_THROWS_WITH_AS(synth::write_synthetic_llama(dir.path(), o),
-                       "[ternq.invalid_argument] synthetic_llama: the head width hidden_size / num_attention_heads = "
-                       "33 is odd; RoPE needs it even",
+                       "[ternq.invalid_argument] synthetic_llama: the head width 33 is odd; RoPE needs it even",
                        ternq::error);
   o = tiny(1);
   o.type = io::dtype::i8;
