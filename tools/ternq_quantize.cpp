@@ -644,6 +644,7 @@ int run(const options& opt) {
   // Tensor mode has no format: group 128 unless given. Model mode parses the method again once the format's
   // default group size is known; parsing here reports a bad name before the model is read.
   const auto choice = cli::parse_method(opt.method, group_of(opt.group_size.value_or(128)), opt.seed);
+  (void)cli::parse_storage(opt.format, {});  // a mistyped --format, too, before the model is read
   cli::require_writable(opt.out_gguf, "--out-gguf");
   cli::require_writable(
       opt.out_fake, "--out-fake",

@@ -190,6 +190,14 @@ TEST_CASE("the tools refuse bad input with one line naming the problem") {
   const auto method = run(quantize_exe + " --model " + quote(dir.path()) + " --method nonsense");
   CHECK(method.status != 0);
   CHECK(method.output.find("unknown method 'nonsense'") != std::string::npos);
+  // A typo is answered with the nearest name, before the model is read (the directory here is no model).
+  const auto typo = run(quantize_exe + " --model " + quote(dir.path()) + " --method gptq_optmal");
+  CHECK(typo.status != 0);
+  CHECK(typo.output.find("unknown method 'gptq_optmal': did you mean 'gptq_optimal'?") != std::string::npos);
+  const auto format = run(quantize_exe + " --model " + quote(dir.path()) + " --method absmean --format tq2_");
+  CHECK(format.status != 0);
+  CHECK(format.output.find("--format 'tq2_' is not one of") != std::string::npos);
+  CHECK(format.output.find("did you mean 'tq2_0'?") != std::string::npos);
   {
     std::ofstream truncated(dir.path() / "broken.bin", std::ios::binary);
     truncated << std::string(100, '\x01');
