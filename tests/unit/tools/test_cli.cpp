@@ -205,6 +205,15 @@ TEST_CASE("the tools refuse bad input with one line naming the problem") {
   const auto broken = run(quantize_exe + " --model " + quote(dir.path() / "broken.bin") + " --method absmean");
   CHECK(broken.status != 0);
   CHECK(broken.output.find("[ternq.corrupt_file]") != std::string::npos);
+  // A text file given as --model (a llama2.c path by its lack of GGUF magic) is named as text.
+  std::ofstream(dir.path() / "story.txt") << "Once upon a time, there was a little girl named Lily.\n";
+  const auto text = run(eval_exe + " --model " + quote(dir.path() / "story.txt") + " --text " +
+                        quote(dir.path() / "story.txt") + " --tokenizer y");
+  CHECK(text.status != 0);
+  CHECK(
+      text.output.find("not a llama2.c checkpoint: the file begins with text (\"Once upon a time, there was ...\")") !=
+      std::string::npos);
+  CHECK(text.output.find("is not a multiple of n_heads") == std::string::npos);
   if (!have_shared("models/stories260K.bin")) return;
   const auto combo = run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +
                          " --method itf --out-gguf " + quote(dir.path() / "x.gguf") + " --format tq2_0");
