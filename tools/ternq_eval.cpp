@@ -168,14 +168,17 @@ int main(int argc, char** argv) {
   app.add_option("--model", opt.model_path, "llama2.c checkpoint, Hugging Face directory, or GGUF")->required();
   app.add_option("--tokenizer", opt.tokenizer_path, "llama2.c tokenizer (.bin)");
   app.add_option("--text", opt.text_path, "UTF-8 text file")->required();
-  app.add_option("--offset", opt.offset, "byte offset of the slice in the text file");
+  app.add_option("--offset", opt.offset, "byte offset of the slice in the text file")
+      ->check(ternq::cli::whole_number());
   app.add_option("--tokens", opt.tokens, "tokens of the slice (with BOS)")->check(ternq::cli::positive_count());
-  app.add_option("--window", opt.window, "tokens per evaluation window (default: min(context, 256))");
+  app.add_option("--window", opt.window, "tokens per evaluation window (default: min(context, 256))")
+      ->check(ternq::cli::whole_number());
   app.add_option("--reference", opt.reference_path, "reference model for KL divergence and top-1 agreement");
   app.add_option("--collapse-whitespace", opt.collapse,
                  "auto (when the tokenizer has no newline), on, off: collapse whitespace runs to one space");
   app.add_flag("--json", opt.json, "print one JSON object");
-  app.add_option("--threads", opt.threads, "worker threads of the forward pass (0: all; results do not depend on it)");
+  app.add_option("--threads", opt.threads, "worker threads of the forward pass (0: all; results do not depend on it)")
+      ->check(ternq::cli::whole_number());
   CLI11_PARSE(app, argc, argv);
   try {
     return run(opt);

@@ -677,15 +677,20 @@ int main(int argc, char** argv) {
                  "absmean|twn|optimal|optimal_aga|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq|catq_std");
   app.add_option("--group-size", opt.group_size,
                  "columns per group (0: one group per row); default: the block of the chosen format (256 tq2_0/tq1_0, "
-                 "64 q2_0, 128 pq2_0/ptq1_0, per row i2_s), 128 for f16/f32, tensor mode and the embedded layer");
-  app.add_option("--seed", opt.seed, "seed (random block order; the embedded default layer)");
-  app.add_option("--threads", opt.threads, "worker threads (0: all)");
+                 "64 q2_0, 128 pq2_0/ptq1_0, per row i2_s), 128 for f16/f32, tensor mode and the embedded layer")
+      ->check(cli::whole_number());
+  app.add_option("--seed", opt.seed, "seed (random block order; the embedded default layer)")
+      ->check(cli::whole_number());
+  app.add_option("--threads", opt.threads, "worker threads (0: all)")->check(cli::whole_number());
   auto* text = app.add_option("--calib-text", opt.calib_text, "calibration text (UTF-8)");
-  app.add_option("--calib-offset", opt.calib_offset, "byte offset of the calibration slice")->needs(text);
+  app.add_option("--calib-offset", opt.calib_offset, "byte offset of the calibration slice")
+      ->check(cli::whole_number())
+      ->needs(text);
   auto* toks = app.add_option("--calib-tokens", opt.calib_tokens, "calibration token ids (whitespace-separated)");
   text->excludes(toks);
   app.add_option("--calib-seqs", opt.calib_seqs, "calibration sequences")->check(cli::positive_count());
-  app.add_option("--calib-len", opt.calib_len, "tokens per calibration sequence (default: min(context, 256))");
+  app.add_option("--calib-len", opt.calib_len, "tokens per calibration sequence (default: min(context, 256))")
+      ->check(cli::whole_number());
   auto* gguf = app.add_option("--out-gguf", opt.out_gguf, "write a GGUF that llama.cpp loads");
   app.add_option("--format", opt.format,
                  "auto|tq2_0|tq1_0|q2_0|pq2_0|ptq1_0|i2_s, or f16|f32 (dequantized); auto: tq2_0 where widths allow, "
@@ -725,6 +730,7 @@ int main(int argc, char** argv) {
   app.add_option("--stop-after-blocks", opt.stop_after_blocks,
                  "stop (exit code 3) once this many blocks are checkpointed, as a kill would; for tests and for "
                  "measuring a few blocks of a large model (0: run to the end)")
+      ->check(cli::whole_number())
       ->needs(ckdir);
   app.add_option("--report", opt.report, "per-layer report (JSON; a CSV is written beside it)");
   app.add_option("--collapse-whitespace", opt.collapse, "auto, on, off (for tokenizers without a newline)");

@@ -356,6 +356,14 @@ TEST_CASE("checks at the door: readable numeric limits, unwritable outputs and s
   CHECK(zero.status != 0);
   CHECK(zero.output.find("--calib-seqs: must be a whole number >= 1 (got '0')") != std::string::npos);
   CHECK(zero.output.find("e-308") == std::string::npos);
+  // An unsigned option given a sign is refused, not wrapped to 18446744073709551615.
+  const auto negative = run(quantize_exe + " --method twn --group-size -1");
+  CHECK(negative.status != 0);
+  CHECK(negative.output.find("--group-size: must be a whole number >= 0 (got '-1')") != std::string::npos);
+  CHECK(negative.output.find("18446744073709551615") == std::string::npos);
+  const auto window = run(eval_exe + " --model m --text t --window -8");
+  CHECK(window.status != 0);
+  CHECK(window.output.find("--window: must be a whole number >= 0 (got '-8')") != std::string::npos);
   const auto text = dir.path() / "x.txt";
   std::ofstream(text) << "unused";
   const auto no_dir = run(quantize_exe + " --tensors " + quote(text) + " --method absmean --out-fake " +
