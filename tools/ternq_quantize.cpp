@@ -650,6 +650,7 @@ int run(const options& opt) {
       opt.out_fake, "--out-fake",
       !opt.model_path.empty() && llama::detect_model_kind(opt.model_path) == llama::model_kind::hugging_face);
   cli::require_writable(opt.report, "--report");
+  cli::require_writable(opt.checkpoint_dir, "--checkpoint-dir", true);
   return opt.tensors_path.empty() ? run_model(opt) : run_tensors(opt, choice);
 }
 

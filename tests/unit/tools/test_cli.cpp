@@ -375,7 +375,23 @@ TEST_CASE("checks at the door: readable numeric limits, unwritable outputs and s
                           quote(dir.path()) + " --report " + quote(dir.path() / "r.json"));
   CHECK(is_dir.status != 0);
   CHECK(is_dir.output.find("is a directory, not a file") != std::string::npos);
+  const auto ck_in_file = run(quantize_exe + " --tensors " + quote(text) + " --method absmean --out-fake " +
+                              quote(dir.path() / "o.safetensors") + " --checkpoint-dir " + quote(text / "ck"));
+  CHECK(ck_in_file.status != 0);
+  CHECK(ck_in_file.output.find("[ternq.io] --checkpoint-dir '") != std::string::npos);
+  CHECK(ck_in_file.output.find("x.txt' is not a directory") != std::string::npos);
   if (!have_shared("models/stories260K.bin")) return;
+  // Model mode: a GGUF or report under a missing directory is refused before the model is quantized.
+  for (const std::string option : {"--out-gguf", "--out-fake", "--report"}) {
+    const std::string good = option == "--out-gguf" ? "" : " --out-gguf " + quote(dir.path() / "ok.gguf");
+    const auto missing = run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +
+                             " --method absmean" + good + " " + option + " " + quote(dir.path() / "missing" / "out"));
+    CHECK(missing.status != 0);
+    CHECK(missing.output.find("[ternq.io] " + option + " '") != std::string::npos);
+    CHECK(missing.output.find("' does not exist") != std::string::npos);
+    CHECK(missing.output.find("blk.0") == std::string::npos);  // no layer was quantized
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "ok.gguf"));
+  }
   const auto ids = dir.path() / "ids.txt";
   std::ofstream(ids) << "1 20 30 40 50";
   const auto short_calib = run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +
