@@ -161,7 +161,7 @@ int run_tensors(const options& opt, const cli::method_choice& choice) {
     r.relative_weight_error = ternq::relative_weight_error(w, q);
     r.relative_output_error = c ? ternq::relative_output_error(w, q, *c) : -1.0;
     r.seconds = seconds;
-    r.format = "f32";
+    r.format = "F32";
     rows.push_back(r);
     bar.update(rows.size(), names.size(), name);
   }
@@ -325,7 +325,7 @@ int run_model(const options& opt) {
   }
 
   // The per-layer quantizer: the method, then (for a ternary GGUF) the format's fp16 grids or an opt-in re-fit.
-  std::map<std::pair<std::size_t, llama::linear>, std::string> refits;
+  std::map<std::pair<std::size_t, llama::linear>, double> refits;  // the relative change of each re-fit
   // Format-aware calibration: the driver rounds each block's grid to the format's fp16 before the block's codes
   // and error are computed, so the later columns compensate for the rounding and the file is the fake model.
   cli::method_choice method = choice;
@@ -383,7 +383,7 @@ int run_model(const options& opt) {
     if (conflict && conflict->refittable) {
       double change = 0.0;
       q = ternq::pack::refit_symmetric(q, *store.ternary, &change);
-      refits[{layer, which}] = "re-fitted for " + store.name + " (relative change " + std::to_string(change) + ")";
+      refits[{layer, which}] = change;
     }
     if (!folded.empty()) q.set_permutation(std::move(folded));
     // fp16 grids also for a layer the format cannot hold: it falls back to another ternary type or to F16,
@@ -460,13 +460,16 @@ int run_model(const options& opt) {
     row.relative_weight_error = r.relative_weight_error;
     row.relative_output_error = calibrated ? r.relative_output_error : -1.0;
     row.seconds = r.seconds;
-    row.format = opt.out_gguf.empty() ? "-" : e.info.reason.empty() ? e.info.type : e.info.type + " (" + e.info.reason + ")";
+    if (!opt.out_gguf.empty()) {
+      row.format = e.info.type;
+      row.format_reason = e.info.reason;
+    }
     if (const auto o = orders.find({r.layer, r.which}); o != orders.end()) {
       row.order = o->second;
     } else if (const auto* g = std::get_if<ternq::gptq>(&choice.method)) {
       row.order = cli::order_name(g->order);
     }
-    if (const auto rf = refits.find({r.layer, r.which}); rf != refits.end()) row.format += "; " + rf->second;
+    if (const auto rf = refits.find({r.layer, r.which}); rf != refits.end()) row.refit_change = rf->second;
     if (const auto f = fitted.find({r.layer, r.which}); f != fitted.end()) {
       row.order += "; scales fitted (" + std::to_string(f->second.rows_changed) + " rows, E_x " +
                    std::to_string(f->second.output_error_before) + " -> " +
@@ -609,7 +612,7 @@ int run_model(const options& opt) {
     const std::string shape = std::to_string(r.rows) + "x" + std::to_string(r.cols);
     std::printf("%-28s %11s %10.5f %10s %9.3f  %s\n", r.layer.c_str(), shape.c_str(), r.relative_weight_error,
                 r.relative_output_error >= 0 ? std::to_string(r.relative_output_error).c_str() : "-", r.seconds,
-                r.format.c_str());
+                cli::stored_as(r).c_str());
     ew += r.relative_weight_error;
     ex += r.relative_output_error;
     seconds += r.seconds;

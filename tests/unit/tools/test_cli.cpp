@@ -275,8 +275,18 @@ TEST_CASE("ternq-quantize: a format that packs nothing is refused; --allow-fallb
 
   // Asked for: the layers fall back to Q2_0, and the run says so prominently.
   const auto fallback = dir.path() / "f.gguf";
-  const auto allowed = run(base + quote(fallback) + " --format tq2_0 --allow-fallback");
+  const auto allowed =
+      run(base + quote(fallback) + " --format tq2_0 --allow-fallback --report " + quote(dir.path() / "f.json"));
   REQUIRE_MESSAGE(allowed.status == 0, allowed.output);
+  {
+    // The report gives the storage as fields: the type, and why it is not the chosen format.
+    const nlohmann::json j = nlohmann::json::parse(std::ifstream(dir.path() / "f.json"));
+    const auto& row = j["layers"][0];
+    CHECK(row["layer"] == "blk.0.attn_q.weight");
+    CHECK(row["format"] == "Q2_0");
+    CHECK(row["format_reason"].get<std::string>().find("pack TQ2_0: in_features 64 is not a multiple") == 0);
+    CHECK(row["refit_change"].is_null());
+  }
   CHECK(allowed.output.find("WARNING: only 0 of 14 linear layers are TQ2_0") != std::string::npos);
   CHECK(allowed.output.find("14 fell back, 12 to Q2_0 (pack TQ2_0: in_features 64 is not a multiple") !=
         std::string::npos);
@@ -320,6 +330,11 @@ TEST_CASE("ternq-quantize: a format that packs nothing is refused; --allow-fallb
   CHECK(f.file_bpw == doctest::Approx(8.0 * file_bytes / weights).epsilon(1e-4));
   const nlohmann::json j = nlohmann::json::parse(std::ifstream(report));
   CHECK(j["summary"]["format"] == "q2_0");
+  for (const auto& row : j["layers"]) {
+    const bool kept = row["layer"].get<std::string>().starts_with("blk.1.ffn_");
+    CHECK(row["format"] == (kept ? "Q8_0" : "Q2_0"));
+    CHECK(row["format_reason"] == (kept ? nlohmann::json("--keep") : nlohmann::json()));
+  }
   CHECK(j["summary"]["group_size"] == 64);
   CHECK(j["summary"]["gguf"]["kept"] == 3);
   CHECK(j["summary"]["gguf"]["file_bytes"] == file_bytes);
@@ -333,6 +348,17 @@ TEST_CASE("ternq-quantize: a format that packs nothing is refused; --allow-fallb
   CHECK(w.output.find("format tq2_0 (auto), group size 256") != std::string::npos);
   CHECK(parse_summary(w.output).packed == 14);
   CHECK(io::gguf_reader::open(dir.path() / "w.gguf").metadata().get<std::uint32_t>("general.file_type") == 37);
+
+  // --refit: each re-fitted layer's relative change is a field of its row, and the table says it in words.
+  const auto refit =
+      run(quantize_exe + " --model " + quote(small) + " --method itf --out-gguf " + quote(dir.path() / "refit.gguf") +
+          " --format q2_0 --refit --report " + quote(dir.path() / "refit.json"));
+  REQUIRE_MESSAGE(refit.status == 0, refit.output);
+  CHECK(refit.output.find("Q2_0; re-fitted (relative change ") != std::string::npos);
+  for (const auto& row : nlohmann::json::parse(std::ifstream(dir.path() / "refit.json"))["layers"]) {
+    CHECK(row["format"] == "Q2_0");
+    CHECK(row["refit_change"].get<double>() > 0.0);
+  }
 
   const auto bad_keep = run(base + quote(dir.path() / "k.gguf") + " --keep 'blk.7.*=q8_0'");
   CHECK(bad_keep.status != 0);
