@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/checks.hpp"
 #include "synth/synthetic_llama.hpp"
 
 namespace {
@@ -74,7 +75,7 @@ int main(int argc, char** argv) {
   app.add_option("--preset", opt.preset, "model shape and family (see docs/tools.md)")
       ->check(CLI::IsMember(preset_names));
   const auto count = [&](const char* name, std::optional<std::size_t>& field, const char* what) {
-    app.add_option(name, field, what)->check(CLI::PositiveNumber);
+    app.add_option(name, field, what)->check(ternq::cli::positive_count());
   };
   count("--dim", opt.dim, "hidden size (overrides the preset)");
   count("--hidden", opt.hidden, "FFN intermediate size");
@@ -85,8 +86,9 @@ int main(int argc, char** argv) {
   count("--context", opt.context, "max_position_embeddings");
   app.add_option("--dtype", opt.dtype, "weight type: bf16 (default), f16, f32")
       ->check(CLI::IsMember({"bf16", "f16", "f32"}));
-  app.add_option("--seed", opt.seed, "seed; the same seed writes the same bytes whatever --threads");
-  app.add_option("--threads", opt.threads, "generating threads (0: all)");
+  app.add_option("--seed", opt.seed, "seed; the same seed writes the same bytes whatever --threads")
+      ->check(ternq::cli::whole_number());
+  app.add_option("--threads", opt.threads, "generating threads (0: all)")->check(ternq::cli::whole_number());
   app.add_option("--shard-size", opt.shard_size,
                  "largest shard (bytes of tensor data; 5GB, 500MB, 64KiB ...); larger models are written as shards "
                  "with model.safetensors.index.json")

@@ -384,3 +384,15 @@ TEST_CASE("ternq-synth writes a model from the command line, sharded by --shard-
   CHECK(m.tensors().shard_count() > 1);
   CHECK(m.tensors().info("lm_head.weight").type == io::dtype::f16);
 }
+
+TEST_CASE("ternq-synth refuses a zero or negative count by its limit, not double's") {
+  for (const std::string value : {"0", "-3"}) {
+    const auto o = tools_test::run(std::string(TERNQ_SYNTH_EXE) + " --out x --dim " + value);
+    CHECK(o.status != 0);
+    CHECK(o.output.find("--dim: must be a whole number >= 1 (got '" + value + "')") != std::string::npos);
+    CHECK(o.output.find("17976931348623157") == std::string::npos);  // DBL_MAX, written out
+  }
+  const auto seed = tools_test::run(std::string(TERNQ_SYNTH_EXE) + " --out x --seed -1");
+  CHECK(seed.status != 0);
+  CHECK(seed.output.find("--seed: must be a whole number >= 0 (got '-1')") != std::string::npos);
+}
