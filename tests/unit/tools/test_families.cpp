@@ -15,7 +15,9 @@
 
 #include <ternq/io/gguf_llama.hpp>
 #include <ternq/io/gguf_reader.hpp>
+#include <ternq/core/half.hpp>
 #include <ternq/io/safetensors_writer.hpp>
+#include <ternq/pack/q8_0.hpp>
 
 #include "llama/forward.hpp"
 #include "llama/gguf_io.hpp"
@@ -440,4 +442,55 @@ TEST_CASE("families: other model types and unsupported features are refused up f
   llama::model m = llama::materialize(llama::hf_source(dir.path() / "ok"));
   m.cfg.sliding_window = 8;
   CHECK_THROWS_WITH(llama::logits(m, sequence(16, 50, 3)), doctest::Contains("attention window of 8"));
+}
+
+TEST_CASE("families: a GGUF of F16 and Q8_0 tensors, as llama.cpp's converter and quantizer write, is read and "
+          "quantized") {
+  for (const kind k : all_kinds) {
+    CAPTURE(name_of(k));
+    const tools_test::temp_dir dir("families-q8");
+    write_checkpoint(make_checkpoint(k, 61), dir.path() / "hf");
+    const llama::model m = llama::materialize(llama::hf_source(dir.path() / "hf"));
+    llama::gguf_storage storage{.f16_when_lossless = true};
+    for (const auto& name : llama::gguf_tensor_names(m.cfg, m.classifier.has_value())) {
+      if (name.find("_norm") == std::string::npos && name.find(".bias") == std::string::npos &&
+          name != "rope_freqs.weight") {
+        storage.keep[name] = name == "token_embd.weight" ? pack::ggml_type::f16 : pack::ggml_type::q8_0;
+      }
+    }
+    llama::model stored = m;  // the values the kept types hold
+    const auto round_q8_0 = [](llama::matrix& w) {
+      const std::vector<std::uint8_t> bytes =
+          pack::quantize_q8_0(std::span<const float>(w.data(), static_cast<std::size_t>(w.size())),
+                              static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()));
+      pack::q8_0_to_float(bytes, std::span<float>(w.data(), static_cast<std::size_t>(w.size())));
+    };
+    for (auto& l : stored.layers) {
+      for (const auto which : llama::all_linears) round_q8_0(l.weight(which));
+    }
+    if (stored.classifier) round_q8_0(*stored.classifier);
+    for (Eigen::Index i = 0; i < stored.embedding.size(); ++i) {
+      stored.embedding.data()[i] = fp16_bits_to_fp32(fp32_to_fp16_bits(stored.embedding.data()[i]));
+    }
+    (void)llama::save_gguf(m, {}, storage, nullptr, dir.path() / "q8.gguf", "q8");
+    const auto r = io::gguf_reader::open(dir.path() / "q8.gguf");
+    CHECK(r.tensor("blk.1.ffn_down.weight").type == pack::ggml_type::q8_0);
+    CHECK(r.tensor("token_embd.weight").type == pack::ggml_type::f16);
+    const llama::model back = llama::materialize(llama::gguf_source(dir.path() / "q8.gguf"));
+    const llama::batch b = sequence(24, 50, 19);
+    CHECK((llama::logits(back, b) - llama::logits(stored, b)).cwiseAbs().maxCoeff() == 0.0F);
+    // and it goes through the whole pipeline as an input
+    {
+      std::ofstream ids(dir.path() / "calib.txt");
+      for (const auto t : sequence(256, 50, 23).tokens) ids << t << ' ';
+    }
+    const auto q = tools_test::run(std::string(TERNQ_QUANTIZE_EXE) + " --model " +
+                                   tools_test::quote(dir.path() / "q8.gguf") +
+                                   " --method gptq_optimal --format q2_0 --calib-tokens " +
+                                   tools_test::quote(dir.path() / "calib.txt") + " --calib-seqs 4 --calib-len 32" +
+                                   " --out-gguf " + tools_test::quote(dir.path() / "t.gguf"));
+    INFO(q.output);
+    REQUIRE(q.status == 0);
+    CHECK(llama::gguf_source(dir.path() / "t.gguf").cfg().arch == m.cfg.arch);
+  }
 }
