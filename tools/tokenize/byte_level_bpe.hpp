@@ -139,6 +139,7 @@ class byte_level_bpe final : public tokenizer {
   [[nodiscard]] const bpe_definition& definition() const noexcept { return d_; }
 
   [[nodiscard]] std::vector<std::int32_t> encode(std::string_view text) const override {
+    require_utf8(text);
     std::vector<std::int32_t> ids(d_.prefix.begin(), d_.prefix.end());
     for (const section& s : sections(text)) {
       if (s.added != none) {

@@ -6,6 +6,7 @@
 #include <pcre2.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,6 +15,50 @@
 #include <ternq/core/error.hpp>
 
 namespace ternq::tokenizers {
+
+/// The offset of the first byte of `text` that does not start a well-formed UTF-8 character (an unexpected
+/// continuation byte, a truncated sequence, an overlong form, a surrogate, a code point above U+10FFFF), or
+/// `text.size()` when it is all well-formed: what PCRE2's UTF mode requires.
+inline std::size_t utf8_error_offset(std::string_view text) noexcept {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  for (std::size_t i = 0; i < text.size();) {
+    const unsigned b = byte(i);
+    std::size_t n = 0;
+    unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+    if (b < 0x80) {
+      ++i;
+      continue;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      n = 1;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      n = 2;
+      if (b == 0xE0) lo = 0xA0;  // no overlong forms
+      if (b == 0xED) hi = 0x9F;  // no surrogates
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      n = 3;
+      if (b == 0xF0) lo = 0x90;  // no overlong forms
+      if (b == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+    } else {
+      return i;
+    }
+    if (text.size() - i <= n) return i;
+    if (byte(i + 1) < lo || byte(i + 1) > hi) return i;
+    for (std::size_t k = 2; k <= n; ++k) {
+      if ((byte(i + k) & 0xC0U) != 0x80U) return i;
+    }
+    i += n + 1;
+  }
+  return text.size();
+}
+
+/// Throws `[ternq.invalid_argument]` naming the offset when `text` is not well-formed UTF-8.
+inline void require_utf8(std::string_view text) {
+  const std::size_t bad = utf8_error_offset(text);
+  if (bad < text.size()) {
+    fail(errc::invalid_argument, "the text is not valid UTF-8: byte ", bad, " (0x", std::hex,
+         static_cast<unsigned>(static_cast<unsigned char>(text[bad])), std::dec, ") does not start a character");
+  }
+}
 
 /// A compiled pattern (UTF-8, Unicode properties: `\p{L}`, and `\s` and `\d` over all of Unicode, as the
 /// Oniguruma engine of Hugging Face's tokenizers reads them). Splitting is the "Isolated" behaviour of a
@@ -41,15 +86,16 @@ class split_regex {
 
   [[nodiscard]] const std::string& pattern() const noexcept { return pattern_; }
 
-  /// Appends the pieces of `text` to `out`, in order: they concatenate to `text`. `text` must be valid UTF-8
-  /// (PCRE2 checks it; invalid input is `[ternq.invalid_argument]`).
+  /// Appends the pieces of `text` to `out`, in order: they concatenate to `text`. Text that is not UTF-8 is
+  /// `[ternq.invalid_argument]` (checked once here, so that PCRE2 need not check it on every search).
   void split(std::string_view text, std::vector<std::string_view>& out) const {
+    require_utf8(text);
     const std::unique_ptr<pcre2_match_data, decltype(&pcre2_match_data_free)> match(
         pcre2_match_data_create_from_pattern(code_.get(), nullptr), pcre2_match_data_free);
     const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
     std::size_t at = 0;    // where the next search starts
     std::size_t kept = 0;  // the end of the last piece
-    std::uint32_t options = 0;
+    const std::uint32_t options = PCRE2_NO_UTF_CHECK;
     while (at <= text.size()) {
       const int rc = pcre2_match(code_.get(), subject, text.size(), at, options, match.get(), nullptr);
       if (rc == PCRE2_ERROR_NOMATCH) break;
@@ -67,13 +113,11 @@ class split_regex {
         if (start >= text.size()) break;
         at = start + 1;
         while (at < text.size() && (static_cast<unsigned char>(text[at]) & 0xC0U) == 0x80U) ++at;
-        options = PCRE2_NO_UTF_CHECK;
         continue;
       }
       if (start > kept) out.push_back(text.substr(kept, start - kept));
       out.push_back(text.substr(start, end - start));
       kept = at = end;
-      options = PCRE2_NO_UTF_CHECK;  // checked once, on the first search
     }
     if (kept < text.size()) out.push_back(text.substr(kept));
   }
