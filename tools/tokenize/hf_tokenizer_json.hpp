@@ -156,9 +156,16 @@ inline bpe_definition read_tokenizer_json(const std::filesystem::path& path) {
       }
     }
     d.ignore_merges = model.value("ignore_merges", false);
+    // Ids run densely from 0: one beyond the count of tokens would leave holes (and size the vocabulary by a
+    // number the file does not back), so it is refused.
+    const nlohmann::json& added = j.value("added_tokens", nlohmann::json::array());
+    const std::size_t count = model.at("vocab").size() + added.size();
     for (const auto& [token, id] : model.at("vocab").items()) {
       const auto i = id.get<std::int64_t>();
-      if (i < 0 || i > INT32_MAX) fail(errc::corrupt_file, d.source, ": token '", token, "' has the id ", i);
+      if (i < 0 || static_cast<std::size_t>(i) >= count) {
+        fail(errc::corrupt_file, d.source, ": token '", token, "' has the id ", i, ", beyond the ", count,
+             " tokens of the file");
+      }
       if (static_cast<std::size_t>(i) >= d.tokens.size()) d.tokens.resize(static_cast<std::size_t>(i) + 1);
       d.tokens[static_cast<std::size_t>(i)] = token;
     }
@@ -177,8 +184,13 @@ inline bpe_definition read_tokenizer_json(const std::filesystem::path& path) {
       const auto it = model.at("vocab").find(model["unk_token"].get<std::string>());
       if (it != model.at("vocab").end()) d.unk = it->get<std::int32_t>();
     }
-    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
+    for (const auto& a : added) {
       if (a.value("single_word", false)) refuse("added token '", a.value("content", ""), "' is single_word");
+      const auto i = a.at("id").get<std::int64_t>();
+      if (i < 0 || static_cast<std::size_t>(i) >= count) {
+        fail(errc::corrupt_file, d.source, ": added token '", a.value("content", ""), "' has the id ", i,
+             ", beyond the ", count, " tokens of the file");
+      }
       d.added.push_back({a.at("content").get<std::string>(), a.at("id").get<std::int32_t>(), a.value("special", false),
                          a.value("lstrip", false), a.value("rstrip", false)});
     }

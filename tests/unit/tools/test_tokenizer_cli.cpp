@@ -23,6 +23,7 @@ using tools_test::tokenizer_data;
 
 const std::string quantize_exe = TERNQ_QUANTIZE_EXE;
 const std::string eval_exe = TERNQ_EVAL_EXE;
+const std::string synth_exe = TERNQ_SYNTH_EXE;
 
 /// A random model of 700 tokens (more than the test tokenizers' 657 to 660: padding rows) as a GGUF without a
 /// vocabulary.
@@ -83,6 +84,29 @@ TEST_CASE("ternq-quantize and ternq-eval: --tokenizer tokenizer.json, then the o
     REQUIRE(r2.metadata().find(key) != nullptr);
     CHECK(*r2.metadata().find(key) == *r1.metadata().find(key));
   }
+}
+
+TEST_CASE(
+    "a Hugging Face directory brings its tokenizer.json: calibration text and the GGUF vocabulary need no "
+    "--tokenizer") {
+  tools_test::temp_dir dir("tools-tokenizer-cli-hf");
+  const auto model = dir.path() / "qwen";
+  const auto made = run(synth_exe + " --preset tiny --layers 1 --vocab 700 --dtype f32 --seed 2 --out " + quote(model));
+  REQUIRE_MESSAGE(made.status == 0, made.output);
+  for (const char* file : {"tokenizer.json", "tokenizer_config.json"}) {
+    std::filesystem::copy_file(tokenizer_data() / "qwen2" / file, model / file);
+  }
+  const auto out = dir.path() / "q.gguf";
+  const auto q =
+      run(quantize_exe + " --model " + quote(model) + " --method gptq_optimal --format q2_0 --calib-text " +
+          quote(tokenizer_data() / "multilingual.txt") + " --calib-len 32 --calib-seqs 4 --out-gguf " + quote(out));
+  REQUIRE_MESSAGE(q.status == 0, q.output);
+  const io::gguf_reader r = io::gguf_reader::open(out);
+  CHECK(r.metadata().get<std::string>("tokenizer.ggml.model") == "gpt2");
+  CHECK(r.metadata().get<std::string>("tokenizer.ggml.pre") == "qwen2");
+  CHECK(r.metadata().get<std::uint32_t>("tokenizer.ggml.eos_token_id") == 658);
+  CHECK_FALSE(r.metadata().get<bool>("tokenizer.ggml.add_bos_token"));
+  CHECK_FALSE(r.metadata().contains("tokenizer.ggml.bos_token_id"));
 }
 
 TEST_CASE("--tokenizer takes a SentencePiece model and a GGUF; without any tokenizer, text is refused") {

@@ -252,6 +252,10 @@ TEST_CASE("unsupported tokenizers are refused naming what is not supported") {
   refused(R"({"model": {"type": "BPE", "vocab": {}, "merges": []},
               "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Punctuation"}, {"type": "ByteLevel"}]}})",
           "pre-tokenizer 'Punctuation' is not supported");
+  // An id far beyond the tokens the file holds would size a vocabulary the file does not back.
+  refused(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 2000000000}, "merges": []},
+              "pre_tokenizer": {"type": "ByteLevel"}})",
+          "token 'b' has the id 2000000000, beyond the 2 tokens of the file");
 
   // A pre-tokenizer regex llama.cpp has no name for: the text is encoded, but no GGUF vocabulary is made.
   nlohmann::json j = nlohmann::json::parse(std::ifstream(tokenizer_data() / "gpt2/tokenizer.json"));
