@@ -58,6 +58,9 @@ inline io::llama_vocab read_llama_vocab(const io::gguf_metadata& md, const std::
   v.unk_id = id("tokenizer.ggml.unknown_token_id");
   v.pad_id = id("tokenizer.ggml.padding_token_id");
   if (md.contains("tokenizer.ggml.add_bos_token")) v.add_bos = md.get<bool>("tokenizer.ggml.add_bos_token");
+  if (md.contains("tokenizer.ggml.add_space_prefix")) {
+    v.add_space_prefix = md.get<bool>("tokenizer.ggml.add_space_prefix");
+  }
   if ((!v.scores.empty() && v.scores.size() != v.tokens.size()) ||
       (!v.token_types.empty() && v.token_types.size() != v.tokens.size())) {
     fail(errc::corrupt_file, source, ": ", v.tokens.size(), " tokens, ", v.scores.size(), " scores and ",
@@ -93,8 +96,8 @@ inline std::string plain_spelling(std::string_view token) {
 /// vocabulary is what an output GGUF gets back.
 class gguf_llama_vocab final : public tokenizer {
  public:
-  gguf_llama_vocab(io::llama_vocab v, bool add_space_prefix, const std::string& source)
-      : v_(std::move(v)), tok_(pieces(v_), scores(v_)), add_space_prefix_(add_space_prefix) {
+  gguf_llama_vocab(io::llama_vocab v, const std::string& source)
+      : v_(std::move(v)), tok_(pieces(v_), scores(v_)), add_space_prefix_(v_.add_space_prefix.value_or(true)) {
     // run.c's ids: <unk> 0, BOS 1, EOS 2, the byte pieces 3..258; another layout would be encoded wrongly.
     if (v_.unk_id.value_or(0) != 0 || v_.bos_id.value_or(1) != 1 || v_.eos_id.value_or(2) != 2) {
       fail(errc::unsupported, source, ": a \"llama\" vocabulary with <unk>, BOS, EOS at ids ", v_.unk_id.value_or(0),
@@ -196,9 +199,7 @@ inline std::unique_ptr<tokenizer> read_gguf_tokenizer(const std::filesystem::pat
   const io::gguf_metadata& md = r.metadata();
   io::llama_vocab v = detail::read_llama_vocab(md, source);
   if (v.model == "gpt2") return std::make_unique<byte_level_bpe>(bpe_of_gguf_vocab(v, source));
-  const bool add_space_prefix =
-      !md.contains("tokenizer.ggml.add_space_prefix") || md.get<bool>("tokenizer.ggml.add_space_prefix");
-  return std::make_unique<gguf_llama_vocab>(std::move(v), add_space_prefix, source);
+  return std::make_unique<gguf_llama_vocab>(std::move(v), source);
 }
 
 }  // namespace ternq::tokenizers

@@ -18,6 +18,7 @@
 #include <ternq/io/gguf_llama.hpp>
 
 #include "tokenize/hf_tokenizer_json.hpp"
+#include "tokenize/sentencepiece_proto.hpp"
 #include "tokenize/tokenizer.hpp"
 
 namespace ternq::tokenizers {
@@ -34,6 +35,12 @@ class sentencepiece_model final : public tokenizer {
     }
     if (add_bos_ && sp_.bos_id() < 0) {
       fail(errc::invalid_argument, "SentencePiece model '", path.string(), "' has no BOS token to put first");
+    }
+    source_ = "SentencePiece model '" + path.string() + "'";
+    facts_ = read_sentencepiece_facts(sp_.serialized_model_proto(), source_);
+    if (facts_.piece_types.size() != static_cast<std::size_t>(sp_.GetPieceSize())) {
+      fail(errc::corrupt_file, source_, ": ", facts_.piece_types.size(), " pieces in the model, ", sp_.GetPieceSize(),
+           " loaded");
     }
   }
 
@@ -61,25 +68,24 @@ class sentencepiece_model final : public tokenizer {
   }
 
   /// The "llama" vocabulary llama.cpp's converter writes for a SentencePiece model: the pieces as they are
-  /// (with U+2581 for spaces), their scores, and their types (unknown, control, unused, byte, else normal).
+  /// (with U+2581 for spaces), their scores and types (those of the model file: normal, unknown, control,
+  /// user-defined, unused, byte), and the dummy prefix. llama.cpp encodes a "llama" vocabulary by merging the
+  /// best-scoring pairs, SentencePiece's BPE; a Unigram model (best segmentation by piece likelihoods) would be
+  /// tokenized differently there, so its vocabulary is `[ternq.unsupported]`.
   [[nodiscard]] io::llama_vocab gguf_vocab() const override {
+    if (facts_.model_type != 2) {
+      const char* names[] = {"?", "Unigram", "BPE", "word", "char"};
+      fail(errc::unsupported, source_, ": a ", facts_.model_type < 5 ? names[facts_.model_type] : "?",
+           " model; llama.cpp's \"llama\" vocabulary encodes as SentencePiece's BPE does, so only BPE models are "
+           "written to GGUF");
+    }
     io::llama_vocab v;
     v.model = "llama";
     const int n = sp_.GetPieceSize();
     for (int i = 0; i < n; ++i) {
       v.tokens.push_back(sp_.IdToPiece(i));
       v.scores.push_back(sp_.GetScore(i));
-      std::int32_t type = io::token_type::normal;
-      if (sp_.IsUnknown(i)) {
-        type = io::token_type::unknown;
-      } else if (sp_.IsControl(i)) {
-        type = io::token_type::control;
-      } else if (sp_.IsUnused(i)) {
-        type = io::token_type::unused;
-      } else if (sp_.IsByte(i)) {
-        type = io::token_type::byte;
-      }
-      v.token_types.push_back(type);
+      v.token_types.push_back(facts_.piece_types[static_cast<std::size_t>(i)]);
     }
     const auto u32 = [](int id) { return id < 0 ? std::nullopt : std::optional<std::uint32_t>(id); };
     v.bos_id = u32(sp_.bos_id());
@@ -87,6 +93,7 @@ class sentencepiece_model final : public tokenizer {
     v.unk_id = u32(sp_.unk_id());
     v.pad_id = u32(sp_.pad_id());
     v.add_bos = add_bos_;
+    v.add_space_prefix = facts_.add_dummy_prefix;
     return v;
   }
 
@@ -95,6 +102,8 @@ class sentencepiece_model final : public tokenizer {
 
   ::sentencepiece::SentencePieceProcessor sp_;
   bool add_bos_ = true;
+  std::string source_;
+  sentencepiece_facts facts_;
 };
 
 }  // namespace ternq::tokenizers

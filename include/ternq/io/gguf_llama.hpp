@@ -109,6 +109,9 @@ struct llama_vocab {
   std::optional<std::uint32_t> unk_id{};  ///< `tokenizer.ggml.unknown_token_id`
   std::optional<std::uint32_t> pad_id{};  ///< `tokenizer.ggml.padding_token_id`
   std::optional<bool> add_bos{};          ///< `tokenizer.ggml.add_bos_token`; absent: llama.cpp's default
+  /// `tokenizer.ggml.add_space_prefix`: whether a "llama" vocabulary puts U+2581 before the text
+  /// (SentencePiece's dummy prefix); absent: llama.cpp's default (yes)
+  std::optional<bool> add_space_prefix{};
 };
 
 /// Adds the llama model keys (FORMATS.md): `general.architecture = "llama"`
@@ -188,6 +191,7 @@ inline void add_llama_tokenizer(gguf_metadata& md, const llama_vocab& v, std::ui
   if (v.unk_id) keys.push_back({"tokenizer.ggml.unknown_token_id", *v.unk_id});
   if (v.pad_id) keys.push_back({"tokenizer.ggml.padding_token_id", *v.pad_id});
   if (v.add_bos) keys.push_back({"tokenizer.ggml.add_bos_token", *v.add_bos});
+  if (v.add_space_prefix) keys.push_back({"tokenizer.ggml.add_space_prefix", *v.add_space_prefix});
   for (const auto& kv : keys) require(!md.contains(kv.key), kv.key, " is already set");
   for (auto& kv : keys) md.add(std::move(kv.key), std::move(kv.value));
 }

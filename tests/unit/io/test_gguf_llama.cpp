@@ -198,6 +198,13 @@ TEST_CASE("gguf llama: a SentencePiece-style vocabulary with the exact key types
   CHECK_FALSE(md.contains("tokenizer.ggml.merges"));
   CHECK_FALSE(md.contains("tokenizer.ggml.pre"));
   CHECK_FALSE(md.contains("tokenizer.ggml.add_bos_token"));
+  CHECK_FALSE(md.contains("tokenizer.ggml.add_space_prefix"));
+  ternq::io::gguf_metadata no_prefix;
+  v.model = "llama";
+  v.add_space_prefix = false;
+  ternq::io::add_llama_tokenizer(no_prefix, v, 4);
+  check_type(no_prefix, "tokenizer.ggml.add_space_prefix", gguf_type::boolean);
+  CHECK_FALSE(no_prefix.get<bool>("tokenizer.ggml.add_space_prefix"));
   v.model = "llama";
   v.eos_id = 9;
   CHECK_THROWS_WITH_AS(

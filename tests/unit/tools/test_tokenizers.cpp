@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "cli/text_slice.hpp"
 #include "llama/gguf_io.hpp"
 #include "tokenize/open.hpp"
+#include "tokenize/sentencepiece_proto.hpp"
 #include "tools_test_support.hpp"
 
 namespace {
@@ -150,6 +152,55 @@ TEST_CASE("SentencePiece tokenizer.model: the ids SentencePiece gives, BOS first
   CHECK(v.eos_id == 2u);
   CHECK_FALSE(v.pad_id.has_value());
   CHECK(v.add_bos == true);
+}
+
+TEST_CASE(
+    "SentencePiece model facts from the ModelProto: algorithm, piece types, dummy prefix; Unigram stays out "
+    "of GGUF") {
+  const auto bytes = [](const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const auto bpe =
+      tokenizers::read_sentencepiece_facts(bytes(tokenizer_data() / "sentencepiece/tokenizer.model"), "bpe");
+  CHECK(bpe.model_type == 2);
+  CHECK(bpe.add_dummy_prefix);
+  REQUIRE(bpe.piece_types.size() == 512);
+  CHECK(bpe.piece_types[0] == io::token_type::unknown);
+  CHECK(bpe.piece_types[3] == io::token_type::byte);
+  const auto uni =
+      tokenizers::read_sentencepiece_facts(bytes(tokenizer_data() / "sentencepiece_unigram/tokenizer.model"), "uni");
+  CHECK(uni.model_type == 1);
+  CHECK_FALSE(uni.add_dummy_prefix);
+  REQUIRE(uni.piece_types.size() == 400);
+  CHECK(uni.piece_types[3] == io::token_type::user_defined);  // <|user|>
+  CHECK(uni.piece_types[4] == io::token_type::byte);
+  CHECK_THROWS_WITH_AS(tokenizers::read_sentencepiece_facts(std::string("\x0a\xff"), "cut"),
+                       doctest::Contains("[ternq.corrupt_file] cut: a varint runs past the end"), ternq::error);
+
+  // The Unigram model encodes (SentencePiece's ids, BOS first), but gives no "llama" GGUF vocabulary.
+  const auto unigram = tokenizers::open_tokenizer(tokenizer_data() / "sentencepiece_unigram/tokenizer.model");
+  std::vector<std::int32_t> expected = {1};
+  const std::vector<std::int32_t> ids = reference_ids("sentencepiece_unigram");
+  expected.insert(expected.end(), ids.begin(), ids.end());
+  CHECK(unigram->encode(multilingual()) == expected);
+  CHECK_THROWS_WITH_AS((void)unigram->gguf_vocab(), doctest::Contains("a Unigram model; llama.cpp's"), ternq::error);
+  // The BPE model's vocabulary says it has the dummy prefix.
+  CHECK(tokenizers::open_tokenizer(tokenizer_data() / "sentencepiece/tokenizer.model")->gguf_vocab().add_space_prefix ==
+        true);
+}
+
+TEST_CASE("a GGUF \"llama\" vocabulary without the space prefix encodes without the dummy prefix") {
+  if (!tools_test::have_shared("models/tok512.bin")) return;
+  tools_test::temp_dir dir("tools-tokenizer-no-prefix");
+  const io::llama2c_tokenizer tok512(tools_test::shared_dir() / "models/tok512.bin");
+  io::llama_vocab v = tokenizers::vocab_of(tok512);
+  v.add_space_prefix = false;
+  const auto gguf = tokenizers::open_tokenizer(gguf_with(v, 512, dir, "no-prefix"));
+  const std::string text = multilingual();
+  const std::vector<int> expected = tok512.encode(text, {.bos = true, .eos = false, .dummy_prefix = false});
+  CHECK(gguf->encode(text) == std::vector<std::int32_t>(expected.begin(), expected.end()));
+  CHECK(gguf->encode(text) != tokenizers::llama2c(tok512).encode(text));
 }
 
 TEST_CASE("the GGUF vocabulary of a tokenizer.json: llama.cpp's gpt2 keys") {
