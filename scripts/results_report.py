@@ -71,7 +71,10 @@ def main():
         "`ternq-quantize`, sequentially calibrated on 32 sequences of 256 tokens from the start of "
         "`tinystories_validation_head.txt`; `ternq-eval` then measures perplexity, the KL divergence to the "
         "full-precision model and top-1 agreement with it on 8192 tokens from byte 400000 of the same file "
-        "(disjoint from the calibration slice) and on the first 8192 tokens of WikiText-2. Embeddings, norms and "
+        "(disjoint from the calibration slice) and on the first 8192 tokens of WikiText-2, in windows of 256 tokens "
+        "with every next token scored (`ternq-eval`'s default protocol `all`, [tools.md](tools.md#ternq-eval); the "
+        "llama.cpp table below is llama-perplexity's, which scores only the second half of each window, on another "
+        "slice). Embeddings, norms and "
         "the output head stay in floating point. `fp` is the unquantized model. Mean rel E_x: the relative output "
         "error of each layer on its calibration activations, averaged over the layers. Time: seconds spent "
         "quantizing the layers (`ternq-quantize` with its default threads).", "",

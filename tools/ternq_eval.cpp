@@ -32,13 +32,31 @@ struct options {
   std::size_t window = 0;  // 0: min(model context, 256)
   std::string reference_path;
   std::string collapse = "auto";
+  std::string protocol = "all";
   bool json = false;
   unsigned threads = 0;  // 0: all
 };
 
+/// Which predictions of a window are scored, and what the window starts with.
+///  - `all` (the default): every next token of each window, `window - 1` of them, the window's tokens as the
+///    slice has them (only the first window starts with BOS).
+///  - `llama`: llama.cpp's llama-perplexity: each window's first token is replaced by BOS, and only its second
+///    half is scored, the logits at positions `window/2 .. window-2` predicting tokens `window/2+1 .. window-1`,
+///    each with at least half a window of context.
+struct protocol {
+  bool bos_first = false;
+  std::size_t first = 0;  ///< the first position whose prediction is scored
+};
+
+protocol protocol_of(const std::string& name, std::size_t window) {
+  if (name == "llama") return {.bos_first = true, .first = window / 2};
+  return {};
+}
+
 /// Next-token statistics of a model, optionally against a reference.
 struct scores {
   double nll = 0.0;
+  double reference_nll = 0.0;
   double kl = 0.0;
   std::size_t top1_agree = 0;
   std::size_t count = 0;
@@ -58,7 +76,7 @@ batch slice(const batch& b, std::size_t first, std::size_t n) {
 /// model and the passes' hidden states are held, never a whole model. Each pass keeps its own shapes, so the
 /// figures equal those of a whole-model forward pass per pass.
 scores evaluate(const ternq::llama::model_source& m, const ternq::llama::model_source* reference, const batch& all,
-                const ternq::cpu_exec& exec) {
+                const protocol& scored, const ternq::cpu_exec& exec) {
   scores s;
   constexpr std::size_t windows_per_pass = 8;  // bounds the logits held at once
   std::vector<batch> passes;
@@ -77,11 +95,13 @@ scores evaluate(const ternq::llama::model_source& m, const ternq::llama::model_s
     Eigen::MatrixXd lr;
     if (reference != nullptr) lr = ternq::llama::log_softmax(ternq::llama::apply_linear(hr[p], out_r, exec));
     for (std::size_t q = 0; q < b.sequences; ++q) {
-      for (std::size_t t = 0; t + 1 < b.length; ++t) {
+      for (std::size_t t = scored.first; t + 1 < b.length; ++t) {
         const auto row = static_cast<Eigen::Index>(q * b.length + t);
-        s.nll -= lp(row, b.tokens[static_cast<std::size_t>(row) + 1]);
+        const std::int32_t next = b.tokens[static_cast<std::size_t>(row) + 1];
+        s.nll -= lp(row, next);
         ++s.count;
         if (reference == nullptr) continue;
+        s.reference_nll -= lr(row, next);
         // KL(P_ref || P_model) = sum p_ref (log p_ref - log p_model)
         s.kl += (lr.row(row).array().exp() * (lr.row(row) - lp.row(row)).array()).sum();
         Eigen::Index a = 0, r = 0;
@@ -126,14 +146,41 @@ int run(const options& opt) {
   if (window > cfg.seq_len) {
     ternq::fail(ternq::errc::invalid_argument, "--window ", window, " exceeds the model's context of ", cfg.seq_len);
   }
-  const batch all = ternq::cli::windows(tokens, window, tokens.size());
+  // Fewer tokens than asked for: the text ended. Said on stderr with the numbers, as is a tail that fills no
+  // window, so that a figure is never read as covering more text than it does.
+  if (tokens.size() < opt.tokens) {
+    std::fprintf(stderr,
+                 "ternq-eval: warning: '%s' from byte %zu gives %zu tokens, fewer than the %zu asked for (--tokens): "
+                 "the text ends there\n",
+                 opt.text_path.c_str(), opt.offset, tokens.size(), opt.tokens);
+  }
+  batch all = ternq::cli::windows(tokens, window, tokens.size());
+  if (const std::size_t tail = tokens.size() - all.sequences * all.length; tail > 0) {
+    std::fprintf(stderr,
+                 "ternq-eval: warning: the last %zu of the %zu tokens fill no whole window of %zu and are not "
+                 "scored\n",
+                 tail, tokens.size(), all.length);
+  }
+  const protocol scored = protocol_of(opt.protocol, all.length);
+  if (scored.first + 1 >= all.length) {
+    ternq::fail(ternq::errc::invalid_argument, "windows of ", all.length, " tokens leave no prediction to score",
+                opt.protocol == "llama" ? " in their second half" : "", " (--window, --tokens)");
+  }
+  // llama-perplexity puts BOS first in every window when the tokenizer adds one (Llama's do, Qwen's do not): the
+  // token the tokenizer puts before any text.
+  const std::vector<std::int32_t> before_text = tok->encode("");
+  if (scored.bos_first && !before_text.empty()) {
+    for (std::size_t q = 0; q < all.sequences; ++q) all.tokens[q * all.length] = before_text.front();
+  }
   const ternq::cpu_exec exec{.threads = opt.threads == 0 ? std::nullopt : std::optional<unsigned>(opt.threads)};
-  const scores s = evaluate(*source, reference.get(), all, exec);
+  const scores s = evaluate(*source, reference.get(), all, scored, exec);
   const double nll = s.nll / static_cast<double>(s.count);
 
   nlohmann::json out = {{"model", opt.model_path},
                         {"format", std::string(ternq::llama::kind_name(kind))},
+                        {"protocol", opt.protocol},
                         {"tokens", s.count},
+                        {"slice_tokens", tokens.size()},
                         {"windows", all.sequences},
                         {"window", all.length},
                         {"whitespace_collapsed", collapse},
@@ -142,6 +189,8 @@ int run(const options& opt) {
                         {"ppl", std::exp(nll)}};
   if (reference) {
     out["reference"] = opt.reference_path;
+    out["reference_nll"] = s.reference_nll / static_cast<double>(s.count);
+    out["reference_ppl"] = std::exp(out["reference_nll"].get<double>());
     out["kl"] = s.kl / static_cast<double>(s.count);
     out["top1"] = static_cast<double>(s.top1_agree) / static_cast<double>(s.count);
   }
@@ -149,9 +198,17 @@ int run(const options& opt) {
     std::printf("%s\n", out.dump().c_str());
   } else {
     std::printf("model      %s (%s)\n", opt.model_path.c_str(), std::string(ternq::llama::kind_name(kind)).c_str());
-    std::printf("tokens     %zu predicted in %zu windows of %zu\n", s.count, all.sequences, all.length);
+    std::printf(
+        "text       %s from byte %zu: %zu tokens; whitespace %s; %zu characters the vocabulary lacks "
+        "dropped\n",
+        opt.text_path.c_str(), opt.offset, tokens.size(), collapse ? "runs collapsed to one space" : "kept",
+        slice.dropped);
+    std::printf("tokens     %zu predicted in %zu windows of %zu (protocol %s)\n", s.count, all.sequences, all.length,
+                opt.protocol.c_str());
     std::printf("nll        %.4f nats/token\nperplexity %.4f\n", nll, std::exp(nll));
     if (reference) {
+      std::printf("reference  perplexity %.4f (nll %.4f) of %s on the same tokens\n",
+                  out["reference_ppl"].get<double>(), out["reference_nll"].get<double>(), opt.reference_path.c_str());
       std::printf("kl         %.5f nats/token against %s\n", out["kl"].get<double>(), opt.reference_path.c_str());
       std::printf("top-1      %.4f agreement\n", out["top1"].get<double>());
     }
@@ -168,14 +225,21 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer", opt.tokenizer_path,
                  "llama2.c .bin, tokenizer.json, tokenizer.model or GGUF (default: the model's own)");
   app.add_option("--text", opt.text_path, "UTF-8 text file")->required();
-  app.add_option("--offset", opt.offset, "byte offset of the slice in the text file");
+  app.add_option("--offset", opt.offset, "byte offset of the slice in the text file")
+      ->check(ternq::cli::whole_number());
   app.add_option("--tokens", opt.tokens, "tokens of the slice (with BOS)")->check(ternq::cli::positive_count());
-  app.add_option("--window", opt.window, "tokens per evaluation window (default: min(context, 256))");
+  app.add_option("--window", opt.window, "tokens per evaluation window (default: min(context, 256))")
+      ->check(ternq::cli::whole_number());
+  app.add_option("--protocol", opt.protocol,
+                 "all: every next token of each window; llama: as llama-perplexity, each window starts with BOS and "
+                 "only its second half is scored (docs/tools.md)")
+      ->check(CLI::IsMember({"all", "llama"}));
   app.add_option("--reference", opt.reference_path, "reference model for KL divergence and top-1 agreement");
   app.add_option("--collapse-whitespace", opt.collapse,
                  "auto (when the tokenizer has no newline), on, off: collapse whitespace runs to one space");
   app.add_flag("--json", opt.json, "print one JSON object");
-  app.add_option("--threads", opt.threads, "worker threads of the forward pass (0: all; results do not depend on it)");
+  app.add_option("--threads", opt.threads, "worker threads of the forward pass (0: all; results do not depend on it)")
+      ->check(ternq::cli::whole_number());
   CLI11_PARSE(app, argc, argv);
   try {
     return run(opt);

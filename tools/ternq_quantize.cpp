@@ -161,7 +161,7 @@ int run_tensors(const options& opt, const cli::method_choice& choice) {
     r.relative_weight_error = ternq::relative_weight_error(w, q);
     r.relative_output_error = c ? ternq::relative_output_error(w, q, *c) : -1.0;
     r.seconds = seconds;
-    r.format = "f32";
+    r.format = "F32";
     rows.push_back(r);
     bar.update(rows.size(), names.size(), name);
   }
@@ -338,7 +338,7 @@ int run_model(const options& opt) {
   }
 
   // The per-layer quantizer: the method, then (for a ternary GGUF) the format's fp16 grids or an opt-in re-fit.
-  std::map<std::pair<std::size_t, llama::linear>, std::string> refits;
+  std::map<std::pair<std::size_t, llama::linear>, double> refits;  // the relative change of each re-fit
   // Format-aware calibration: the driver rounds each block's grid to the format's fp16 before the block's codes
   // and error are computed, so the later columns compensate for the rounding and the file is the fake model.
   cli::method_choice method = choice;
@@ -396,7 +396,7 @@ int run_model(const options& opt) {
     if (conflict && conflict->refittable) {
       double change = 0.0;
       q = ternq::pack::refit_symmetric(q, *store.ternary, &change);
-      refits[{layer, which}] = "re-fitted for " + store.name + " (relative change " + std::to_string(change) + ")";
+      refits[{layer, which}] = change;
     }
     if (!folded.empty()) q.set_permutation(std::move(folded));
     // fp16 grids also for a layer the format cannot hold: it falls back to another ternary type or to F16,
@@ -473,13 +473,16 @@ int run_model(const options& opt) {
     row.relative_weight_error = r.relative_weight_error;
     row.relative_output_error = calibrated ? r.relative_output_error : -1.0;
     row.seconds = r.seconds;
-    row.format = opt.out_gguf.empty() ? "-" : e.info.reason.empty() ? e.info.type : e.info.type + " (" + e.info.reason + ")";
+    if (!opt.out_gguf.empty()) {
+      row.format = e.info.type;
+      row.format_reason = e.info.reason;
+    }
     if (const auto o = orders.find({r.layer, r.which}); o != orders.end()) {
       row.order = o->second;
     } else if (const auto* g = std::get_if<ternq::gptq>(&choice.method)) {
       row.order = cli::order_name(g->order);
     }
-    if (const auto rf = refits.find({r.layer, r.which}); rf != refits.end()) row.format += "; " + rf->second;
+    if (const auto rf = refits.find({r.layer, r.which}); rf != refits.end()) row.refit_change = rf->second;
     if (const auto f = fitted.find({r.layer, r.which}); f != fitted.end()) {
       row.order += "; scales fitted (" + std::to_string(f->second.rows_changed) + " rows, E_x " +
                    std::to_string(f->second.output_error_before) + " -> " +
@@ -526,7 +529,7 @@ int run_model(const options& opt) {
         (void)llama::fold_attention_output(w, cfg, t);
       }
     }
-    const std::vector<llama::stored_entry> entries = llama::block_entries(l, w, ternary, where, stores != "none");
+    const std::vector<llama::stored_entry> entries = llama::block_entries(l, w, cfg, ternary, where, stores != "none");
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : results) {
       const std::string name = llama::gguf_name(r.layer, r.which);
@@ -622,7 +625,7 @@ int run_model(const options& opt) {
     const std::string shape = std::to_string(r.rows) + "x" + std::to_string(r.cols);
     std::printf("%-28s %11s %10.5f %10s %9.3f  %s\n", r.layer.c_str(), shape.c_str(), r.relative_weight_error,
                 r.relative_output_error >= 0 ? std::to_string(r.relative_output_error).c_str() : "-", r.seconds,
-                r.format.c_str());
+                cli::stored_as(r).c_str());
     ew += r.relative_weight_error;
     ex += r.relative_output_error;
     seconds += r.seconds;
@@ -657,11 +660,13 @@ int run(const options& opt) {
   // Tensor mode has no format: group 128 unless given. Model mode parses the method again once the format's
   // default group size is known; parsing here reports a bad name before the model is read.
   const auto choice = cli::parse_method(opt.method, group_of(opt.group_size.value_or(128)), opt.seed);
+  (void)cli::parse_storage(opt.format, {});  // a mistyped --format, too, before the model is read
   cli::require_writable(opt.out_gguf, "--out-gguf");
   cli::require_writable(
       opt.out_fake, "--out-fake",
       !opt.model_path.empty() && llama::detect_model_kind(opt.model_path) == llama::model_kind::hugging_face);
   cli::require_writable(opt.report, "--report");
+  cli::require_writable(opt.checkpoint_dir, "--checkpoint-dir", true);
   return opt.tensors_path.empty() ? run_model(opt) : run_tensors(opt, choice);
 }
 
@@ -691,15 +696,20 @@ int main(int argc, char** argv) {
                  "absmean|twn|optimal|optimal_aga|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq|catq_std");
   app.add_option("--group-size", opt.group_size,
                  "columns per group (0: one group per row); default: the block of the chosen format (256 tq2_0/tq1_0, "
-                 "64 q2_0, 128 pq2_0/ptq1_0, per row i2_s), 128 for f16/f32, tensor mode and the embedded layer");
-  app.add_option("--seed", opt.seed, "seed (random block order; the embedded default layer)");
-  app.add_option("--threads", opt.threads, "worker threads (0: all)");
+                 "64 q2_0, 128 pq2_0/ptq1_0, per row i2_s), 128 for f16/f32, tensor mode and the embedded layer")
+      ->check(cli::whole_number());
+  app.add_option("--seed", opt.seed, "seed (random block order; the embedded default layer)")
+      ->check(cli::whole_number());
+  app.add_option("--threads", opt.threads, "worker threads (0: all)")->check(cli::whole_number());
   auto* text = app.add_option("--calib-text", opt.calib_text, "calibration text (UTF-8)");
-  app.add_option("--calib-offset", opt.calib_offset, "byte offset of the calibration slice")->needs(text);
+  app.add_option("--calib-offset", opt.calib_offset, "byte offset of the calibration slice")
+      ->check(cli::whole_number())
+      ->needs(text);
   auto* toks = app.add_option("--calib-tokens", opt.calib_tokens, "calibration token ids (whitespace-separated)");
   text->excludes(toks);
   app.add_option("--calib-seqs", opt.calib_seqs, "calibration sequences")->check(cli::positive_count());
-  app.add_option("--calib-len", opt.calib_len, "tokens per calibration sequence (default: min(context, 256))");
+  app.add_option("--calib-len", opt.calib_len, "tokens per calibration sequence (default: min(context, 256))")
+      ->check(cli::whole_number());
   auto* gguf = app.add_option("--out-gguf", opt.out_gguf, "write a GGUF that llama.cpp loads");
   app.add_option("--format", opt.format,
                  "auto|tq2_0|tq1_0|q2_0|pq2_0|ptq1_0|i2_s, or f16|f32 (dequantized); auto: tq2_0 where widths allow, "
@@ -739,6 +749,7 @@ int main(int argc, char** argv) {
   app.add_option("--stop-after-blocks", opt.stop_after_blocks,
                  "stop (exit code 3) once this many blocks are checkpointed, as a kill would; for tests and for "
                  "measuring a few blocks of a large model (0: run to the end)")
+      ->check(cli::whole_number())
       ->needs(ckdir);
   app.add_option("--report", opt.report, "per-layer report (JSON; a CSV is written beside it)");
   app.add_option("--collapse-whitespace", opt.collapse, "auto, on, off (for tokenizers without a newline)");

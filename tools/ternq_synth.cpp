@@ -7,9 +7,11 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "cli/checks.hpp"
 #include "synth/synthetic_llama.hpp"
 
 namespace {
@@ -46,8 +48,8 @@ int run(const options& opt) {
   s.on_file = [](const std::filesystem::path& path, std::uint64_t bytes) {
     std::fprintf(stderr, "wrote %s (%.1f MB)\n", path.string().c_str(), static_cast<double>(bytes) / 1e6);
   };
-  std::printf("ternq-synth: %s: dim %zu, hidden %zu, %zu layers, %zu heads (%zu kv), vocab %zu, context %zu, %s\n",
-              opt.preset.c_str(), c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
+  std::printf("ternq-synth: %s: %s, dim %zu, hidden %zu, %zu layers, %zu heads (%zu kv), vocab %zu, context %zu, %s\n",
+              opt.preset.c_str(), c.model_type.c_str(), c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads,
               c.num_key_value_heads, c.vocab_size, c.max_position_embeddings, opt.dtype.c_str());
   std::fflush(stdout);
   const auto start = std::chrono::steady_clock::now();
@@ -68,10 +70,12 @@ int main(int argc, char** argv) {
       "Writes a synthetic Hugging Face Llama directory (config.json + safetensors) of real shapes, with LLM-like "
       "weight statistics (per-row scales, heavy tails, outlier input channels), in bounded memory."};
   app.add_option("--out", opt.out, "output directory (created; must hold no model files unless --force)")->required();
-  app.add_option("--preset", opt.preset, "model shape: tiny, tinyllama-1.1b, llama2-7b")
-      ->check(CLI::IsMember({"tiny", "tinyllama-1.1b", "llama2-7b"}));
+  std::vector<std::string> preset_names;
+  for (const auto& p : ternq::synth::presets()) preset_names.emplace_back(p.name);
+  app.add_option("--preset", opt.preset, "model shape and family (see docs/tools.md)")
+      ->check(CLI::IsMember(preset_names));
   const auto count = [&](const char* name, std::optional<std::size_t>& field, const char* what) {
-    app.add_option(name, field, what)->check(CLI::PositiveNumber);
+    app.add_option(name, field, what)->check(ternq::cli::positive_count());
   };
   count("--dim", opt.dim, "hidden size (overrides the preset)");
   count("--hidden", opt.hidden, "FFN intermediate size");
@@ -82,8 +86,9 @@ int main(int argc, char** argv) {
   count("--context", opt.context, "max_position_embeddings");
   app.add_option("--dtype", opt.dtype, "weight type: bf16 (default), f16, f32")
       ->check(CLI::IsMember({"bf16", "f16", "f32"}));
-  app.add_option("--seed", opt.seed, "seed; the same seed writes the same bytes whatever --threads");
-  app.add_option("--threads", opt.threads, "generating threads (0: all)");
+  app.add_option("--seed", opt.seed, "seed; the same seed writes the same bytes whatever --threads")
+      ->check(ternq::cli::whole_number());
+  app.add_option("--threads", opt.threads, "generating threads (0: all)")->check(ternq::cli::whole_number());
   app.add_option("--shard-size", opt.shard_size,
                  "largest shard (bytes of tensor data; 5GB, 500MB, 64KiB ...); larger models are written as shards "
                  "with model.safetensors.index.json")

@@ -28,6 +28,19 @@ inline CLI::Validator positive_count() {
           "COUNT >= 1"};
 }
 
+/// A CLI11 check for an unsigned option that may be 0: a whole number, refused otherwise as "must be a whole
+/// number >= 0 (got '-1')" (CLI11 converts "-1" to an unsigned option by wrapping it: a group size of
+/// 18446744073709551615).
+inline CLI::Validator whole_number() {
+  return {[](std::string& s) -> std::string {
+            if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) {
+              return "must be a whole number >= 0 (got '" + s + "')";
+            }
+            return {};
+          },
+          ""};
+}
+
 /// Refuses, before any work, an output path that cannot be written: its directory missing or not
 /// writable, or the path itself a directory. `option` names the command-line option in the message.
 /// With `directory_output` (a Hugging Face model directory, created as needed) the path may be a

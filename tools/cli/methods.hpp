@@ -11,6 +11,8 @@
 
 #include <ternq/ternq.hpp>
 
+#include "cli/suggest.hpp"
+
 namespace ternq::cli {
 
 /// Every method a tool can run, as one value.
@@ -90,9 +92,11 @@ inline method_choice parse_method(std::string_view name, group_size_option group
     c.needs_gram = name == "itf_aga" || name == "optimal_aga";
     return c;
   }
-  std::string list;
-  for (const auto& n : method_names()) list += (list.empty() ? "" : ", ") + n;
-  fail(errc::invalid_argument, "unknown method '", name, "' (known: ", list, ")");
+  // The nearest name first; the list spells the gptq_ family as its pattern rather than its 24 names.
+  const std::string hint = did_you_mean(name, method_names());
+  fail(errc::invalid_argument, "unknown method '", name, "'", hint.empty() ? "" : ": ", hint,
+       " (known: absmean, twn, optimal, itf, itf_aga, optimal_aga, catq, catq_std, and "
+       "gptq_[act_|ssr_|random_]<grid> with <grid> one of absmean, twn, optimal, itf, itf_aga, optimal_aga)");
 }
 
 /// How a report names a block order: "sequential", "act-order", "SSR", "random order", "given order".

@@ -23,22 +23,39 @@ struct report_row {
   double relative_weight_error = 0.0;
   double relative_output_error = 0.0;  ///< negative when no calibration data was given
   double seconds = 0.0;
-  std::string format;  ///< how it was stored ("tq2_0", "f16 (fallback: ...)", "f32")
-  std::string order;   ///< the driver's column order and where it went ("act-order, folded into ...")
+  /// The type it was stored as ("TQ2_0", "Q2_0", "F16", ...; "F32" in tensor mode); empty when no file holds it.
+  std::string format;
+  /// Why it is not in the chosen format: the conflict that made it fall back, or "--keep"; empty when it is.
+  std::string format_reason;
+  double refit_change = -1.0;  ///< --refit: the relative change of its symmetric re-fit; negative when not re-fitted
+  std::string order;           ///< the driver's column order and where it went ("act-order, folded into ...")
 };
 
-/// One row as the JSON report writes it.
+/// How the table printed at the end of a run says where a row went: "Q2_0", "F16 (pack Q2_0: ...)",
+/// "TQ2_0; re-fitted (relative change 0.0123)", "-" when no file holds it.
+inline std::string stored_as(const report_row& r) {
+  if (r.format.empty()) return "-";
+  std::string out = r.format;
+  if (!r.format_reason.empty()) out += " (" + r.format_reason + ")";
+  if (r.refit_change >= 0) out += "; re-fitted (relative change " + std::to_string(r.refit_change) + ")";
+  return out;
+}
+
+/// One row as the JSON report writes it: the storage as fields (null where they do not apply), so a reader
+/// compares types and filters fallbacks without parsing prose.
 inline nlohmann::json to_json(const report_row& r) {
-  nlohmann::json j = {{"layer", r.layer},    {"shape", {r.rows, r.cols}},
-                      {"method", r.method},  {"rel_e_w", r.relative_weight_error},
-                      {"time_s", r.seconds}, {"format", r.format},
-                      {"order", r.order}};
-  if (r.relative_output_error >= 0) {
-    j["rel_e_x"] = r.relative_output_error;
-  } else {
-    j["rel_e_x"] = nullptr;
-  }
-  return j;
+  const auto text_or_null = [](const std::string& s) { return s.empty() ? nlohmann::json() : nlohmann::json(s); };
+  const auto figure_or_null = [](double x) { return x >= 0 ? nlohmann::json(x) : nlohmann::json(); };
+  return {{"layer", r.layer},
+          {"shape", {r.rows, r.cols}},
+          {"method", r.method},
+          {"rel_e_w", r.relative_weight_error},
+          {"rel_e_x", figure_or_null(r.relative_output_error)},
+          {"time_s", r.seconds},
+          {"format", text_or_null(r.format)},
+          {"format_reason", text_or_null(r.format_reason)},
+          {"refit_change", figure_or_null(r.refit_change)},
+          {"order", r.order}};
 }
 
 /// A row back from `to_json(row)` (a resumed run's rows come from its checkpoint).
@@ -51,7 +68,9 @@ inline report_row row_from_json(const nlohmann::json& j) {
   r.relative_weight_error = j.at("rel_e_w").get<double>();
   r.relative_output_error = j.at("rel_e_x").is_null() ? -1.0 : j.at("rel_e_x").get<double>();
   r.seconds = j.at("time_s").get<double>();
-  r.format = j.at("format").get<std::string>();
+  r.format = j.at("format").is_null() ? std::string() : j.at("format").get<std::string>();
+  r.format_reason = j.at("format_reason").is_null() ? std::string() : j.at("format_reason").get<std::string>();
+  r.refit_change = j.at("refit_change").is_null() ? -1.0 : j.at("refit_change").get<double>();
   r.order = j.at("order").get<std::string>();
   return r;
 }
@@ -63,12 +82,13 @@ inline nlohmann::json to_json(const std::vector<report_row>& rows, const nlohman
 }
 
 inline std::string to_csv(const std::vector<report_row>& rows) {
-  std::string out = "layer,rows,cols,method,rel_e_w,rel_e_x,time_s,format,order\n";
+  std::string out = "layer,rows,cols,method,rel_e_w,rel_e_x,time_s,format,format_reason,refit_change,order\n";
+  const auto figure = [](double x) { return x >= 0 ? std::to_string(x) : std::string(); };
   for (const auto& r : rows) {
     out += r.layer + "," + std::to_string(r.rows) + "," + std::to_string(r.cols) + "," + r.method + "," +
-           std::to_string(r.relative_weight_error) + "," +
-           (r.relative_output_error >= 0 ? std::to_string(r.relative_output_error) : std::string()) + "," +
-           std::to_string(r.seconds) + ",\"" + r.format + "\",\"" + r.order + "\"\n";
+           std::to_string(r.relative_weight_error) + "," + figure(r.relative_output_error) + "," +
+           std::to_string(r.seconds) + "," + r.format + ",\"" + r.format_reason + "\"," + figure(r.refit_change) +
+           ",\"" + r.order + "\"\n";
   }
   return out;
 }

@@ -23,6 +23,7 @@
 #include <ternq/pack/format.hpp>
 #include <ternq/pack/q8_0.hpp>
 
+#include "cli/suggest.hpp"
 #include "llama/fold.hpp"
 #include "llama/gguf_io.hpp"
 #include "llama/model.hpp"
@@ -49,7 +50,9 @@ inline std::string option_name(pack::format f) {
 inline std::vector<std::size_t> linear_widths(const llama::config& cfg) {
   std::vector<std::size_t> widths;
   for (std::size_t l = 0; l < cfg.n_layers; ++l) {
-    for (const auto which : llama::all_linears) widths.push_back(which == llama::linear::down ? cfg.hidden_dim : cfg.dim);
+    for (const auto which : llama::all_linears) {
+      widths.push_back(which == llama::linear::down ? cfg.hidden_dim : which == llama::linear::o ? cfg.q_dim() : cfg.dim);
+    }
   }
   return widths;
 }
@@ -73,7 +76,10 @@ inline storage parse_storage(const std::string& name, std::span<const std::size_
     if (option_name(f) == name) return {f, name};
   }
   if (name == "f16" || name == "f32") return {std::nullopt, name};
-  fail(errc::invalid_argument, "--format '", name, "' is not one of ", format_choices);
+  std::vector<std::string> known = {"auto", "f16", "f32"};
+  for (const auto f : pack::all_formats) known.push_back(option_name(f));
+  const std::string hint = did_you_mean(name, known);
+  fail(errc::invalid_argument, "--format '", name, "' is not one of ", format_choices, hint.empty() ? "" : ": ", hint);
 }
 
 /// The group size a run uses when `--group-size` is not given: the block

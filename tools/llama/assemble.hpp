@@ -49,28 +49,22 @@ inline matrix embed(const model_source& source, const batch& b, const matrix_rou
   return h;
 }
 
-/// The GGUF tensors of finished block `index`, in file order, with their bytes: the two norms (F32) and the seven
-/// linear layers (see `plan_linear`; `ternary` holds each layer's matrix, or null for a dense one). With
-/// `with_data` false only their descriptions are kept (a run that writes no file).
-inline std::vector<stored_entry> block_entries(std::size_t index, const layer& w,
+/// The GGUF tensors of finished block `index`, in file order, with their bytes: its vectors (F32) and its linear
+/// layers (see `plan_block`; `ternary` holds each layer's matrix, or null for a dense one). With `with_data` false
+/// only their descriptions are kept (a run that writes no file).
+inline std::vector<stored_entry> block_entries(std::size_t index, const layer& w, const config& cfg,
                                                const std::array<const ternary_matrix*, 7>& ternary,
                                                const gguf_storage& storage, bool with_data) {
   std::vector<stored_entry> out;
-  const auto add = [&](planned_tensor p) {
+  const auto ternary_of = [&](linear which) { return ternary[static_cast<std::size_t>(which)]; };
+  for (planned_tensor& p : plan_block(index, w, cfg, ternary_of, storage)) {
     stored_entry e;
     e.info = std::move(p.info);
     e.ne = std::move(p.ne);
     if (with_data) e.data = p.bytes();
     e.info.bytes = e.data.size();
     out.push_back(std::move(e));
-  };
-  const auto add_linear = [&](linear which) {
-    add(plan_linear(gguf_name(index, which), w.weight(which), ternary[static_cast<std::size_t>(which)], storage));
-  };
-  add(plan_norm(gguf_attn_norm_name(index), w.attn_norm));
-  for (linear which : {linear::q, linear::k, linear::v, linear::o}) add_linear(which);
-  add(plan_norm(gguf_ffn_norm_name(index), w.ffn_norm));
-  for (linear which : {linear::gate, linear::up, linear::down}) add_linear(which);
+  }
   return out;
 }
 
@@ -88,12 +82,15 @@ class block_files {
   std::vector<std::unique_ptr<block_file>> files_;
 };
 
-/// The tensors a run takes from the source unchanged (but for --keep rounding): the embedding, the final norm and
-/// the classifier, held for the plans that refer to them.
+/// The tensors a run takes from the source unchanged (but for --keep rounding): the embedding, the final norm,
+/// the classifier and the RoPE factors, held for the plans that refer to them.
 class source_tensors {
  public:
   source_tensors(const model_source& source, const matrix_rounding& round)
-      : embedding_(source.embedding()), final_norm_(source.final_norm()), classifier_(source.classifier()) {
+      : cfg_(source.cfg()),
+        embedding_(source.embedding()),
+        final_norm_(source.final_norm()),
+        classifier_(source.classifier()) {
     if (round) {
       round("token_embd.weight", embedding_);
       if (classifier_) round("output.weight", *classifier_);
@@ -105,10 +102,12 @@ class source_tensors {
     out.push_back(plan_matrix("token_embd.weight", embedding_, storage));
     out.push_back(plan_norm("output_norm.weight", final_norm_));
     if (classifier_) out.push_back(plan_matrix("output.weight", *classifier_, storage));
+    if (!cfg_.rope_factors.empty()) out.push_back(plan_rope_factors(cfg_));
     return out;
   }
 
  private:
+  config cfg_;
   matrix embedding_;
   vector final_norm_;
   std::optional<matrix> classifier_;
@@ -168,24 +167,59 @@ inline void assemble_fake_gguf(const model_source& source, const config& cfg, co
   (void)write_llama_gguf(cfg, plans, vocab, path, name);
 }
 
-/// Writes the fake-quantized model of a finished run as a Hugging Face directory: `config.json` from `source_dir`
-/// with `intermediate_size` set to the stored FFN width and `torch_dtype` float32, and one F32
-/// `model.safetensors` streamed a tensor at a time (q/k rows back in rotate-half order).
-inline void assemble_fake_hf(const model_source& source, const config& cfg, const block_files& blocks,
-                             const matrix_rounding& round, const std::filesystem::path& source_dir,
-                             const std::filesystem::path& directory) {
-  std::filesystem::create_directories(directory);
-  write_hf_config(source_dir, directory, cfg.hidden_dim, "float32");
-  // The tensors of the stored shape, in transformers' order, which is also the order they are written in below.
+/// The Hugging Face configuration of the stored shape of `cfg` (FFN padding included), for its tensor list.
+inline io::hf_llama_config hf_shape_of(const config& cfg) {
   io::hf_llama_config shape;
+  shape.model_type = cfg.arch == family::qwen2 ? "qwen2" : cfg.arch == family::qwen3 ? "qwen3" : "llama";
   shape.hidden_size = cfg.dim;
   shape.intermediate_size = cfg.hidden_dim;
   shape.num_hidden_layers = cfg.n_layers;
   shape.num_attention_heads = cfg.n_heads;
   shape.num_key_value_heads = cfg.n_kv_heads;
   shape.vocab_size = cfg.vocab_size;
+  shape.declared_head_dim = cfg.head_width;
+  return shape;
+}
+
+/// The GGUF name of a Hugging Face tensor of a decoder layer ("model.layers.3.mlp.up_proj.weight" ->
+/// block 3, `linear::up`); nullopt for the tensors outside the blocks.
+inline std::optional<std::pair<std::size_t, block_tensor>> block_tensor_of(std::string_view hf_name) {
+  constexpr std::string_view prefix = "model.layers.";
+  if (!hf_name.starts_with(prefix)) return std::nullopt;
+  hf_name.remove_prefix(prefix.size());
+  const std::size_t dot = hf_name.find('.');
+  const std::size_t layer_index = std::stoul(std::string(hf_name.substr(0, dot)));
+  const std::string_view suffix = hf_name.substr(dot + 1);
+  static constexpr std::array<std::pair<std::string_view, linear>, 7> linears = {{
+      {"self_attn.q_proj.weight", linear::q},
+      {"self_attn.k_proj.weight", linear::k},
+      {"self_attn.v_proj.weight", linear::v},
+      {"self_attn.o_proj.weight", linear::o},
+      {"mlp.gate_proj.weight", linear::gate},
+      {"mlp.up_proj.weight", linear::up},
+      {"mlp.down_proj.weight", linear::down},
+  }};
+  for (const auto& [name, which] : linears) {
+    if (suffix == name) return std::pair{layer_index, block_tensor{which}};
+  }
+  for (const block_vector v : all_block_vectors) {
+    if (suffix == hf_suffix(v)) return std::pair{layer_index, block_tensor{v}};
+  }
+  fail(errc::invalid_argument, "block_tensor_of: '", hf_name, "' is no tensor of a decoder layer");
+}
+
+/// Writes the fake-quantized model of a finished run as a Hugging Face directory: `config.json` from `source_dir`
+/// with `intermediate_size` set to the stored FFN width and `torch_dtype` float32, and one F32
+/// `model.safetensors` streamed a tensor at a time, in `io::hf_llama_tensors`' order (q/k rows and biases back in
+/// rotate-half order for the Llama block).
+inline void assemble_fake_hf(const model_source& source, const config& cfg, const block_files& blocks,
+                             const matrix_rounding& round, const std::filesystem::path& source_dir,
+                             const std::filesystem::path& directory) {
+  std::filesystem::create_directories(directory);
+  write_hf_config(source_dir, directory, cfg.hidden_dim, "float32");
+  const std::vector<io::hf_tensor_spec> specs = io::hf_llama_tensors(hf_shape_of(cfg));
   io::safetensors_stream_writer writer;
-  for (const io::hf_tensor_spec& t : io::hf_llama_tensors(shape)) {
+  for (const io::hf_tensor_spec& t : specs) {
     if (t.role != io::hf_tensor_role::classifier || source.has_classifier()) {
       writer.add_tensor(t.name, io::dtype::f32, t.shape);
     }
@@ -194,32 +228,39 @@ inline void assemble_fake_hf(const model_source& source, const config& cfg, cons
   const auto put = [&](const matrix& m) {
     writer.write(std::span<const float>(m.data(), static_cast<std::size_t>(m.size())));
   };
-  {
-    matrix embedding = source.embedding();
-    if (round) round("token_embd.weight", embedding);
-    put(embedding);
-  }
-  for (std::size_t l = 0; l < cfg.n_layers; ++l) {
-    const block_file& f = blocks[l];
-    const auto get = [&](const std::string& name) { return f.values(f.find(name)); };
-    const auto linear_of = [&](linear which) { return get(gguf_name(l, which)); };
-    put(get(gguf_attn_norm_name(l)));
-    put(deinterleave_rope_rows(linear_of(linear::q), cfg.n_heads));
-    put(deinterleave_rope_rows(linear_of(linear::k), cfg.n_kv_heads));
-    put(linear_of(linear::v));
-    put(linear_of(linear::o));
-    put(get(gguf_ffn_norm_name(l)));
-    put(linear_of(linear::gate));
-    put(linear_of(linear::up));
-    put(linear_of(linear::down));
-  }
-  {
-    const vector norm = source.final_norm();
-    writer.write(std::span<const float>(norm.data(), static_cast<std::size_t>(norm.size())));
-  }
-  if (auto classifier = source.classifier()) {
-    if (round) round("output.weight", *classifier);
-    put(*classifier);
+  const auto put_vector = [&](const vector& v) {
+    writer.write(std::span<const float>(v.data(), static_cast<std::size_t>(v.size())));
+  };
+  const bool permuted = cfg.rope == rope_style::interleaved;
+  for (const io::hf_tensor_spec& t : specs) {
+    if (t.name == "model.embed_tokens.weight") {
+      matrix embedding = source.embedding();
+      if (round) round("token_embd.weight", embedding);
+      put(embedding);
+    } else if (t.name == "model.norm.weight") {
+      put_vector(source.final_norm());
+    } else if (t.role == io::hf_tensor_role::classifier) {
+      if (auto classifier = source.classifier()) {
+        if (round) round("output.weight", *classifier);
+        put(*classifier);
+      }
+    } else {
+      const auto [l, which] = *block_tensor_of(t.name);
+      const block_file& f = blocks[l];
+      const matrix values = f.values(f.find(gguf_name(l, which)));
+      if (const auto* lin = std::get_if<linear>(&which)) {
+        const bool rotated = *lin == linear::q || *lin == linear::k;
+        put(permuted && rotated ? deinterleave_rope_rows(values, *lin == linear::q ? cfg.n_heads : cfg.n_kv_heads)
+                                : values);
+      } else {
+        const auto v = std::get<block_vector>(which);
+        vector row = values.row(0).transpose();
+        if (permuted && (v == block_vector::q_bias || v == block_vector::k_bias)) {
+          row = deinterleave_rope_rows(row, v == block_vector::q_bias ? cfg.n_heads : cfg.n_kv_heads);
+        }
+        put_vector(row);
+      }
+    }
   }
   writer.close();
 }
@@ -238,8 +279,9 @@ inline model assemble_fake_model(const model_source& source, const config& cfg, 
   for (std::size_t l = 0; l < cfg.n_layers; ++l) {
     const block_file& f = blocks[l];
     layer w;
-    w.attn_norm = f.values(f.find(gguf_attn_norm_name(l))).row(0).transpose();
-    w.ffn_norm = f.values(f.find(gguf_ffn_norm_name(l))).row(0).transpose();
+    for (const block_vector v : all_block_vectors) {
+      if (has_vector(cfg.arch, v)) w.values(v) = f.values(f.find(gguf_name(l, v))).row(0).transpose();
+    }
     for (const linear which : all_linears) w.weight(which) = f.values(f.find(gguf_name(l, which)));
     m.layers.push_back(std::move(w));
   }

@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT
-// Layout conversions between checkpoint conventions: the q/k row permutation of Hugging Face Llama weights.
+// Layout conversions between checkpoint conventions: the q/k row permutation of Hugging Face Llama weights, and
+// Llama-3's RoPE scaling as per-pair frequency divisors (GGUF's `rope_freqs.weight`).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
+#include <numbers>
 #include <vector>
+
+#include <ternq/io/hf_llama.hpp>
 
 #include "llama/model.hpp"
 
@@ -38,12 +43,56 @@ inline matrix interleave_rope_rows(const matrix& w, std::size_t heads) {
   return out;
 }
 
+/// The same reordering of a bias (one value per row).
+inline vector interleave_rope_rows(const vector& b, std::size_t heads) {
+  const auto source = rotate_half_source_rows(static_cast<std::size_t>(b.size()), heads);
+  vector out(b.size());
+  for (std::size_t r = 0; r < source.size(); ++r)
+    out[static_cast<Eigen::Index>(r)] = b[static_cast<Eigen::Index>(source[r])];
+  return out;
+}
+
 /// Interleaved rows -> rotate-half rows (the inverse, GGUF -> Hugging Face order).
 inline matrix deinterleave_rope_rows(const matrix& w, std::size_t heads) {
   const auto source = rotate_half_source_rows(static_cast<std::size_t>(w.rows()), heads);
   matrix out(w.rows(), w.cols());
   for (std::size_t r = 0; r < source.size(); ++r) {
     out.row(static_cast<Eigen::Index>(source[r])) = w.row(static_cast<Eigen::Index>(r));
+  }
+  return out;
+}
+
+/// The inverse for a bias.
+inline vector deinterleave_rope_rows(const vector& b, std::size_t heads) {
+  const auto source = rotate_half_source_rows(static_cast<std::size_t>(b.size()), heads);
+  vector out(b.size());
+  for (std::size_t r = 0; r < source.size(); ++r)
+    out[static_cast<Eigen::Index>(source[r])] = b[static_cast<Eigen::Index>(r)];
+  return out;
+}
+
+/// Llama-3's RoPE scaling as one divisor per rotated pair `j` of a `head_dim`-wide head, with base frequency
+/// `theta^(-2j/head_dim)` and wavelength `2 pi / freq`: 1 for wavelengths below
+/// `original_max_position_embeddings / high_freq_factor`, `factor` above
+/// `original_max_position_embeddings / low_freq_factor`, and between them the divisor of transformers'
+/// smooth interpolation, `1 / ((1 - s) / factor + s)` with `s = (original / wavelength - low) / (high - low)`.
+/// llama.cpp reads the same divisors from `rope_freqs.weight`.
+inline std::vector<float> llama3_rope_factors(const io::hf_llama3_rope_scaling& r, double theta, std::size_t head_dim) {
+  const auto original = static_cast<double>(r.original_max_position_embeddings);
+  const double low_wavelength = original / r.low_freq_factor;
+  const double high_wavelength = original / r.high_freq_factor;
+  std::vector<float> out(head_dim / 2);
+  for (std::size_t j = 0; j < out.size(); ++j) {
+    const double freq = std::pow(theta, -2.0 * static_cast<double>(j) / static_cast<double>(head_dim));
+    const double wavelength = 2.0 * std::numbers::pi / freq;
+    double divisor = 1.0;
+    if (wavelength > low_wavelength) {
+      divisor = r.factor;
+    } else if (wavelength >= high_wavelength) {
+      const double smooth = (original / wavelength - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+      divisor = 1.0 / ((1.0 - smooth) / r.factor + smooth);
+    }
+    out[j] = static_cast<float>(divisor);
   }
   return out;
 }

@@ -138,10 +138,16 @@ inline matrix gather_cols(const matrix& w, std::span<const std::size_t> order) {
   }
   return out;
 }
-/// Reorders a producer's rows, dense and (when it was quantized) ternary.
-inline void reorder_rows(matrix& dense, ternary_matrix* q, std::span<const std::size_t> order) {
+/// Reorders a producer's rows, dense and (when it was quantized) ternary, and its bias (when it has one).
+inline void reorder_rows(matrix& dense, ternary_matrix* q, std::span<const std::size_t> order, vector* bias = nullptr) {
   dense = gather_rows(dense, order);
   if (q != nullptr && q->rows() != 0) *q = permute_rows(*q, order);
+  if (bias != nullptr && bias->size() != 0) {
+    vector out(bias->size());
+    for (std::size_t i = 0; i < order.size(); ++i)
+      out[static_cast<Eigen::Index>(i)] = (*bias)[static_cast<Eigen::Index>(order[i])];
+    *bias = std::move(out);
+  }
 }
 }  // namespace detail
 
@@ -202,9 +208,11 @@ inline bool fold_attention_output(layer& w, const config& cfg, const block_terna
       }
     }
   }
-  detail::reorder_rows(w.wq, t.q, q_rows);
-  detail::reorder_rows(w.wk, t.k, kv_rows);
-  detail::reorder_rows(w.wv, t.v, v_rows);
+  // Whole heads move with their biases; the per-head q/k norms are shared by all heads and see each head's
+  // dimensions in their order, which is kept.
+  detail::reorder_rows(w.wq, t.q, q_rows, &w.bq);
+  detail::reorder_rows(w.wk, t.k, kv_rows, &w.bk);
+  detail::reorder_rows(w.wv, t.v, v_rows, &w.bv);
   w.wo = detail::gather_cols(w.wo, order);
   t.o->clear_permutation();
   return true;

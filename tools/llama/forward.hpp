@@ -91,8 +91,31 @@ inline matrix rms_norm(const matrix& h, const vector& weight, float eps, const c
   return out;
 }
 
+/// RMSNorm of every head of `x` (`tokens x heads*head_dim`) with the shared weight `weight` (`head_dim`), in
+/// place: Qwen3's q/k norm. Sums in double, as `rms_norm`.
+inline void head_rms_norm(matrix& x, const vector& weight, float eps, const cpu_exec& exec = {}) {
+  const Eigen::Index hd = weight.size();
+  const Eigen::Index heads = x.cols() / hd;
+  parallel_for(static_cast<std::size_t>(x.rows()), exec.thread_count(), [&](std::size_t r0, std::size_t r1) {
+    for (auto i = static_cast<Eigen::Index>(r0); i < static_cast<Eigen::Index>(r1); ++i) {
+      for (Eigen::Index h = 0; h < heads; ++h) {
+        auto head = x.row(i).segment(h * hd, hd);
+        const double ms = head.cast<double>().squaredNorm() / static_cast<double>(hd);
+        const auto inv = static_cast<float>(1.0 / std::sqrt(ms + static_cast<double>(eps)));
+        head = (head * inv).cwiseProduct(weight.transpose());
+      }
+    }
+  });
+}
+
+/// Adds the bias `b` (empty: none) to every row of `x`.
+inline void add_bias(matrix& x, const vector& b) {
+  if (b.size() != 0) x.rowwise() += b.transpose();
+}
+
 /// Rotary position embedding, in place, on `x` (`tokens x heads*head_dim`).
-/// Pair `j` of a head turns by `position * theta^(-2j / head_dim)`; the
+/// Pair `j` of a head turns by `position * theta^(-2j / head_dim) / factor_j` (`factor_j` = 1 unless
+/// `cfg.rope_factors` gives them: Llama-3's scaling); the
 /// pairs are `(2j, 2j+1)` (interleaved) or `(j, j + head_dim/2)` (rotate-half).
 inline void apply_rope(matrix& x, const config& cfg, const batch& b, const cpu_exec& exec = {}) {
   const std::size_t hd = cfg.head_dim();
@@ -103,7 +126,8 @@ inline void apply_rope(matrix& x, const config& cfg, const batch& b, const cpu_e
   for (std::size_t t = 0; t < b.length; ++t) {
     const auto pos = static_cast<double>(t);
     for (std::size_t j = 0; j < pairs; ++j) {
-      const double freq = std::pow(static_cast<double>(cfg.rope_theta), -2.0 * static_cast<double>(j) / double(hd));
+      double freq = std::pow(static_cast<double>(cfg.rope_theta), -2.0 * static_cast<double>(j) / double(hd));
+      if (!cfg.rope_factors.empty()) freq /= static_cast<double>(cfg.rope_factors[j]);
       const auto angle = static_cast<float>(pos * freq);
       cosines[t * pairs + j] = std::cos(angle);
       sines[t * pairs + j] = std::sin(angle);
@@ -128,14 +152,18 @@ inline void apply_rope(matrix& x, const config& cfg, const batch& b, const cpu_e
   });
 }
 
-/// Causal grouped-query attention: `q` is `tokens x dim`, `k` and `v` are
+/// Causal grouped-query attention: `q` is `tokens x q_dim`, `k` and `v` are
 /// `tokens x kv_dim` (already rotated); returns the concatenated heads,
-/// `tokens x dim`, before the output projection.
+/// `tokens x q_dim`, before the output projection. A sliding window shorter than the sequences is refused.
 /// One work item per (sequence, head): `softmax(Q K^T / sqrt(d) + causal mask) V` through two Eigen products.
 inline matrix attention(const config& cfg, const matrix& q, const matrix& k, const matrix& v, const batch& b,
                         const cpu_exec& exec = {}) {
   const auto hd = static_cast<Eigen::Index>(cfg.head_dim());
   const auto len = static_cast<Eigen::Index>(b.length);
+  if (cfg.sliding_window != 0 && b.length > cfg.sliding_window) {
+    throw std::invalid_argument("sequences of " + std::to_string(b.length) + " tokens exceed the attention window of " +
+                                std::to_string(cfg.sliding_window) + " (sliding-window attention is not implemented)");
+  }
   const std::size_t group = cfg.n_heads / cfg.n_kv_heads;
   const float scale = 1.0F / std::sqrt(static_cast<float>(hd));
   matrix out(q.rows(), q.cols());
@@ -224,7 +252,12 @@ void block_forward(const config& cfg, std::size_t index, Layer& w, matrix& h, co
       observe(index, activation_site::attention_input, xa, w);
       matrix q = apply_linear(xa, w.wq, exec);
       matrix k = apply_linear(xa, w.wk, exec);
-      const matrix v = apply_linear(xa, w.wv, exec);
+      matrix v = apply_linear(xa, w.wv, exec);
+      add_bias(q, w.bq);
+      add_bias(k, w.bk);
+      add_bias(v, w.bv);
+      if (w.q_norm.size() != 0) head_rms_norm(q, w.q_norm, cfg.norm_eps, exec);
+      if (w.k_norm.size() != 0) head_rms_norm(k, w.k_norm, cfg.norm_eps, exec);
       apply_rope(q, cfg, b, exec);
       apply_rope(k, cfg, b, exec);
       context = attention(cfg, q, k, v, b, exec);

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include <ternq/core/half.hpp>
@@ -162,9 +163,13 @@ inline planned_tensor plan_linear(const std::string& name, const matrix& w, cons
   return p;
 }
 
-/// The hyperparameters a llama GGUF declares for `cfg`.
+/// The hyperparameters a GGUF declares for `cfg`.
 inline io::llama_hparams hparams_of(const config& cfg) {
   io::llama_hparams hp;
+  hp.architecture = std::string(gguf_architecture(cfg.arch));
+  if (cfg.head_width != 0 && cfg.head_width * cfg.n_heads != cfg.dim) {
+    hp.head_width = static_cast<std::uint32_t>(cfg.head_width);
+  }
   hp.vocab_size = static_cast<std::uint32_t>(cfg.vocab_size);
   hp.context_length = static_cast<std::uint32_t>(cfg.seq_len);
   hp.embedding_length = static_cast<std::uint32_t>(cfg.dim);
@@ -223,18 +228,51 @@ inline std::vector<stored_tensor> write_llama_gguf(const config& cfg, const std:
 }
 
 /// The GGUF names of every tensor of a model of `cfg` (`classifier`: whether `output.weight` is its own), in
-/// file order: the embedding, the final norm, the classifier, then per block its attention norm and q/k/v/o,
-/// its FFN norm and gate/up/down.
+/// file order: the embedding, the final norm, the classifier, the RoPE factors (when `cfg` has them), then every
+/// block's tensors in `block_tensor_order`.
 inline std::vector<std::string> gguf_tensor_names(const config& cfg, bool classifier) {
   std::vector<std::string> names = {"token_embd.weight", "output_norm.weight"};
   if (classifier) names.emplace_back("output.weight");
+  if (!cfg.rope_factors.empty()) names.emplace_back("rope_freqs.weight");
   for (std::size_t l = 0; l < cfg.n_layers; ++l) {
-    names.push_back(gguf_attn_norm_name(l));
-    for (linear which : {linear::q, linear::k, linear::v, linear::o}) names.push_back(gguf_name(l, which));
-    names.push_back(gguf_ffn_norm_name(l));
-    for (linear which : {linear::gate, linear::up, linear::down}) names.push_back(gguf_name(l, which));
+    for (const block_tensor t : block_tensor_order) {
+      if (has_tensor(cfg.arch, t)) names.push_back(gguf_name(l, t));
+    }
   }
   return names;
+}
+
+/// The plan of `cfg`'s RoPE factors (`rope_freqs.weight`, F32), which must outlive it.
+inline planned_tensor plan_rope_factors(const config& cfg) {
+  planned_tensor p;
+  p.info.name = "rope_freqs.weight";
+  p.info.ggml = pack::ggml_type::f32;
+  p.info.type = "F32";
+  p.info.elements = cfg.rope_factors.size();
+  p.ne = {static_cast<std::int64_t>(cfg.rope_factors.size())};
+  p.bytes = [&cfg] {
+    std::vector<std::uint8_t> out(cfg.rope_factors.size() * 4);
+    pack::encode_floats(pack::ggml_type::f32, std::span<const float>(cfg.rope_factors), out);
+    return out;
+  };
+  return p;
+}
+
+/// The plans of block `index`'s tensors, in `block_tensor_order`: its vectors (F32) and its linear layers
+/// (`plan_linear`, with `ternary(which)` the layer's ternary matrix or null). `w` must outlive them.
+template <class TernaryOf>
+std::vector<planned_tensor> plan_block(std::size_t index, const layer& w, const config& cfg, TernaryOf&& ternary,
+                                       const gguf_storage& storage) {
+  std::vector<planned_tensor> out;
+  for (const block_tensor t : block_tensor_order) {
+    if (!has_tensor(cfg.arch, t)) continue;
+    if (const auto* which = std::get_if<linear>(&t)) {
+      out.push_back(plan_linear(gguf_name(index, *which), w.weight(*which), ternary(*which), storage));
+    } else {
+      out.push_back(plan_norm(gguf_name(index, t), w.values(std::get<block_vector>(t))));
+    }
+  }
+  return out;
 }
 
 /// Refuses `--keep` names that are no tensor of the model.
@@ -246,7 +284,7 @@ inline void require_kept_exist(const gguf_storage& storage, const std::vector<st
   }
 }
 
-/// Writes `m` as a llama-architecture GGUF (see `plan_linear` for where each
+/// Writes `m` as a GGUF of its family (see `plan_linear` for where each
 /// linear layer goes and `write_llama_gguf` for the metadata). Every linear
 /// layer that has an entry in `ternary` is packed where a format holds it;
 /// float layers are F16 when that is lossless (and allowed), F32 otherwise,
@@ -262,22 +300,19 @@ inline std::vector<stored_tensor> save_gguf(const model& m,
   plans.push_back(plan_matrix("token_embd.weight", m.embedding, storage));
   plans.push_back(plan_norm("output_norm.weight", m.final_norm));
   if (m.classifier) plans.push_back(plan_matrix("output.weight", *m.classifier, storage));
-  const auto add_linear = [&](std::size_t l, linear which) {
-    const auto it = ternary.find({l, which});
-    plans.push_back(plan_linear(gguf_name(l, which), m.layers[l].weight(which),
-                                it == ternary.end() ? nullptr : &it->second, storage));
-  };
+  if (!m.cfg.rope_factors.empty()) plans.push_back(plan_rope_factors(m.cfg));
   for (std::size_t l = 0; l < m.layers.size(); ++l) {
-    plans.push_back(plan_norm(gguf_attn_norm_name(l), m.layers[l].attn_norm));
-    for (linear which : {linear::q, linear::k, linear::v, linear::o}) add_linear(l, which);
-    plans.push_back(plan_norm(gguf_ffn_norm_name(l), m.layers[l].ffn_norm));
-    for (linear which : {linear::gate, linear::up, linear::down}) add_linear(l, which);
+    const auto ternary_of = [&](linear which) -> const ternary_matrix* {
+      const auto it = ternary.find({l, which});
+      return it == ternary.end() ? nullptr : &it->second;
+    };
+    for (planned_tensor& p : plan_block(l, m.layers[l], m.cfg, ternary_of, storage)) plans.push_back(std::move(p));
   }
   require_kept_exist(storage, gguf_tensor_names(m.cfg, m.classifier.has_value()));
   return write_llama_gguf(m.cfg, plans, vocab, path, name);
 }
 
-/// Reads a llama-architecture GGUF (as written by `save_gguf`, or any file of
+/// Reads a Llama-family GGUF (as written by `save_gguf`, or any file of
 /// the types ternq reads) into memory, dequantizing every tensor.
 inline model load_gguf(const std::filesystem::path& path) { return materialize(gguf_source(path)); }
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include <Eigen/Core>
@@ -23,7 +24,28 @@ enum class rope_style {
   rotate_half,  ///< pairs (i, i + head_dim/2): Hugging Face checkpoints
 };
 
+/// The decoder-block variants ternq runs. Mistral is the Llama block (llama.cpp stores it as "llama").
+enum class family {
+  llama,  ///< Llama 1/2/3, Mistral: plain attention, optional Llama-3 RoPE frequency factors
+  qwen2,  ///< Qwen2/2.5: biases on q, k and v
+  qwen3,  ///< Qwen3: RMSNorm per head on q and k (before RoPE), explicit head width
+};
+
+/// The GGUF `general.architecture` of `f` (also the prefix of its hyperparameter keys).
+constexpr std::string_view gguf_architecture(family f) noexcept {
+  switch (f) {
+    case family::llama:
+      return "llama";
+    case family::qwen2:
+      return "qwen2";
+    case family::qwen3:
+      return "qwen3";
+  }
+  return "llama";
+}
+
 struct config {
+  family arch = family::llama;
   std::size_t dim = 0;
   std::size_t hidden_dim = 0;
   std::size_t n_layers = 0;
@@ -34,8 +56,15 @@ struct config {
   float norm_eps = 1e-5F;
   float rope_theta = 10000.0F;
   rope_style rope = rope_style::interleaved;
+  /// Divisors of the RoPE frequencies, one per rotated pair (Llama-3's scaling, GGUF's `rope_freqs.weight`);
+  /// empty: none.
+  std::vector<float> rope_factors{};
+  std::size_t head_width = 0;      ///< width of an attention head; 0: `dim / n_heads`
+  std::size_t sliding_window = 0;  ///< Mistral's attention window; 0: none (sequences longer are refused)
 
-  [[nodiscard]] std::size_t head_dim() const noexcept { return dim / n_heads; }
+  [[nodiscard]] std::size_t head_dim() const noexcept { return head_width != 0 ? head_width : dim / n_heads; }
+  /// Rows of `attn_q` (and columns of `attn_output`): `head_dim * n_heads`.
+  [[nodiscard]] std::size_t q_dim() const noexcept { return head_dim() * n_heads; }
   [[nodiscard]] std::size_t kv_dim() const noexcept { return head_dim() * n_kv_heads; }
 };
 
@@ -57,18 +86,111 @@ inline std::string gguf_name(std::size_t layer_index, linear l) {
   return "blk." + std::to_string(layer_index) + "." + names[static_cast<std::size_t>(l)] + ".weight";
 }
 
+/// The vectors of a transformer block: the two RMSNorm weights every family has, the q/k/v biases (Qwen2) and
+/// the per-head q/k RMSNorm weights (Qwen3).
+enum class block_vector { attn_norm, ffn_norm, q_bias, k_bias, v_bias, q_norm, k_norm };
+inline constexpr std::array<block_vector, 7> all_block_vectors = {
+    block_vector::attn_norm, block_vector::ffn_norm, block_vector::q_bias, block_vector::k_bias,
+    block_vector::v_bias,    block_vector::q_norm,   block_vector::k_norm};
+
+/// The GGUF name of a block vector ("blk.3.attn_q.bias"), as llama.cpp's converter writes it.
+inline std::string gguf_name(std::size_t layer_index, block_vector v) {
+  static constexpr const char* names[] = {"attn_norm.weight", "ffn_norm.weight",    "attn_q.bias",       "attn_k.bias",
+                                          "attn_v.bias",      "attn_q_norm.weight", "attn_k_norm.weight"};
+  return "blk." + std::to_string(layer_index) + "." + names[static_cast<std::size_t>(v)];
+}
+
+/// The Hugging Face name of a block vector, after "model.layers.N.".
+constexpr std::string_view hf_suffix(block_vector v) noexcept {
+  constexpr std::array<std::string_view, 7> names = {
+      "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.bias",  "self_attn.k_proj.bias",
+      "self_attn.v_proj.bias",  "self_attn.q_norm.weight",         "self_attn.k_norm.weight"};
+  return names[static_cast<std::size_t>(v)];
+}
+
+/// Whether a block of family `f` holds vector `v`.
+constexpr bool has_vector(family f, block_vector v) noexcept {
+  switch (v) {
+    case block_vector::attn_norm:
+    case block_vector::ffn_norm:
+      return true;
+    case block_vector::q_bias:
+    case block_vector::k_bias:
+    case block_vector::v_bias:
+      return f == family::qwen2;
+    case block_vector::q_norm:
+    case block_vector::k_norm:
+      return f == family::qwen3;
+  }
+  return false;
+}
+
+/// A tensor of a block: a linear layer or a vector.
+using block_tensor = std::variant<linear, block_vector>;
+
+/// The order in which a block's tensors are stored (GGUF, checkpoints): the attention norm, q, k and v (each
+/// followed by its bias), o, the q/k norms, the FFN norm, gate, up and down. A family stores those it has
+/// (`has_vector`).
+inline constexpr std::array<block_tensor, 14> block_tensor_order = {block_vector::attn_norm,
+                                                                    linear::q,
+                                                                    block_vector::q_bias,
+                                                                    linear::k,
+                                                                    block_vector::k_bias,
+                                                                    linear::v,
+                                                                    block_vector::v_bias,
+                                                                    linear::o,
+                                                                    block_vector::q_norm,
+                                                                    block_vector::k_norm,
+                                                                    block_vector::ffn_norm,
+                                                                    linear::gate,
+                                                                    linear::up,
+                                                                    linear::down};
+
+/// The GGUF name of a block tensor.
+inline std::string gguf_name(std::size_t layer_index, block_tensor t) {
+  return std::visit([&](auto which) { return gguf_name(layer_index, which); }, t);
+}
+
+/// Whether a block of family `f` holds tensor `t`.
+inline bool has_tensor(family f, block_tensor t) {
+  return std::holds_alternative<linear>(t) || has_vector(f, std::get<block_vector>(t));
+}
+
 /// The GGUF names of a block's two RMSNorm weights.
 inline std::string gguf_attn_norm_name(std::size_t layer_index) {
-  return "blk." + std::to_string(layer_index) + ".attn_norm.weight";
+  return gguf_name(layer_index, block_vector::attn_norm);
 }
 inline std::string gguf_ffn_norm_name(std::size_t layer_index) {
-  return "blk." + std::to_string(layer_index) + ".ffn_norm.weight";
+  return gguf_name(layer_index, block_vector::ffn_norm);
 }
 
 struct layer {
-  matrix wq, wk, wv, wo;  ///< dim x dim, kv_dim x dim, kv_dim x dim, dim x dim
+  matrix wq, wk, wv, wo;  ///< q_dim x dim, kv_dim x dim, kv_dim x dim, dim x q_dim
   matrix w1, w2, w3;      ///< gate hidden x dim, down dim x hidden, up hidden x dim
   vector attn_norm, ffn_norm;
+  vector bq, bk, bv;      ///< q/k/v biases (Qwen2; empty otherwise), in the rows' order
+  vector q_norm, k_norm;  ///< per-head RMSNorm weights of q and k, head_dim each (Qwen3; empty otherwise)
+
+  [[nodiscard]] vector& values(block_vector v) noexcept {
+    switch (v) {
+      case block_vector::attn_norm:
+        return attn_norm;
+      case block_vector::ffn_norm:
+        return ffn_norm;
+      case block_vector::q_bias:
+        return bq;
+      case block_vector::k_bias:
+        return bk;
+      case block_vector::v_bias:
+        return bv;
+      case block_vector::q_norm:
+        return q_norm;
+      case block_vector::k_norm:
+        return k_norm;
+    }
+    return attn_norm;
+  }
+  [[nodiscard]] const vector& values(block_vector v) const noexcept { return const_cast<layer*>(this)->values(v); }
 
   [[nodiscard]] matrix& weight(linear l) noexcept {
     switch (l) {

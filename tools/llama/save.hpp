@@ -38,8 +38,16 @@ inline void copy_into(const vector& v, std::span<float> out) { std::copy(v.data(
 }  // namespace detail
 
 /// Writes `m` as a llama2.c checkpoint (the classifier is stored only when
-/// it is not tied to the embedding).
+/// it is not tied to the embedding). The format holds the plain Llama block of run.c only: biases, q/k norms,
+/// RoPE factors, another RoPE base or epsilon or head width are refused.
 inline void save_llama2c(const model& m, const std::filesystem::path& path) {
+  const config& cfg = m.cfg;
+  if (cfg.arch != family::llama || !cfg.rope_factors.empty() || cfg.rope_theta != 10000.0F || cfg.norm_eps != 1e-5F ||
+      cfg.head_dim() * cfg.n_heads != cfg.dim || cfg.rope != rope_style::interleaved) {
+    fail(errc::unsupported,
+         "save_llama2c: a llama2.c checkpoint holds only run.c's Llama block (RoPE base 10000, "
+         "eps 1e-5, no biases or q/k norms, no RoPE scaling); write a GGUF or Hugging Face directory instead");
+  }
   io::llama2c_config c;
   c.dim = m.cfg.dim;
   c.hidden_dim = m.cfg.hidden_dim;
@@ -89,9 +97,9 @@ inline void write_hf_config(const std::filesystem::path& source, const std::file
   out.commit();
 }
 
-/// Writes `m` as a Hugging Face Llama directory: `config.json` from
+/// Writes `m` as a Hugging Face Llama-family directory: `config.json` from
 /// `source` (the input directory, see `write_hf_config`; `torch_dtype` float32) and every tensor in
-/// one F32 `model.safetensors`, with the q/k rows back in rotate-half order.
+/// one F32 `model.safetensors`, with the q/k rows (and biases) back in rotate-half order for the Llama block.
 /// Both files are written through `io::atomic_output`.
 inline void save_hf(const model& m, const std::filesystem::path& source, const std::filesystem::path& directory) {
   std::filesystem::create_directories(directory);
@@ -99,6 +107,9 @@ inline void save_hf(const model& m, const std::filesystem::path& source, const s
   // The writer keeps views: hold every converted tensor until write().
   std::vector<matrix> kept;
   kept.reserve(2 * m.layers.size());
+  std::vector<vector> kept_vectors;
+  kept_vectors.reserve(all_block_vectors.size() * m.layers.size());  // the writer keeps views: no reallocation
+  const bool permuted = m.cfg.rope == rope_style::interleaved;
   io::safetensors_writer writer;
   const auto add = [&](const std::string& name, const matrix& w) {
     writer.add(name, io::dtype::f32, detail::view_of(w));
@@ -112,17 +123,22 @@ inline void save_hf(const model& m, const std::filesystem::path& source, const s
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const layer& l = m.layers[i];
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    kept.push_back(deinterleave_rope_rows(l.wq, m.cfg.n_heads));
+    kept.push_back(permuted ? deinterleave_rope_rows(l.wq, m.cfg.n_heads) : l.wq);
     add(p + "self_attn.q_proj.weight", kept.back());
-    kept.push_back(deinterleave_rope_rows(l.wk, m.cfg.n_kv_heads));
+    kept.push_back(permuted ? deinterleave_rope_rows(l.wk, m.cfg.n_kv_heads) : l.wk);
     add(p + "self_attn.k_proj.weight", kept.back());
     add(p + "self_attn.v_proj.weight", l.wv);
     add(p + "self_attn.o_proj.weight", l.wo);
     add(p + "mlp.gate_proj.weight", l.w1);
     add(p + "mlp.up_proj.weight", l.w3);
     add(p + "mlp.down_proj.weight", l.w2);
-    add_vector(p + "input_layernorm.weight", l.attn_norm);
-    add_vector(p + "post_attention_layernorm.weight", l.ffn_norm);
+    for (const block_vector v : all_block_vectors) {
+      if (!has_vector(m.cfg.arch, v)) continue;
+      const std::size_t heads = v == block_vector::q_bias ? m.cfg.n_heads : m.cfg.n_kv_heads;
+      const bool rotated = v == block_vector::q_bias || v == block_vector::k_bias;
+      kept_vectors.push_back(permuted && rotated ? deinterleave_rope_rows(l.values(v), heads) : l.values(v));
+      add_vector(p + std::string(hf_suffix(v)), kept_vectors.back());
+    }
   }
   writer.write(directory / "model.safetensors");
 }

@@ -26,7 +26,8 @@
 namespace ternq::llama {
 
 /// A model's weights, read on demand. Every matrix comes back as a row-major fp32 copy in GGUF's layout
-/// (`out x in`, q/k rows in interleaved RoPE order), whatever the file stores.
+/// (`out x in`; q/k rows in the RoPE layout of `cfg().rope`: interleaved for the Llama block, rotate-half for
+/// Qwen), whatever the file stores.
 class model_source {
  public:
   model_source() = default;
@@ -148,12 +149,28 @@ class llama2c_source final : public model_source {
   io::llama2c_checkpoint ck_;
 };
 
-/// A Hugging Face Llama directory (config.json + model.safetensors or indexed shards; F32/F16/BF16, read with
-/// pread a tensor at a time). q/k rows are reordered to the interleaved RoPE layout.
+/// The family of a supported Hugging Face `model_type`: Mistral runs the Llama block.
+inline family family_of(const io::hf_llama_config& c) {
+  if (c.model_type == "qwen2") return family::qwen2;
+  if (c.model_type == "qwen3") return family::qwen3;
+  return family::llama;
+}
+
+/// How a model of `f` rotates its queries and keys in GGUF (and so in ternq): the Llama block in llama.cpp's
+/// interleaved layout (its converter permutes the q/k rows), Qwen in Hugging Face's rotate-half layout (llama.cpp's
+/// NEOX RoPE; its rows are stored as they are).
+constexpr rope_style rope_of(family f) noexcept {
+  return f == family::llama ? rope_style::interleaved : rope_style::rotate_half;
+}
+
+/// A Hugging Face Llama-family directory (config.json + model.safetensors or indexed shards; F32/F16/BF16, read
+/// with pread a tensor at a time). For the Llama block, q/k rows (and biases) are reordered to the interleaved
+/// RoPE layout; Qwen keeps rotate-half.
 class hf_source final : public model_source {
  public:
   explicit hf_source(const std::filesystem::path& directory) : hf_(directory) {
     const io::hf_llama_config& c = hf_.config();
+    cfg_.arch = family_of(c);
     cfg_.dim = c.hidden_size;
     cfg_.hidden_dim = c.intermediate_size;
     cfg_.n_layers = c.num_hidden_layers;
@@ -163,22 +180,30 @@ class hf_source final : public model_source {
     cfg_.seq_len = c.max_position_embeddings;
     cfg_.norm_eps = static_cast<float>(c.rms_norm_eps);
     cfg_.rope_theta = static_cast<float>(c.rope_theta);
-    cfg_.rope = rope_style::interleaved;
+    cfg_.rope = rope_of(cfg_.arch);
+    if (c.declared_head_dim != 0) cfg_.head_width = c.declared_head_dim;
+    cfg_.sliding_window = c.sliding_window;
+    if (c.rope_scaling) cfg_.rope_factors = llama3_rope_factors(*c.rope_scaling, c.rope_theta, c.head_dim());
   }
 
   [[nodiscard]] layer block(std::size_t index) const override {
     if (index >= cfg_.n_layers) fail(errc::invalid_argument, "hf_source: no block ", index);
     const std::string p = "model.layers." + std::to_string(index) + ".";
     layer out;
-    out.wq = interleave_rope_rows(get(p + "self_attn.q_proj.weight"), cfg_.n_heads);
-    out.wk = interleave_rope_rows(get(p + "self_attn.k_proj.weight"), cfg_.n_kv_heads);
+    out.wq = get(p + "self_attn.q_proj.weight");
+    out.wk = get(p + "self_attn.k_proj.weight");
     out.wv = get(p + "self_attn.v_proj.weight");
     out.wo = get(p + "self_attn.o_proj.weight");
     out.w1 = get(p + "mlp.gate_proj.weight");
     out.w3 = get(p + "mlp.up_proj.weight");
     out.w2 = get(p + "mlp.down_proj.weight");
-    out.attn_norm = get_vector(p + "input_layernorm.weight");
-    out.ffn_norm = get_vector(p + "post_attention_layernorm.weight");
+    for (const block_vector v : all_block_vectors) {
+      if (has_vector(cfg_.arch, v)) out.values(v) = get_vector(p + std::string(hf_suffix(v)));
+    }
+    if (cfg_.rope == rope_style::interleaved) {
+      out.wq = interleave_rope_rows(out.wq, cfg_.n_heads);
+      out.wk = interleave_rope_rows(out.wk, cfg_.n_kv_heads);
+    }
     return out;
   }
   void embedding_rows(std::size_t first, std::span<float> out) const override {
@@ -213,34 +238,58 @@ class hf_source final : public model_source {
   io::hf_llama_model hf_;
 };
 
-/// A llama-architecture GGUF (as `save_gguf` writes, or any file of the types ternq reads); every tensor is
-/// dequantized with ggml's rules when it is read.
+/// The family of a GGUF `general.architecture`; other architectures are refused by name.
+inline family family_of_architecture(const std::string& arch, const std::string& context) {
+  for (const family f : {family::llama, family::qwen2, family::qwen3}) {
+    if (arch == gguf_architecture(f)) return f;
+  }
+  fail(errc::unsupported, context, ": general.architecture \"", arch,
+       "\" is not supported; ternq runs llama (also Mistral), qwen2 and qwen3");
+}
+
+/// A Llama-family GGUF (as `save_gguf` or llama.cpp's converter writes it, of any tensor type ternq reads);
+/// every tensor is dequantized with ggml's rules when it is read.
 class gguf_source final : public model_source {
  public:
   explicit gguf_source(const std::filesystem::path& path) : r_(io::gguf_reader::open(path)), path_(path) {
     const auto& md = r_.metadata();
     const std::string context = "gguf '" + path.string() + "'";
-    if (!md.contains("general.architecture") || md.get<std::string>("general.architecture") != "llama") {
-      fail(errc::unsupported, context, ": general.architecture is not \"llama\"");
+    if (!md.contains("general.architecture")) fail(errc::unsupported, context, ": general.architecture is missing");
+    cfg_.arch = family_of_architecture(md.get<std::string>("general.architecture"), context);
+    const std::string prefix = std::string(gguf_architecture(cfg_.arch)) + ".";
+    const auto key = [&](const char* k) { return prefix + k; };
+    const auto u32 = [&](const char* k) { return static_cast<std::size_t>(md.get<std::uint32_t>(key(k))); };
+    cfg_.dim = u32("embedding_length");
+    cfg_.hidden_dim = u32("feed_forward_length");
+    cfg_.n_layers = u32("block_count");
+    cfg_.n_heads = u32("attention.head_count");
+    cfg_.n_kv_heads = md.contains(key("attention.head_count_kv")) ? u32("attention.head_count_kv") : cfg_.n_heads;
+    cfg_.seq_len = u32("context_length");
+    cfg_.norm_eps = md.get<float>(key("attention.layer_norm_rms_epsilon"));
+    if (md.contains(key("rope.freq_base"))) cfg_.rope_theta = md.get<float>(key("rope.freq_base"));
+    if (md.contains(key("attention.key_length"))) {
+      const std::size_t width = u32("attention.key_length");
+      if (md.contains(key("attention.value_length")) && u32("attention.value_length") != width) {
+        fail(errc::unsupported, context, ": key and value heads of different widths are not supported");
+      }
+      if (width != cfg_.dim / cfg_.n_heads) cfg_.head_width = width;
     }
-    const auto u32 = [&](const char* key) { return static_cast<std::size_t>(md.get<std::uint32_t>(key)); };
-    cfg_.dim = u32("llama.embedding_length");
-    cfg_.hidden_dim = u32("llama.feed_forward_length");
-    cfg_.n_layers = u32("llama.block_count");
-    cfg_.n_heads = u32("llama.attention.head_count");
-    cfg_.n_kv_heads =
-        md.contains("llama.attention.head_count_kv") ? u32("llama.attention.head_count_kv") : cfg_.n_heads;
-    cfg_.seq_len = u32("llama.context_length");
-    cfg_.norm_eps = md.get<float>("llama.attention.layer_norm_rms_epsilon");
-    if (md.contains("llama.rope.freq_base")) cfg_.rope_theta = md.get<float>("llama.rope.freq_base");
-    cfg_.rope = rope_style::interleaved;
+    cfg_.rope = rope_of(cfg_.arch);
     cfg_.vocab_size = r_.tensor("token_embd.weight").rows();
+    if (r_.find_tensor("rope_freqs.weight") != nullptr) {
+      cfg_.rope_factors = r_.read_floats(r_.tensor("rope_freqs.weight"));
+      if (cfg_.rope_factors.size() != cfg_.head_dim() / 2) {
+        fail(errc::shape_mismatch, context, ": rope_freqs.weight holds ", cfg_.rope_factors.size(),
+             " factors for heads of ", cfg_.head_dim(), " dimensions (", cfg_.head_dim() / 2, " pairs)");
+      }
+    }
   }
 
   [[nodiscard]] layer block(std::size_t index) const override {
     layer w;
-    w.attn_norm = read_vector(gguf_attn_norm_name(index));
-    w.ffn_norm = read_vector(gguf_ffn_norm_name(index));
+    for (const block_vector v : all_block_vectors) {
+      if (has_vector(cfg_.arch, v)) w.values(v) = read_vector(gguf_name(index, v));
+    }
     for (const linear which : all_linears) w.weight(which) = read_matrix(gguf_name(index, which));
     return w;
   }

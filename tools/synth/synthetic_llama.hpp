@@ -52,13 +52,46 @@ inline io::hf_llama_config shape(std::size_t dim, std::size_t hidden, std::size_
   c.model_type = "llama";
   return c;
 }
+
+/// `c` as a model of family `model_type` with RoPE base `theta` and RMSNorm epsilon `eps`.
+inline io::hf_llama_config family(io::hf_llama_config c, std::string model_type, double theta, double eps) {
+  c.model_type = std::move(model_type);
+  c.rope_theta = theta;
+  c.rms_norm_eps = eps;
+  return c;
+}
+
+/// Llama-3.1's RoPE scaling.
+inline io::hf_llama_config llama31(io::hf_llama_config c) {
+  c = family(std::move(c), "llama", 500000.0, 1e-5);
+  c.rope_scaling = io::hf_llama3_rope_scaling{
+      .factor = 8.0, .low_freq_factor = 1.0, .high_freq_factor = 4.0, .original_max_position_embeddings = 8192};
+  return c;
+}
+
+/// Qwen3's explicit head width.
+inline io::hf_llama_config qwen3(io::hf_llama_config c, std::size_t head_dim) {
+  c = family(std::move(c), "qwen3", 1000000.0, 1e-6);
+  c.declared_head_dim = head_dim;
+  return c;
+}
 }  // namespace detail
 
-/// tiny: CI-sized (1.2 M parameters); tinyllama-1.1b and llama2-7b: the shapes of those models.
+/// tiny: CI-sized (1.2 M parameters), and tiny shapes of each family; the others: the shapes (and family
+/// features) of the models they are named after.
 inline std::vector<preset> presets() {
-  return {{"tiny", detail::shape(128, 344, 4, 4, 2, 512, 256)},
-          {"tinyllama-1.1b", detail::shape(2048, 5632, 22, 32, 4, 32000, 2048)},
-          {"llama2-7b", detail::shape(4096, 11008, 32, 32, 32, 32000, 4096)}};
+  using detail::family;
+  using detail::shape;
+  return {{"tiny", shape(128, 344, 4, 4, 2, 512, 256)},
+          {"tiny-llama3", detail::llama31(shape(128, 344, 4, 4, 2, 512, 256))},
+          {"tiny-qwen2", family(shape(128, 344, 4, 4, 2, 512, 256), "qwen2", 1000000.0, 1e-6)},
+          {"tiny-qwen3", detail::qwen3(shape(128, 344, 4, 4, 2, 512, 256), 64)},
+          {"tinyllama-1.1b", shape(2048, 5632, 22, 32, 4, 32000, 2048)},
+          {"llama2-7b", shape(4096, 11008, 32, 32, 32, 32000, 4096)},
+          {"llama3.1-8b", detail::llama31(shape(4096, 14336, 32, 32, 8, 128256, 131072))},
+          {"mistral-7b", family(shape(4096, 14336, 32, 32, 8, 32000, 32768), "mistral", 1000000.0, 1e-5)},
+          {"qwen2.5-7b", family(shape(3584, 18944, 28, 28, 4, 152064, 32768), "qwen2", 1000000.0, 1e-6)},
+          {"qwen3-8b", detail::qwen3(shape(4096, 12288, 36, 32, 8, 151936, 40960), 128)}};
 }
 
 /// The config of preset `name`; `[ternq.invalid_argument]` naming the presets for any other name.
@@ -138,6 +171,12 @@ inline recipe recipe_of(const io::hf_llama_config& c, const io::hf_tensor_spec& 
   switch (spec.role) {
     case io::hf_tensor_role::norm:
       r.is_norm = true;
+      break;
+    case io::hf_tensor_role::bias:
+      // Qwen2's q/k/v biases: a vector of moderate values around 0 (drawn as one row, heavy-tailed).
+      r.base_scale = 0.1;
+      r.row_scale_spread = 0.0;
+      r.row_mean_spread = 0.0;
       break;
     case io::hf_tensor_role::embedding:
       // Rows of about unit norm, as trained embeddings have: the first RMSNorm sees O(1) inputs.
@@ -260,7 +299,7 @@ inline void validate(const io::hf_llama_config& c) {
   positive(c.num_key_value_heads, "num_key_value_heads");
   positive(c.vocab_size, "vocab_size");
   positive(c.max_position_embeddings, "max_position_embeddings");
-  if (c.hidden_size % c.num_attention_heads != 0) {
+  if (c.declared_head_dim == 0 && c.hidden_size % c.num_attention_heads != 0) {
     fail(errc::invalid_argument, "synthetic_llama: hidden_size ", c.hidden_size,
          " is not a multiple of num_attention_heads ", c.num_attention_heads);
   }
@@ -269,17 +308,20 @@ inline void validate(const io::hf_llama_config& c) {
          " is not a multiple of num_key_value_heads ", c.num_key_value_heads);
   }
   if (c.head_dim() % 2 != 0) {
-    fail(errc::invalid_argument, "synthetic_llama: the head width hidden_size / num_attention_heads = ", c.head_dim(),
-         " is odd; RoPE needs it even");
+    fail(errc::invalid_argument, "synthetic_llama: the head width ", c.head_dim(), " is odd; RoPE needs it even");
   }
 }
 
-/// The `config.json` of `c` stored as `type`, as transformers writes a LlamaConfig.
+/// The `config.json` of `c` stored as `type`, as transformers writes the config of its family.
 inline nlohmann::ordered_json config_json(const io::hf_llama_config& c, io::dtype type) {
   const char* torch_dtype = type == io::dtype::f32 ? "float32" : type == io::dtype::f16 ? "float16" : "bfloat16";
+  const std::string architecture = c.model_type == "mistral" ? "MistralForCausalLM"
+                                   : c.model_type == "qwen2" ? "Qwen2ForCausalLM"
+                                   : c.model_type == "qwen3" ? "Qwen3ForCausalLM"
+                                                             : "LlamaForCausalLM";
   nlohmann::ordered_json j;
-  j["architectures"] = {"LlamaForCausalLM"};
-  j["model_type"] = "llama";
+  j["architectures"] = {architecture};
+  j["model_type"] = c.model_type.empty() ? "llama" : c.model_type;
   j["hidden_act"] = "silu";
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;
@@ -288,8 +330,16 @@ inline nlohmann::ordered_json config_json(const io::hf_llama_config& c, io::dtyp
   j["num_key_value_heads"] = c.num_key_value_heads;
   j["vocab_size"] = c.vocab_size;
   j["max_position_embeddings"] = c.max_position_embeddings;
-  j["rms_norm_eps"] = 1e-5;
-  j["rope_theta"] = 10000.0;
+  if (c.declared_head_dim != 0) j["head_dim"] = c.declared_head_dim;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  if (c.rope_scaling) {
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", c.rope_scaling->factor},
+                         {"low_freq_factor", c.rope_scaling->low_freq_factor},
+                         {"high_freq_factor", c.rope_scaling->high_freq_factor},
+                         {"original_max_position_embeddings", c.rope_scaling->original_max_position_embeddings}};
+  }
   j["tie_word_embeddings"] = false;
   j["bos_token_id"] = 1;
   j["eos_token_id"] = 2;
@@ -373,10 +423,8 @@ inline summary write_synthetic_llama(const std::filesystem::path& dir, const opt
   }
   if (opt.shard_size == 0) fail(errc::invalid_argument, "synthetic_llama: the shard size must be at least 1 byte");
   io::hf_llama_config c = opt.config;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 10000.0;
   c.tie_word_embeddings = false;
-  c.model_type = "llama";
+  if (c.model_type.empty()) c.model_type = "llama";
   const std::vector<io::hf_tensor_spec> specs = io::hf_llama_tensors(c);
 
   summary result;

@@ -72,8 +72,9 @@ inline constexpr std::int32_t unused = 5;
 inline constexpr std::int32_t byte = 6;
 }  // namespace token_type
 
-/// Hyperparameters of a llama-architecture model.
+/// Hyperparameters of a Llama-family model.
 struct llama_hparams {
+  std::string architecture = "llama";     ///< `general.architecture` and the prefix of the keys: llama, qwen2, qwen3
   std::uint32_t vocab_size = 0;           ///< written as `llama.vocab_size` (what a `no_vocab` model is sized by)
   std::uint32_t context_length = 0;       ///< `llama.context_length`
   std::uint32_t embedding_length = 0;     ///< `llama.embedding_length` (n_embd)
@@ -84,9 +85,16 @@ struct llama_hparams {
   float rms_norm_eps = 1e-5F;                           ///< `llama.attention.layer_norm_rms_epsilon`
   float rope_freq_base = 10000.0F;                      ///< `llama.rope.freq_base`
   std::optional<std::uint32_t> rope_dimension_count{};  ///< `llama.rope.dimension_count`; default: the head dimension
+  /// `llama.attention.key_length` and `value_length`: the head width, when it is not `embedding_length /
+  /// head_count` (Qwen3)
+  std::optional<std::uint32_t> head_width{};
 
-  /// `embedding_length / head_count`.
-  [[nodiscard]] std::uint32_t head_dim() const noexcept { return head_count == 0 ? 0 : embedding_length / head_count; }
+  /// `head_width`, else `embedding_length / head_count`.
+  [[nodiscard]] std::uint32_t head_dim() const noexcept {
+    return head_width ? *head_width : head_count == 0 ? 0 : embedding_length / head_count;
+  }
+  /// Rows of `attn_q`: `head_dim * head_count`.
+  [[nodiscard]] std::uint32_t q_dim() const noexcept { return head_dim() * head_count; }
   /// Rows of `attn_k` / `attn_v`: `head_dim * head_count_kv`.
   [[nodiscard]] std::uint32_t kv_dim() const noexcept { return head_dim() * head_count_kv.value_or(head_count); }
 };
@@ -114,9 +122,10 @@ struct llama_vocab {
   std::optional<bool> add_space_prefix{};
 };
 
-/// Adds the llama model keys (FORMATS.md): `general.architecture = "llama"`
-/// as the first pair, then `general.name` (when given), the `llama.*` keys
-/// (counts and lengths UINT32, epsilon and RoPE base FLOAT32),
+/// Adds the model keys (FORMATS.md): `general.architecture` (llama, qwen2 or qwen3)
+/// as the first pair, then `general.name` (when given), the `<architecture>.*` keys
+/// (counts and lengths UINT32, epsilon and RoPE base FLOAT32; key/value lengths when the head width is not
+/// `embedding_length / head_count`),
 /// `general.file_type` and `general.quantization_version = 2` (UINT32).
 /// Throws `invalid_argument` (adding nothing) for a zero count, a head count
 /// that does not divide the embedding or the KV head count, or a key that is
@@ -130,29 +139,37 @@ inline void add_llama_metadata(gguf_metadata& md, const llama_hparams& hp, std::
               hp.feed_forward_length > 0 && hp.head_count > 0,
           "vocab_size, context_length, embedding_length, block_count, feed_forward_length and head_count must be "
           "positive");
-  require(hp.embedding_length % hp.head_count == 0, "head_count ", hp.head_count, " does not divide embedding_length ",
-          hp.embedding_length);
+  require(hp.architecture == "llama" || hp.architecture == "qwen2" || hp.architecture == "qwen3", "architecture '",
+          hp.architecture, "' is not one of llama, qwen2, qwen3");
+  require(hp.head_width ? *hp.head_width > 0 && *hp.head_width % 2 == 0 : hp.embedding_length % hp.head_count == 0,
+          "head_count ", hp.head_count, " does not divide embedding_length ", hp.embedding_length,
+          " (or the head width is zero or odd)");
   const std::uint32_t kv = hp.head_count_kv.value_or(hp.head_count);
   require(kv > 0 && hp.head_count % kv == 0, "head_count_kv ", kv, " does not divide head_count ", hp.head_count);
   require(hp.rms_norm_eps > 0.0F, "rms_norm_eps must be positive");
 
   std::vector<gguf_kv> keys;
+  const auto key = [&](const char* k) { return hp.architecture + "." + k; };
   if (!name.empty()) keys.push_back({"general.name", std::string(name)});
-  keys.push_back({"llama.vocab_size", hp.vocab_size});
-  keys.push_back({"llama.context_length", hp.context_length});
-  keys.push_back({"llama.embedding_length", hp.embedding_length});
-  keys.push_back({"llama.block_count", hp.block_count});
-  keys.push_back({"llama.feed_forward_length", hp.feed_forward_length});
-  keys.push_back({"llama.rope.dimension_count", hp.rope_dimension_count.value_or(hp.head_dim())});
-  keys.push_back({"llama.attention.head_count", hp.head_count});
-  if (hp.head_count_kv) keys.push_back({"llama.attention.head_count_kv", *hp.head_count_kv});
-  keys.push_back({"llama.attention.layer_norm_rms_epsilon", hp.rms_norm_eps});
-  keys.push_back({"llama.rope.freq_base", hp.rope_freq_base});
+  keys.push_back({key("vocab_size"), hp.vocab_size});
+  keys.push_back({key("context_length"), hp.context_length});
+  keys.push_back({key("embedding_length"), hp.embedding_length});
+  keys.push_back({key("block_count"), hp.block_count});
+  keys.push_back({key("feed_forward_length"), hp.feed_forward_length});
+  keys.push_back({key("rope.dimension_count"), hp.rope_dimension_count.value_or(hp.head_dim())});
+  keys.push_back({key("attention.head_count"), hp.head_count});
+  if (hp.head_count_kv) keys.push_back({key("attention.head_count_kv"), *hp.head_count_kv});
+  if (hp.head_width) {
+    keys.push_back({key("attention.key_length"), *hp.head_width});
+    keys.push_back({key("attention.value_length"), *hp.head_width});
+  }
+  keys.push_back({key("attention.layer_norm_rms_epsilon"), hp.rms_norm_eps});
+  keys.push_back({key("rope.freq_base"), hp.rope_freq_base});
   keys.push_back({"general.file_type", file_type});
   keys.push_back({"general.quantization_version", std::uint32_t{2}});
   require(!md.contains("general.architecture"), "general.architecture is already set");
   for (const auto& kv : keys) require(!md.contains(kv.key), kv.key, " is already set");
-  md.insert(0, "general.architecture", std::string("llama"));
+  md.insert(0, "general.architecture", hp.architecture);
   for (auto& kv : keys) md.add(std::move(kv.key), std::move(kv.value));
 }
 
@@ -218,18 +235,21 @@ inline llama_vocab padded_vocab(llama_vocab v, std::uint32_t vocab_size) {
 struct llama_tensor {
   std::string name;
   std::vector<std::int64_t> ne;
-  bool is_norm = false;  ///< a norm vector (stored F32)
+  bool is_norm = false;  ///< a vector (norm, bias or RoPE factors; stored F32)
 };
 
 /// Exactly the tensors llama.cpp loads for `hp`, in the order ternq writes
 /// them: `token_embd.weight [n_embd, n_vocab]`, `output_norm.weight`,
 /// `output.weight [n_embd, n_vocab]` (omitted when `tied_output`: the
-/// embedding is reused), then per layer `attn_norm`, `attn_q [n_embd,
-/// n_embd]`, `attn_k` and `attn_v [n_embd, kv_dim]`, `attn_output [n_embd,
-/// n_embd]`, `ffn_norm`, `ffn_gate` and `ffn_up [n_embd, n_ff]`, `ffn_down
-/// [n_ff, n_embd]`.
-inline std::vector<llama_tensor> llama_tensors(const llama_hparams& hp, bool tied_output) {
+/// embedding is reused), `rope_freqs.weight [head_dim/2]` when `rope_factors`, then per layer `attn_norm`,
+/// `attn_q [n_embd, q_dim]`, `attn_k` and `attn_v [n_embd, kv_dim]` (each followed by its bias for qwen2),
+/// `attn_output [q_dim, n_embd]`, `attn_q_norm` and `attn_k_norm [head_dim]` (qwen3), `ffn_norm`, `ffn_gate`
+/// and `ffn_up [n_embd, n_ff]`, `ffn_down [n_ff, n_embd]`.
+inline std::vector<llama_tensor> llama_tensors(const llama_hparams& hp, bool tied_output, bool rope_factors = false) {
   const std::int64_t embd = hp.embedding_length;
+  const std::int64_t q = hp.q_dim();
+  const std::int64_t hd = hp.head_dim();
+  const bool bias = hp.architecture == "qwen2", qk_norm = hp.architecture == "qwen3";
   const std::int64_t vocab = hp.vocab_size;
   const std::int64_t ff = hp.feed_forward_length;
   const std::int64_t kv = hp.kv_dim();
@@ -237,13 +257,21 @@ inline std::vector<llama_tensor> llama_tensors(const llama_hparams& hp, bool tie
   out.push_back({"token_embd.weight", {embd, vocab}, false});
   out.push_back({"output_norm.weight", {embd}, true});
   if (!tied_output) out.push_back({"output.weight", {embd, vocab}, false});
+  if (rope_factors) out.push_back({"rope_freqs.weight", {hd / 2}, true});
   for (std::uint32_t l = 0; l < hp.block_count; ++l) {
     const std::string p = ternq::detail::concat("blk.", l, ".");
     out.push_back({p + "attn_norm.weight", {embd}, true});
-    out.push_back({p + "attn_q.weight", {embd, embd}, false});
+    out.push_back({p + "attn_q.weight", {embd, q}, false});
+    if (bias) out.push_back({p + "attn_q.bias", {q}, true});
     out.push_back({p + "attn_k.weight", {embd, kv}, false});
+    if (bias) out.push_back({p + "attn_k.bias", {kv}, true});
     out.push_back({p + "attn_v.weight", {embd, kv}, false});
-    out.push_back({p + "attn_output.weight", {embd, embd}, false});
+    if (bias) out.push_back({p + "attn_v.bias", {kv}, true});
+    out.push_back({p + "attn_output.weight", {q, embd}, false});
+    if (qk_norm) {
+      out.push_back({p + "attn_q_norm.weight", {hd}, true});
+      out.push_back({p + "attn_k_norm.weight", {hd}, true});
+    }
     out.push_back({p + "ffn_norm.weight", {embd}, true});
     out.push_back({p + "ffn_gate.weight", {embd, ff}, false});
     out.push_back({p + "ffn_up.weight", {embd, ff}, false});

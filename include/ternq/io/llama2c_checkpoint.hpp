@@ -2,6 +2,7 @@
 // llama2.c checkpoints: the header, the tensor layout, named weight views, and a memory-mapped reader.
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -188,6 +189,18 @@ inline std::pair<llama2c_config, llama2c_layout> read_llama2c_header(std::span<c
                                                                      std::string_view context) {
   if (file.size() < 28)
     fail(errc::corrupt_file, context, ": ", file.size(), " bytes are too few for the 28-byte header");
+  // Seven plausible header fields (each below 2^24) hold zero bytes; a header of printable text without one is
+  // a text file, named as such rather than by the first field its characters happen to break.
+  const auto text_byte = [](std::byte b) {
+    const auto c = static_cast<unsigned char>(b);
+    return c >= 0x80 || (c >= 0x20 && c < 0x7f) || c == '\t' || c == '\n' || c == '\r';
+  };
+  if (std::all_of(file.begin(), file.begin() + 28, text_byte)) {
+    std::string start(reinterpret_cast<const char*>(file.data()), 28);
+    for (char& ch : start) ch = (ch == '\n' || ch == '\r' || ch == '\t') ? ' ' : ch;
+    fail(errc::corrupt_file, context, ": not a llama2.c checkpoint: the file begins with text (\"", start,
+         "...\"), where a checkpoint has seven int32 header fields");
+  }
   std::int64_t raw[7];
   for (std::size_t i = 0; i < 7; ++i) raw[i] = load_i32_le(file.data() + 4 * i);
   const char* names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};

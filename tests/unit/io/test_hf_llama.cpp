@@ -120,7 +120,7 @@ TEST_CASE("hf_llama: config.json fields, defaults and the tensor list") {
   CHECK(d.rope_theta == 10000.0);
   CHECK(d.max_position_embeddings == 2048);
   CHECK_FALSE(d.tie_word_embeddings);
-  CHECK(d.model_type.empty());
+  CHECK(d.model_type == "llama");  // absent: read as Llama
 
   const auto specs = ternq::io::hf_llama_tensors(c);
   REQUIRE(specs.size() == 1 + 2 * 9 + 2);
@@ -147,8 +147,26 @@ TEST_CASE("hf_llama: config.json problems are named") {
         "[ternq.corrupt_file] cfg: hidden_size 8 is not a multiple of num_attention_heads 3");
   CHECK(config_error("{" + base + R"(, "hidden_size": 8, "num_attention_heads": 4, "num_key_value_heads": 3})") ==
         "[ternq.corrupt_file] cfg: num_attention_heads 4 is not a multiple of num_key_value_heads 3");
-  CHECK(config_error("{" + base + R"(, "hidden_size": 8, "num_attention_heads": 2, "head_dim": 8})") ==
-        "[ternq.unsupported] cfg: head_dim 8 differs from hidden_size / num_attention_heads = 4");
+  CHECK(config_error("{" + base + R"(, "hidden_size": 8, "num_attention_heads": 2, "head_dim": 7})") ==
+        "[ternq.corrupt_file] cfg: the head width 7 is odd (RoPE rotates pairs)");
+  CHECK(config_error("{" + base + R"(, "hidden_size": 8, "num_attention_heads": 2, "model_type": "mixtral"})") ==
+        "[ternq.unsupported] cfg: model_type 'mixtral' is not supported; ternq runs llama, mistral, qwen2 and qwen3 "
+        "(dense decoder blocks; no mixture of experts)");
+  CHECK(
+      config_error(
+          "{" + base +
+          R"(, "hidden_size": 8, "num_attention_heads": 2, "rope_scaling": {"type": "linear", "factor": 2}})") ==
+      "[ternq.unsupported] cfg: rope_scaling type 'linear' is not supported (\"llama3\" is; linear, dynamic, yarn and "
+      "longrope are not)");
+  {  // an explicit head width (Qwen3): q is heads * head_dim rows, o as many columns
+    const auto q3 = ternq::io::parse_hf_llama_config(
+        "{" + base + R"(, "hidden_size": 8, "num_attention_heads": 2, "head_dim": 8, "model_type": "qwen3"})", "q3");
+    CHECK(q3.head_dim() == 8);
+    CHECK(q3.qk_norm());
+    const auto specs = ternq::io::hf_llama_tensors(q3);
+    CHECK(specs.size() == 1 + 11 + 2);
+    CHECK(specs[2].shape == std::vector<std::size_t>{16, 8});
+  }
   CHECK(config_error("{" + base + R"(, "hidden_size": 8, "num_attention_heads": 2, "rms_norm_eps": 0})") ==
         "[ternq.corrupt_file] cfg: 'rms_norm_eps' is 0, not a positive number");
   CHECK(config_error("{" + base + R"(, "hidden_size": 8, "num_attention_heads": 2, "tie_word_embeddings": 1})") ==

@@ -165,6 +165,10 @@ TEST_CASE("llama2c: unsharing the classifier copies the embedding and writes bot
 TEST_CASE("llama2c: hostile headers and sizes fail as corrupt_file naming the problem") {
   const temp_dir dir("io-test");
   CHECK(open_error(dir, "abc") == "[ternq.corrupt_file] FILE: 3 bytes are too few for the 28-byte header");
+  // Text read as a header would give "dim 1699880995 is not a multiple of n_heads ...": named as text instead.
+  CHECK(open_error(dir, "Once upon a time, there was\na little girl named Lily.\n") ==
+        "[ternq.corrupt_file] FILE: not a llama2.c checkpoint: the file begins with text (\"Once upon a time, there "
+        "was ...\"), where a checkpoint has seven int32 header fields");
   CHECK(open_error(dir, header_bytes({8, 12, 2, 4, 2, 10, 0})) ==
         "[ternq.corrupt_file] FILE: header field seq_len is 0 (must be positive)");
   CHECK(open_error(dir, header_bytes({8, -12, 2, 4, 2, 10, 6})) ==

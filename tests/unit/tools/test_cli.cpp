@@ -190,6 +190,14 @@ TEST_CASE("the tools refuse bad input with one line naming the problem") {
   const auto method = run(quantize_exe + " --model " + quote(dir.path()) + " --method nonsense");
   CHECK(method.status != 0);
   CHECK(method.output.find("unknown method 'nonsense'") != std::string::npos);
+  // A typo is answered with the nearest name, before the model is read (the directory here is no model).
+  const auto typo = run(quantize_exe + " --model " + quote(dir.path()) + " --method gptq_optmal");
+  CHECK(typo.status != 0);
+  CHECK(typo.output.find("unknown method 'gptq_optmal': did you mean 'gptq_optimal'?") != std::string::npos);
+  const auto format = run(quantize_exe + " --model " + quote(dir.path()) + " --method absmean --format tq2_");
+  CHECK(format.status != 0);
+  CHECK(format.output.find("--format 'tq2_' is not one of") != std::string::npos);
+  CHECK(format.output.find("did you mean 'tq2_0'?") != std::string::npos);
   {
     std::ofstream truncated(dir.path() / "broken.bin", std::ios::binary);
     truncated << std::string(100, '\x01');
@@ -197,6 +205,15 @@ TEST_CASE("the tools refuse bad input with one line naming the problem") {
   const auto broken = run(quantize_exe + " --model " + quote(dir.path() / "broken.bin") + " --method absmean");
   CHECK(broken.status != 0);
   CHECK(broken.output.find("[ternq.corrupt_file]") != std::string::npos);
+  // A text file given as --model (a llama2.c path by its lack of GGUF magic) is named as text.
+  std::ofstream(dir.path() / "story.txt") << "Once upon a time, there was a little girl named Lily.\n";
+  const auto text = run(eval_exe + " --model " + quote(dir.path() / "story.txt") + " --text " +
+                        quote(dir.path() / "story.txt") + " --tokenizer y");
+  CHECK(text.status != 0);
+  CHECK(
+      text.output.find("not a llama2.c checkpoint: the file begins with text (\"Once upon a time, there was ...\")") !=
+      std::string::npos);
+  CHECK(text.output.find("is not a multiple of n_heads") == std::string::npos);
   if (!have_shared("models/stories260K.bin")) return;
   const auto combo = run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +
                          " --method itf --out-gguf " + quote(dir.path() / "x.gguf") + " --format tq2_0");
@@ -258,8 +275,18 @@ TEST_CASE("ternq-quantize: a format that packs nothing is refused; --allow-fallb
 
   // Asked for: the layers fall back to Q2_0, and the run says so prominently.
   const auto fallback = dir.path() / "f.gguf";
-  const auto allowed = run(base + quote(fallback) + " --format tq2_0 --allow-fallback");
+  const auto allowed =
+      run(base + quote(fallback) + " --format tq2_0 --allow-fallback --report " + quote(dir.path() / "f.json"));
   REQUIRE_MESSAGE(allowed.status == 0, allowed.output);
+  {
+    // The report gives the storage as fields: the type, and why it is not the chosen format.
+    const nlohmann::json j = nlohmann::json::parse(std::ifstream(dir.path() / "f.json"));
+    const auto& row = j["layers"][0];
+    CHECK(row["layer"] == "blk.0.attn_q.weight");
+    CHECK(row["format"] == "Q2_0");
+    CHECK(row["format_reason"].get<std::string>().find("pack TQ2_0: in_features 64 is not a multiple") == 0);
+    CHECK(row["refit_change"].is_null());
+  }
   CHECK(allowed.output.find("WARNING: only 0 of 14 linear layers are TQ2_0") != std::string::npos);
   CHECK(allowed.output.find("14 fell back, 12 to Q2_0 (pack TQ2_0: in_features 64 is not a multiple") !=
         std::string::npos);
@@ -303,6 +330,11 @@ TEST_CASE("ternq-quantize: a format that packs nothing is refused; --allow-fallb
   CHECK(f.file_bpw == doctest::Approx(8.0 * file_bytes / weights).epsilon(1e-4));
   const nlohmann::json j = nlohmann::json::parse(std::ifstream(report));
   CHECK(j["summary"]["format"] == "q2_0");
+  for (const auto& row : j["layers"]) {
+    const bool kept = row["layer"].get<std::string>().starts_with("blk.1.ffn_");
+    CHECK(row["format"] == (kept ? "Q8_0" : "Q2_0"));
+    CHECK(row["format_reason"] == (kept ? nlohmann::json("--keep") : nlohmann::json()));
+  }
   CHECK(j["summary"]["group_size"] == 64);
   CHECK(j["summary"]["gguf"]["kept"] == 3);
   CHECK(j["summary"]["gguf"]["file_bytes"] == file_bytes);
@@ -316,6 +348,17 @@ TEST_CASE("ternq-quantize: a format that packs nothing is refused; --allow-fallb
   CHECK(w.output.find("format tq2_0 (auto), group size 256") != std::string::npos);
   CHECK(parse_summary(w.output).packed == 14);
   CHECK(io::gguf_reader::open(dir.path() / "w.gguf").metadata().get<std::uint32_t>("general.file_type") == 37);
+
+  // --refit: each re-fitted layer's relative change is a field of its row, and the table says it in words.
+  const auto refit =
+      run(quantize_exe + " --model " + quote(small) + " --method itf --out-gguf " + quote(dir.path() / "refit.gguf") +
+          " --format q2_0 --refit --report " + quote(dir.path() / "refit.json"));
+  REQUIRE_MESSAGE(refit.status == 0, refit.output);
+  CHECK(refit.output.find("Q2_0; re-fitted (relative change ") != std::string::npos);
+  for (const auto& row : nlohmann::json::parse(std::ifstream(dir.path() / "refit.json"))["layers"]) {
+    CHECK(row["format"] == "Q2_0");
+    CHECK(row["refit_change"].get<double>() > 0.0);
+  }
 
   const auto bad_keep = run(base + quote(dir.path() / "k.gguf") + " --keep 'blk.7.*=q8_0'");
   CHECK(bad_keep.status != 0);
@@ -339,6 +382,14 @@ TEST_CASE("checks at the door: readable numeric limits, unwritable outputs and s
   CHECK(zero.status != 0);
   CHECK(zero.output.find("--calib-seqs: must be a whole number >= 1 (got '0')") != std::string::npos);
   CHECK(zero.output.find("e-308") == std::string::npos);
+  // An unsigned option given a sign is refused, not wrapped to 18446744073709551615.
+  const auto negative = run(quantize_exe + " --method twn --group-size -1");
+  CHECK(negative.status != 0);
+  CHECK(negative.output.find("--group-size: must be a whole number >= 0 (got '-1')") != std::string::npos);
+  CHECK(negative.output.find("18446744073709551615") == std::string::npos);
+  const auto window = run(eval_exe + " --model m --text t --window -8");
+  CHECK(window.status != 0);
+  CHECK(window.output.find("--window: must be a whole number >= 0 (got '-8')") != std::string::npos);
   const auto text = dir.path() / "x.txt";
   std::ofstream(text) << "unused";
   const auto no_dir = run(quantize_exe + " --tensors " + quote(text) + " --method absmean --out-fake " +
@@ -350,7 +401,23 @@ TEST_CASE("checks at the door: readable numeric limits, unwritable outputs and s
                           quote(dir.path()) + " --report " + quote(dir.path() / "r.json"));
   CHECK(is_dir.status != 0);
   CHECK(is_dir.output.find("is a directory, not a file") != std::string::npos);
+  const auto ck_in_file = run(quantize_exe + " --tensors " + quote(text) + " --method absmean --out-fake " +
+                              quote(dir.path() / "o.safetensors") + " --checkpoint-dir " + quote(text / "ck"));
+  CHECK(ck_in_file.status != 0);
+  CHECK(ck_in_file.output.find("[ternq.io] --checkpoint-dir '") != std::string::npos);
+  CHECK(ck_in_file.output.find("x.txt' is not a directory") != std::string::npos);
   if (!have_shared("models/stories260K.bin")) return;
+  // Model mode: a GGUF or report under a missing directory is refused before the model is quantized.
+  for (const std::string option : {"--out-gguf", "--out-fake", "--report"}) {
+    const std::string good = option == "--out-gguf" ? "" : " --out-gguf " + quote(dir.path() / "ok.gguf");
+    const auto missing = run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +
+                             " --method absmean" + good + " " + option + " " + quote(dir.path() / "missing" / "out"));
+    CHECK(missing.status != 0);
+    CHECK(missing.output.find("[ternq.io] " + option + " '") != std::string::npos);
+    CHECK(missing.output.find("' does not exist") != std::string::npos);
+    CHECK(missing.output.find("blk.0") == std::string::npos);  // no layer was quantized
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "ok.gguf"));
+  }
   const auto ids = dir.path() / "ids.txt";
   std::ofstream(ids) << "1 20 30 40 50";
   const auto short_calib = run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +

@@ -31,7 +31,8 @@ struct quantized_block {
 };
 
 ternary_matrix quantize_with_order(const llama::matrix& w, const block_order& order, std::uint64_t seed) {
-  const auto x = testing::gaussian_matrix(static_cast<std::size_t>(3 * w.cols()), static_cast<std::size_t>(w.cols()), seed);
+  const auto x =
+      testing::gaussian_matrix(static_cast<std::size_t>(3 * w.cols()), static_cast<std::size_t>(w.cols()), seed);
   const Eigen::MatrixXd gram = (x.transpose() * x).cast<double>();
   return quantize(w, gptq{.grid = optimal_symmetric{.group_size = 8}, .order = order}, gram);
 }
@@ -75,58 +76,72 @@ TEST_CASE("a head-consistent order moves whole heads within their key/value head
     for (std::size_t head = 0; head < 4; ++head) {
       for (std::size_t k = 0; k < 8; ++k) {
         const std::size_t c = order[head * 8 + k];
-        CHECK(c / 8 == order[head * 8] / 8);                 // one head per 8 positions
-        CHECK(c / 16 == order[(head / 2) * 16] / 16);        // both query heads of a kv head together
-        CHECK(c % 8 == order[(head / 2) * 16 + k] % 8);      // the same dimension order within a kv head
+        CHECK(c / 8 == order[head * 8] / 8);             // one head per 8 positions
+        CHECK(c / 16 == order[(head / 2) * 16] / 16);    // both query heads of a kv head together
+        CHECK(c % 8 == order[(head / 2) * 16 + k] % 8);  // the same dimension order within a kv head
       }
     }
   }
 }
 
 TEST_CASE("folding ffn_down and attn_output orders computes the logits of the unfolded fake-quantized model") {
-  for (std::uint64_t seed : {5ULL, 6ULL}) {
-    llama::model m = tools_test::random_model(seed);
-    const llama::batch b = tools_test::random_batch(2, 16, m.cfg.vocab_size, seed + 10);
-    std::vector<quantized_block> blocks(m.layers.size());
-    for (std::size_t l = 0; l < m.layers.size(); ++l) {
-      auto& qs = blocks[l].q;
-      qs.resize(llama::all_linears.size());
-      for (const linear which : llama::all_linears) {
-        llama::matrix& w = m.layers[l].weight(which);
-        const auto i = static_cast<std::size_t>(which);
-        const std::uint64_t s = seed * 100 + l * 10 + i;
-        if (which == linear::down) {
-          qs[i] = quantize_with_order(w, act_order{}, s);
-        } else if (which == linear::o) {
-          qs[i] = quantize_with_order(w, given_order{llama::head_consistent_order(shuffled(32, s), m.cfg)}, s);
-        } else {
-          qs[i] = quantize_with_order(w, sequential{}, s);
+  // Every family: Qwen2's q/k/v biases move with their rows, Qwen3's per-head norms (over heads 12 wide, so q_dim
+  // 48 differs from dim 32) see each head's dimensions in their order.
+  for (const llama::family arch : {llama::family::llama, llama::family::qwen2, llama::family::qwen3})
+    for (std::uint64_t seed : {5ULL, 6ULL}) {
+      CAPTURE(llama::gguf_architecture(arch));
+      llama::config cfg = tools_test::random_model(seed).cfg;
+      cfg.arch = arch;
+      if (arch != llama::family::llama) cfg.rope = llama::rope_style::rotate_half;
+      if (arch == llama::family::qwen3) cfg.head_width = 12;
+      llama::model m = tools_test::random_model(seed, cfg);
+      const llama::batch b = tools_test::random_batch(2, 16, m.cfg.vocab_size, seed + 10);
+      std::vector<quantized_block> blocks(m.layers.size());
+      for (std::size_t l = 0; l < m.layers.size(); ++l) {
+        auto& qs = blocks[l].q;
+        qs.resize(llama::all_linears.size());
+        for (const linear which : llama::all_linears) {
+          llama::matrix& w = m.layers[l].weight(which);
+          const auto i = static_cast<std::size_t>(which);
+          const std::uint64_t s = seed * 100 + l * 10 + i;
+          if (which == linear::down) {
+            qs[i] = quantize_with_order(w, act_order{}, s);
+          } else if (which == linear::o) {
+            qs[i] =
+                quantize_with_order(w, given_order{llama::head_consistent_order(shuffled(m.cfg.q_dim(), s), m.cfg)}, s);
+          } else {
+            qs[i] = quantize_with_order(w, sequential{}, s);
+          }
+          dequantize(qs[i], w);
         }
-        dequantize(qs[i], w);
+        REQUIRE(qs[static_cast<std::size_t>(linear::down)].has_permutation());
+        REQUIRE(qs[static_cast<std::size_t>(linear::o)].has_permutation());
       }
-      REQUIRE(qs[static_cast<std::size_t>(linear::down)].has_permutation());
-      REQUIRE(qs[static_cast<std::size_t>(linear::o)].has_permutation());
-    }
-    const llama::matrix fake = llama::logits(m, b);
-    for (std::size_t l = 0; l < m.layers.size(); ++l) {
-      auto& qs = blocks[l].q;
-      const auto at = [&](linear which) { return &qs[static_cast<std::size_t>(which)]; };
-      const llama::block_ternaries t{.q = at(linear::q), .k = at(linear::k), .v = at(linear::v), .o = at(linear::o),
-                                     .gate = at(linear::gate), .up = at(linear::up), .down = at(linear::down)};
-      CHECK(llama::fold_ffn_down(m.layers[l], t));
-      CHECK(llama::fold_attention_output(m.layers[l], m.cfg, t));
-      CHECK_FALSE(llama::fold_ffn_down(m.layers[l], t));  // nothing left to fold
-      for (const linear which : llama::all_linears) {
-        const ternary_matrix& q = qs[static_cast<std::size_t>(which)];
-        CHECK_FALSE(q.has_permutation());
-        // the folded ternary matrices are exactly the folded model's weights
-        llama::matrix deq(m.layers[l].weight(which).rows(), m.layers[l].weight(which).cols());
-        dequantize(q, deq);
-        CHECK(deq == m.layers[l].weight(which));
+      const llama::matrix fake = llama::logits(m, b);
+      for (std::size_t l = 0; l < m.layers.size(); ++l) {
+        auto& qs = blocks[l].q;
+        const auto at = [&](linear which) { return &qs[static_cast<std::size_t>(which)]; };
+        const llama::block_ternaries t{.q = at(linear::q),
+                                       .k = at(linear::k),
+                                       .v = at(linear::v),
+                                       .o = at(linear::o),
+                                       .gate = at(linear::gate),
+                                       .up = at(linear::up),
+                                       .down = at(linear::down)};
+        CHECK(llama::fold_ffn_down(m.layers[l], t));
+        CHECK(llama::fold_attention_output(m.layers[l], m.cfg, t));
+        CHECK_FALSE(llama::fold_ffn_down(m.layers[l], t));  // nothing left to fold
+        for (const linear which : llama::all_linears) {
+          const ternary_matrix& q = qs[static_cast<std::size_t>(which)];
+          CHECK_FALSE(q.has_permutation());
+          // the folded ternary matrices are exactly the folded model's weights
+          llama::matrix deq(m.layers[l].weight(which).rows(), m.layers[l].weight(which).cols());
+          dequantize(q, deq);
+          CHECK(deq == m.layers[l].weight(which));
+        }
       }
+      CHECK(max_abs_difference(fake, llama::logits(m, b)) < 1e-4);
     }
-    CHECK(max_abs_difference(fake, llama::logits(m, b)) < 1e-4);
-  }
 }
 
 TEST_CASE("an attn_output order that splits heads is refused, not folded") {

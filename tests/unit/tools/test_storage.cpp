@@ -14,6 +14,7 @@
 
 #include "cli/methods.hpp"
 #include "cli/storage.hpp"
+#include "cli/suggest.hpp"
 #include "llama/gguf_io.hpp"
 #include "llama/sequential.hpp"
 #include "tokenize/llama2c.hpp"
@@ -83,6 +84,27 @@ TEST_CASE("--format auto follows the speed advice, and the group size defaults t
   CHECK(cli::fallback_chain(format::tq1_0) == std::vector{format::q2_0});
   CHECK(cli::fallback_chain(format::q2_0).empty());
   CHECK(cli::fallback_chain(format::pq2_0).empty());
+}
+
+TEST_CASE("a mistyped --method or --format is answered with the nearest name") {
+  CHECK(cli::edit_distance("", "abc") == 3);
+  CHECK(cli::edit_distance("kitten", "sitting") == 3);
+  CHECK(cli::edit_distance("tq2_0", "tq2_0") == 0);
+  CHECK(cli::did_you_mean("optimall", cli::method_names()) == "did you mean 'optimal'?");
+  CHECK(cli::did_you_mean("nonsense", cli::method_names()).empty());
+  CHECK_THROWS_WITH_AS(cli::parse_method("gptq_itf_ag", 64, 0),
+                       doctest::Contains("unknown method 'gptq_itf_ag': did you mean 'gptq_itf_aga'? (known: absmean,"),
+                       ternq::error);
+  CHECK_THROWS_WITH_AS(cli::parse_method("gtpq_act_optimal", 64, 0),
+                       doctest::Contains("did you mean 'gptq_act_optimal'?"), ternq::error);
+  CHECK_THROWS_WITH_AS(cli::parse_method("nonsense", 64, 0),
+                       doctest::Contains("unknown method 'nonsense' (known: absmean,"), ternq::error);
+  CHECK_THROWS_WITH_AS(
+      cli::parse_storage("tq2", {}),
+      doctest::Contains("--format 'tq2' is not one of auto|tq2_0|tq1_0|q2_0|pq2_0|ptq1_0|i2_s|f16|f32: "
+                        "did you mean 'tq2_0'?"),
+      ternq::error);
+  CHECK_THROWS_WITH_AS(cli::parse_storage("Q2_0", {}), doctest::Contains("did you mean 'q2_0'?"), ternq::error);
 }
 
 TEST_CASE("a format that packs none of the linear layers is refused with the widths and the formats that fit") {

@@ -159,7 +159,7 @@ TEST_CASE("block files round-trip their tensors and refuse damage") {
   llama::layer w = m.layers[0];
   ternq::dequantize(q, w.wq);
   const llama::gguf_storage storage{.format = pack::format::q2_0, .f16_when_lossless = false};
-  const auto entries = llama::block_entries(0, w, ternary, storage, true);
+  const auto entries = llama::block_entries(0, w, m.cfg, ternary, storage, true);
   REQUIRE(entries.size() == 9);
   CHECK(entries[1].info.type == "Q2_0");
   CHECK(entries[2].info.type == "F32");
@@ -223,7 +223,7 @@ TEST_CASE("a checkpoint resumes only the run it belongs to") {
   {
     llama::checkpoint ck(ck_dir, fingerprint, false);
     CHECK(ck.blocks_done() == 0);
-    ck.commit_block(0, llama::block_entries(0, m.layers[0], {}, storage, true), &h, llama::activation_precision::f32,
+    ck.commit_block(0, llama::block_entries(0, m.layers[0], m.cfg, {}, storage, true), &h, llama::activation_precision::f32,
                     {{"rows", nlohmann::json::array()}});
     CHECK(ck.blocks_done() == 1);
     CHECK_THROWS_AS(ck.commit_block(0, {}, nullptr, llama::activation_precision::f32, {}), ternq::error);
@@ -242,7 +242,7 @@ TEST_CASE("a checkpoint resumes only the run it belongs to") {
     REQUIRE(ck.blocks_done() == 1);
     CHECK(ck.activations(6, 64, llama::activation_precision::f32) == h);
     CHECK(ck.records().size() == 1);
-    ck.commit_block(1, llama::block_entries(1, m.layers[1], {}, storage, true), &h, llama::activation_precision::f32,
+    ck.commit_block(1, llama::block_entries(1, m.layers[1], m.cfg, {}, storage, true), &h, llama::activation_precision::f32,
                     {{"rows", nlohmann::json::array()}});
     CHECK(!std::filesystem::exists(ck_dir / "activations-00001.bin"));
     const llama::block_files files(ck, 2);

@@ -272,11 +272,57 @@ TEST_CASE("synth: the tiny model loads into the runtime and its forward pass is 
   CHECK(lp.allFinite());
 }
 
+TEST_CASE("synth: the family presets write their family's config and tensors, and run") {
+  for (const char* name : {"tiny-llama3", "tiny-qwen2", "tiny-qwen3"}) {
+    CAPTURE(name);
+    const temp_dir dir("tools-synth-family");
+    synth::options opt = tiny(12, 2);
+    opt.config = synth::preset_config(name);
+    synth::write_synthetic_llama(dir.path(), opt);
+    const auto config = nlohmann::json::parse(read_bytes(dir.path() / "config.json"));
+    const llama::model m = llama::load_hf(dir.path());
+    const std::string family(llama::gguf_architecture(m.cfg.arch));
+    if (std::string_view(name) == "tiny-llama3") {
+      CHECK(config.at("rope_scaling").at("rope_type") == "llama3");
+      CHECK(config.at("architectures")[0] == "LlamaForCausalLM");
+      CHECK(family == "llama");
+      CHECK(m.cfg.rope_factors.size() == m.cfg.head_dim() / 2);
+    } else if (std::string_view(name) == "tiny-qwen2") {
+      CHECK(config.at("model_type") == "qwen2");
+      CHECK(family == "qwen2");
+      CHECK(m.layers[0].bq.size() == 128);
+      CHECK(m.layers[0].bv.cwiseAbs().maxCoeff() > 0.0F);
+    } else {
+      CHECK(config.at("head_dim") == 64);
+      CHECK(family == "qwen3");
+      CHECK(m.cfg.q_dim() == 256);
+      CHECK(m.layers[0].q_norm.size() == 64);
+    }
+    const llama::matrix logits = llama::logits(m, tools_test::random_batch(1, 32, m.cfg.vocab_size, 3));
+    CHECK(logits.allFinite());
+  }
+}
+
+TEST_CASE("ternq-synth takes every preset by name and says the family it writes") {
+  const temp_dir dir("tools-synth-cli-family");
+  const auto r = tools_test::run(std::string(TERNQ_SYNTH_EXE) + " --preset tiny-qwen2 --layers 1 --out " +
+                                 tools_test::quote(dir.path() / "m"));
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("tiny-qwen2: qwen2, dim 128") != std::string::npos);
+  CHECK(nlohmann::json::parse(read_bytes(dir.path() / "m" / "config.json")).at("architectures")[0] ==
+        "Qwen2ForCausalLM");
+  const auto bad = tools_test::run(std::string(TERNQ_SYNTH_EXE) + " --preset qwen9 --out " +
+                                   tools_test::quote(dir.path() / "x"));
+  CHECK(bad.status != 0);
+}
+
 TEST_CASE("synth: bad shapes, unknown presets and a directory holding a model are refused by name") {
   const temp_dir dir("tools-synth");
   CHECK_THROWS_WITH_AS(synth::preset_config("llama3-8b"),
                        "[ternq.invalid_argument] synthetic_llama: no preset named 'llama3-8b' (known: tiny, "
-                       "tinyllama-1.1b, llama2-7b)",
+                       "tiny-llama3, tiny-qwen2, tiny-qwen3, tinyllama-1.1b, llama2-7b, llama3.1-8b, mistral-7b, "
+                       "qwen2.5-7b, qwen3-8b)",
                        ternq::error);
   synth::options o = tiny(1);
   o.config.num_key_value_heads = 3;
@@ -287,8 +333,7 @@ TEST_CASE("synth: bad shapes, unknown presets and a directory holding a model ar
   o = tiny(1);
   o.config.hidden_size = 132;  // head width 33
   CHECK_THROWS_WITH_AS(synth::write_synthetic_llama(dir.path(), o),
-                       "[ternq.invalid_argument] synthetic_llama: the head width hidden_size / num_attention_heads = "
-                       "33 is odd; RoPE needs it even",
+                       "[ternq.invalid_argument] synthetic_llama: the head width 33 is odd; RoPE needs it even",
                        ternq::error);
   o = tiny(1);
   o.type = io::dtype::i8;
@@ -338,4 +383,16 @@ TEST_CASE("ternq-synth writes a model from the command line, sharded by --shard-
   CHECK(m.config().num_hidden_layers == 2);
   CHECK(m.tensors().shard_count() > 1);
   CHECK(m.tensors().info("lm_head.weight").type == io::dtype::f16);
+}
+
+TEST_CASE("ternq-synth refuses a zero or negative count by its limit, not double's") {
+  for (const std::string value : {"0", "-3"}) {
+    const auto o = tools_test::run(std::string(TERNQ_SYNTH_EXE) + " --out x --dim " + value);
+    CHECK(o.status != 0);
+    CHECK(o.output.find("--dim: must be a whole number >= 1 (got '" + value + "')") != std::string::npos);
+    CHECK(o.output.find("17976931348623157") == std::string::npos);  // DBL_MAX, written out
+  }
+  const auto seed = tools_test::run(std::string(TERNQ_SYNTH_EXE) + " --out x --seed -1");
+  CHECK(seed.status != 0);
+  CHECK(seed.output.find("--seed: must be a whole number >= 0 (got '-1')") != std::string::npos);
 }

@@ -34,7 +34,8 @@ inline std::filesystem::path tokenizer_data() { return std::filesystem::path(TER
 /// Scratch directories, `ternq-tools-<name>-...`.
 using testing::temp_dir;
 
-/// A random Llama model of shape `cfg` (untied output).
+/// A random model of shape and family `cfg` (untied output): Qwen2's q/k/v biases and Qwen3's q/k norms are drawn
+/// too.
 inline llama::model random_model(std::uint64_t seed, const llama::config& cfg) {
   llama::model m;
   m.cfg = cfg;
@@ -49,21 +50,30 @@ inline llama::model random_model(std::uint64_t seed, const llama::config& cfg) {
     for (Eigen::Index k = 0; k < v.size(); ++k) v(k) = static_cast<float>(1.0 + 0.1 * r.normal());
     return v;
   };
-  const std::size_t d = m.cfg.dim, kv = m.cfg.kv_dim(), h = m.cfg.hidden_dim;
+  const std::size_t d = m.cfg.dim, q = m.cfg.q_dim(), kv = m.cfg.kv_dim(), h = m.cfg.hidden_dim;
   m.embedding = random(m.cfg.vocab_size, d, 1.0);
   m.final_norm = norm(d);
   m.classifier = random(m.cfg.vocab_size, d, 0.2);
   for (std::size_t l = 0; l < m.cfg.n_layers; ++l) {
     llama::layer w;
-    w.wq = random(d, d, 0.2);
+    w.wq = random(q, d, 0.2);
     w.wk = random(kv, d, 0.2);
     w.wv = random(kv, d, 0.2);
-    w.wo = random(d, d, 0.2);
+    w.wo = random(d, q, 0.2);
     w.w1 = random(h, d, 0.2);
     w.w2 = random(d, h, 0.2);
     w.w3 = random(h, d, 0.2);
     w.attn_norm = norm(d);
     w.ffn_norm = norm(d);
+    if (llama::has_vector(cfg.arch, llama::block_vector::q_bias)) {
+      w.bq = random(q, 1, 0.5).col(0);
+      w.bk = random(kv, 1, 0.5).col(0);
+      w.bv = random(kv, 1, 0.5).col(0);
+    }
+    if (llama::has_vector(cfg.arch, llama::block_vector::q_norm)) {
+      w.q_norm = norm(m.cfg.head_dim());
+      w.k_norm = norm(m.cfg.head_dim());
+    }
     m.layers.push_back(std::move(w));
   }
   return m;
