@@ -62,13 +62,16 @@ TEST_CASE("ternq-quantize and ternq-eval: --tokenizer tokenizer.json, then the o
     CHECK(md.get<bool>("tokenizer.ggml.add_bos_token"));
   }
   // The quantized GGUF brings its tokenizer: ternq-eval needs no --tokenizer, and gives what it gives with one.
-  const std::string eval = eval_exe + " --model " + quote(out) + " --text " + quote(text) + " --window 32 --json";
+  // 256 of the text's 377 tokens: whole windows, so nothing but the JSON is printed.
+  const std::string eval =
+      eval_exe + " --model " + quote(out) + " --text " + quote(text) + " --tokens 256 --window 32 --json";
   const auto own = run(eval);
   REQUIRE_MESSAGE(own.status == 0, own.output);
   const auto given = run(eval + " --tokenizer " + quote(tokenizer_data() / "llama3/tokenizer.json"));
   REQUIRE_MESSAGE(given.status == 0, given.output);
   const auto a = nlohmann::json::parse(own.output);
   const auto b = nlohmann::json::parse(given.output);
+  CHECK(a["tokens"] == 8 * 31);
   CHECK(a["tokens"] == b["tokens"]);
   CHECK(a["nll"] == b["nll"]);
   CHECK(a["whitespace_collapsed"] == false);
