@@ -11,6 +11,10 @@ packages=(
   doctest-dev                        # unit tests
   libbenchmark-dev                   # benchmarks
   libcli11-dev                       # command-line parsing in examples and tools
+  pkg-config                         # finds the tools' tokenizer libraries below
+  libpcre2-dev                       # tools: byte-level BPE pre-tokenizer regexes (tokenizer.json, GGUF "gpt2")
+  libicu-dev                         # tools: Unicode NFC normalization (Qwen's tokenizer.json)
+  libsentencepiece-dev               # tools: SentencePiece tokenizer.model files
   libssl-dev                         # sha256 of the packing golden vectors (test only; the library never links it)
 )
 

@@ -11,13 +11,12 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <ternq/io/llama2c_tokenizer.hpp>
-
 #include "cli/checks.hpp"
 #include "cli/text_slice.hpp"
 #include "llama/forward.hpp"
 #include "llama/source.hpp"
 #include "llama/streaming_forward.hpp"
+#include "tokenize/open.hpp"
 
 namespace {
 
@@ -116,10 +115,6 @@ scores evaluate(const ternq::llama::model_source& m, const ternq::llama::model_s
 }
 
 int run(const options& opt) {
-  if (opt.tokenizer_path.empty()) {
-    ternq::fail(ternq::errc::invalid_argument,
-                "--tokenizer is required to tokenize --text (a llama2.c tokenizer .bin)");
-  }
   const auto kind = ternq::llama::detect_model_kind(opt.model_path);
   const auto source = ternq::llama::open_source(opt.model_path, kind);
   const ternq::llama::config& cfg = source->cfg();
@@ -131,17 +126,21 @@ int run(const options& opt) {
                   ", the model ", cfg.vocab_size);
     }
   }
-  const ternq::io::llama2c_tokenizer tok(opt.tokenizer_path);
-  if (tok.vocab_size() != cfg.vocab_size) {
-    ternq::fail(ternq::errc::shape_mismatch, "the tokenizer has ", tok.vocab_size(),
-                " pieces, the model a vocabulary of ", cfg.vocab_size);
+  // --tokenizer, else the model's own (a Hugging Face directory's files, a GGUF's vocabulary).
+  const std::unique_ptr<ternq::tokenizers::tokenizer> tok = opt.tokenizer_path.empty()
+                                                                ? ternq::tokenizers::model_tokenizer(opt.model_path)
+                                                                : ternq::tokenizers::open_tokenizer(opt.tokenizer_path);
+  if (!tok) {
+    ternq::fail(ternq::errc::invalid_argument, "--text needs a tokenizer, and the model '", opt.model_path,
+                "' brings none: give --tokenizer (a llama2.c .bin, tokenizer.json, tokenizer.model or GGUF)");
   }
+  ternq::tokenizers::require_fits(*tok, cfg.vocab_size);
   if (opt.collapse != "auto" && opt.collapse != "on" && opt.collapse != "off") {
     ternq::fail(ternq::errc::invalid_argument, "--collapse-whitespace must be auto, on or off (got '", opt.collapse,
                 "')");
   }
-  const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && ternq::cli::needs_whitespace_collapse(tok));
-  const auto slice = ternq::cli::tokenize(tok, ternq::cli::read_text(opt.text_path, opt.offset), opt.tokens, collapse);
+  const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && tok->needs_whitespace_collapse());
+  const auto slice = ternq::cli::tokenize(*tok, ternq::cli::read_text(opt.text_path, opt.offset), opt.tokens, collapse);
   const auto& tokens = slice.tokens;
   const std::size_t window = opt.window != 0 ? opt.window : std::min<std::size_t>(cfg.seq_len, 256);
   if (window > cfg.seq_len) {
@@ -167,8 +166,11 @@ int run(const options& opt) {
     ternq::fail(ternq::errc::invalid_argument, "windows of ", all.length, " tokens leave no prediction to score",
                 opt.protocol == "llama" ? " in their second half" : "", " (--window, --tokens)");
   }
-  if (scored.bos_first) {
-    for (std::size_t q = 0; q < all.sequences; ++q) all.tokens[q * all.length] = ternq::io::llama2c_tokenizer::bos_id;
+  // llama-perplexity puts BOS first in every window when the tokenizer adds one (Llama's do, Qwen's do not): the
+  // token the tokenizer puts before any text.
+  const std::vector<std::int32_t> before_text = tok->encode("");
+  if (scored.bos_first && !before_text.empty()) {
+    for (std::size_t q = 0; q < all.sequences; ++q) all.tokens[q * all.length] = before_text.front();
   }
   const ternq::cpu_exec exec{.threads = opt.threads == 0 ? std::nullopt : std::optional<unsigned>(opt.threads)};
   const scores s = evaluate(*source, reference.get(), all, scored, exec);
@@ -220,7 +222,8 @@ int main(int argc, char** argv) {
   options opt;
   CLI::App app{"Perplexity of a model on a text slice; KL divergence and top-1 agreement against a reference."};
   app.add_option("--model", opt.model_path, "llama2.c checkpoint, Hugging Face directory, or GGUF")->required();
-  app.add_option("--tokenizer", opt.tokenizer_path, "llama2.c tokenizer (.bin)");
+  app.add_option("--tokenizer", opt.tokenizer_path,
+                 "llama2.c .bin, tokenizer.json, tokenizer.model or GGUF (default: the model's own)");
   app.add_option("--text", opt.text_path, "UTF-8 text file")->required();
   app.add_option("--offset", opt.offset, "byte offset of the slice in the text file")
       ->check(ternq::cli::whole_number());

@@ -18,7 +18,6 @@
 
 #include <ternq/adapters/eigen.hpp>
 #include <ternq/core/half.hpp>
-#include <ternq/io/llama2c_tokenizer.hpp>
 #include <ternq/io/safetensors_reader.hpp>
 #include <ternq/io/safetensors_writer.hpp>
 #include <ternq/pack/compatibility.hpp>
@@ -41,6 +40,7 @@
 #include "llama/save.hpp"
 #include "llama/sequential.hpp"
 #include "llama/source.hpp"
+#include "tokenize/open.hpp"
 
 namespace {
 
@@ -182,15 +182,19 @@ int run_tensors(const options& opt, const cli::method_choice& choice) {
 // ---------------------------------------------------------------------------------------------------------------
 // Model mode.
 
-llama::batch calibration_batch(const options& opt, const llama::config& cfg, const ternq::io::llama2c_tokenizer* tok) {
+llama::batch calibration_batch(const options& opt, const llama::config& cfg, const ternq::tokenizers::tokenizer* tok) {
   const std::size_t len = opt.calib_len != 0 ? opt.calib_len : std::min<std::size_t>(cfg.seq_len, 256);
   if (len > cfg.seq_len) fail(errc::invalid_argument, "--calib-len ", len, " exceeds the context of ", cfg.seq_len);
   std::vector<std::int32_t> tokens;
   if (!opt.calib_tokens.empty()) {
     tokens = cli::read_token_file(opt.calib_tokens);
   } else {
-    if (tok == nullptr) fail(errc::invalid_argument, "--calib-text needs --tokenizer (a llama2.c tokenizer .bin)");
-    const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && cli::needs_whitespace_collapse(*tok));
+    if (tok == nullptr) {
+      fail(errc::invalid_argument, "--calib-text needs a tokenizer, and the model '", opt.model_path,
+           "' brings none: give --tokenizer (a llama2.c .bin, tokenizer.json, tokenizer.model or GGUF), or "
+           "--calib-tokens");
+    }
+    const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && tok->needs_whitespace_collapse());
     tokens =
         cli::tokenize(*tok, cli::read_text(opt.calib_text, opt.calib_offset), opt.calib_seqs * len, collapse).tokens;
   }
@@ -293,13 +297,22 @@ int run_model(const options& opt) {
     cli::round_to_type(w, it->second, name);
     return true;
   };
-  std::optional<ternq::io::llama2c_tokenizer> tok;
+  // The tokenizer: --tokenizer, else the model's own (a Hugging Face directory's files, a GGUF's vocabulary). Its
+  // GGUF vocabulary is made now, so a tokenizer llama.cpp could not use stops the run before the work.
+  const bool gguf_out = !opt.out_gguf.empty() || (!opt.out_fake.empty() && kind == llama::model_kind::gguf);
+  std::unique_ptr<ternq::tokenizers::tokenizer> tok;
   if (!opt.tokenizer_path.empty()) {
-    tok.emplace(opt.tokenizer_path);
-    if (tok->vocab_size() != cfg.vocab_size) {
-      fail(errc::shape_mismatch, "the tokenizer has ", tok->vocab_size(), " pieces, the model a vocabulary of ",
-           cfg.vocab_size);
-    }
+    tok = ternq::tokenizers::open_tokenizer(opt.tokenizer_path);
+  } else if (!opt.calib_text.empty() || gguf_out) {
+    tok = ternq::tokenizers::model_tokenizer(opt.model_path);
+  }
+  if (tok) ternq::tokenizers::require_fits(*tok, cfg.vocab_size);
+  std::optional<ternq::io::llama_vocab> vocab;
+  if (tok && gguf_out) vocab = tok->gguf_vocab();
+  if (!tok && gguf_out) {
+    std::fprintf(stderr,
+                 "ternq-quantize: warning: the model brings no tokenizer and no --tokenizer was given: the GGUF output "
+                 "gets tokenizer.ggml.model = no_vocab, which llama.cpp loads but cannot tokenize text with\n");
   }
   const bool calibrated = !opt.calib_text.empty() || !opt.calib_tokens.empty();
   if (opt.fit_scales && (choice.asymmetric || !calibrated)) {
@@ -407,7 +420,7 @@ int run_model(const options& opt) {
       opt.calib_activations == "bf16" ? llama::activation_precision::bf16 : llama::activation_precision::f32;
 
   std::optional<llama::batch> calib;
-  if (calibrated) calib = calibration_batch(opt, cfg, tok ? &*tok : nullptr);
+  if (calibrated) calib = calibration_batch(opt, cfg, tok.get());
   const std::filesystem::path ck_dir = checkpoint_directory(opt);
   llama::checkpoint ck(ck_dir,
                        run_fingerprint(opt, *source, kind, choice, group, store, stores, cfg, calib ? &*calib : nullptr),
@@ -552,7 +565,7 @@ int run_model(const options& opt) {
   std::optional<cli::file_summary> summary;
   std::map<std::string, std::string> stored_as;
   if (!opt.out_gguf.empty()) {
-    const auto stored = llama::assemble_gguf(*source, cfg, blocks, where, round_kept, tok ? &*tok : nullptr,
+    const auto stored = llama::assemble_gguf(*source, cfg, blocks, where, round_kept, vocab ? &*vocab : nullptr,
                                              opt.out_gguf, "ternq " + choice.name);
     const std::string chosen = store.ternary ? std::string(ternq::pack::name_of(*store.ternary))
                                : store.name == "f32" ? "F32"
@@ -573,7 +586,7 @@ int run_model(const options& opt) {
         llama::assemble_fake_hf(*source, cfg, blocks, round_kept, opt.model_path, opt.out_fake);
         break;
       case llama::model_kind::gguf:
-        llama::assemble_fake_gguf(*source, cfg, blocks, round_kept, tok ? &*tok : nullptr, opt.out_fake,
+        llama::assemble_fake_gguf(*source, cfg, blocks, round_kept, vocab ? &*vocab : nullptr, opt.out_fake,
                                   "ternq " + choice.name + " (dequantized)");
         break;
     }
@@ -674,7 +687,9 @@ int main(int argc, char** argv) {
       "(from TQ2_0/TQ1_0), else F16; a format that holds none of them is refused unless --allow-fallback. See "
       "docs/formats.md.");
   app.add_option("--model", opt.model_path, "llama2.c checkpoint, Hugging Face Llama directory, or GGUF");
-  app.add_option("--tokenizer", opt.tokenizer_path, "llama2.c tokenizer (.bin) for --calib-text and GGUF metadata");
+  app.add_option("--tokenizer", opt.tokenizer_path,
+                 "tokenizer for --calib-text and the GGUF vocabulary: llama2.c .bin, tokenizer.json, tokenizer.model "
+                 "or GGUF (default: the model's own)");
   app.add_option("--tensors", opt.tensors_path, "safetensors file: quantize every 2-D tensor on its own");
   app.add_option("--grams", opt.grams_path, "safetensors file with the Gram matrix of each tensor, by name");
   app.add_option("--method", opt.method,

@@ -9,6 +9,7 @@
 
 #include "cli/text_slice.hpp"
 #include "fuzz_support.hpp"
+#include "tokenize/llama2c.hpp"
 
 namespace {
 
@@ -32,14 +33,14 @@ ternq::io::llama2c_tokenizer character_vocabulary() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const ternq::io::llama2c_tokenizer with_bytes = byte_vocabulary();
-  static const ternq::io::llama2c_tokenizer characters = character_vocabulary();
+  static const ternq::tokenizers::llama2c with_bytes(byte_vocabulary());
+  static const ternq::tokenizers::llama2c characters(character_vocabulary());
   if (size < 4) return 0;
   const auto text = ternq::fuzz::text(data + 4, size - 4);
   return ternq::fuzz::guarded([&] {
     const std::string slice = ternq::cli::slice_text(text, data[0], "fuzz");
     for (const auto* tok : {&with_bytes, &characters}) {
-      const bool collapse = ternq::cli::needs_whitespace_collapse(*tok);
+      const bool collapse = tok->needs_whitespace_collapse();
       const auto t = ternq::cli::tokenize(*tok, slice, data[1], collapse);
       if (t.tokens.size() >= 2) (void)ternq::cli::windows(t.tokens, data[2], data[3]);
     }

@@ -15,6 +15,7 @@
 #include <ternq/io/llama2c_tokenizer.hpp>
 
 #include "llama/forward.hpp"
+#include "tokenize/tokenizer.hpp"
 
 namespace ternq::cli {
 
@@ -38,37 +39,19 @@ inline std::string read_text(const std::filesystem::path& path, std::size_t offs
   return slice_text(buffer.str(), offset, path.string());
 }
 
-/// True for a character-level vocabulary (every piece but the specials and
-/// the `<0xNN>` byte pieces is one UTF-8 character) without a newline piece:
-/// the BabyLlama tokenizers. Their models were trained on text whose
-/// whitespace runs were collapsed to one space, so their input must be too
-/// (../shared/models/README.md). Vocabularies with merged pieces, such as
-/// tok512, see raw text (newlines through the byte pieces).
-inline bool needs_whitespace_collapse(const io::llama2c_tokenizer& tok) {
-  if (tok.find("\n").has_value()) return false;
-  for (std::size_t id = 3; id < tok.vocab_size(); ++id) {
-    const std::string_view p = tok.piece(static_cast<int>(id));
-    const bool byte_piece = p.size() == 6 && p.starts_with("<0x") && p.ends_with(">");
-    std::size_t chars = 0;
-    for (const char c : p) chars += (static_cast<unsigned char>(c) & 0xC0U) != 0x80U ? 1 : 0;
-    if (!byte_piece && chars > 1) return false;
-  }
-  return true;
-}
-
 /// The characters of `text` the tokenizer can encode. A vocabulary without
 /// byte pieces (the character-level BabyLlama ones) has no way to encode a
 /// character it lacks; run.c would emit a meaningless id, ternq's encoder
 /// refuses. For evaluation on general text (WikiText) those characters are
 /// dropped instead, and counted.
-inline std::string drop_unencodable(const io::llama2c_tokenizer& tok, std::string_view text, std::size_t& dropped) {
+inline std::string drop_unencodable(const tokenizers::tokenizer& tok, std::string_view text, std::size_t& dropped) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size();) {
     std::size_t j = i + 1;  // a lead byte and its continuation bytes, as the encoder groups them
     while (j < text.size() && j - i < 4 && (static_cast<unsigned char>(text[j]) & 0xC0U) == 0x80U) ++j;
     const std::string_view cp = text.substr(i, j - i);
-    if (tok.find(cp)) {
+    if (tok.encodes(cp)) {
       out += cp;
     } else {
       ++dropped;
@@ -85,10 +68,10 @@ struct tokenized {
   std::size_t dropped = 0;  ///< characters the vocabulary cannot encode, removed
 };
 
-/// Tokens of `text` with BOS, at most `max_tokens` of them. Only a prefix of
-/// the text is tokenized (a generous multiple of the tokens wanted), so a
-/// slice of a large file costs little.
-inline tokenized tokenize(const io::llama2c_tokenizer& tok, std::string text, std::size_t max_tokens,
+/// Tokens of `text` (with BOS where the tokenizer adds one), at most
+/// `max_tokens` of them. Only a prefix of the text is tokenized (a generous
+/// multiple of the tokens wanted), so a slice of a large file costs little.
+inline tokenized tokenize(const tokenizers::tokenizer& tok, std::string text, std::size_t max_tokens,
                           bool collapse_whitespace) {
   // Every token covers at least one byte, so 8 bytes per token is plenty for
   // these vocabularies; the cut may split a character, so trim it back.
@@ -99,8 +82,8 @@ inline tokenized tokenize(const io::llama2c_tokenizer& tok, std::string text, st
   tokenized out;
   out.collapsed = collapse_whitespace;
   if (collapse_whitespace) text = io::collapse_whitespace(text);
-  if (!tok.has_byte_pieces()) text = drop_unencodable(tok, text, out.dropped);
-  const std::vector<int> ids = tok.encode(text);
+  if (!tok.encodes_every_character()) text = drop_unencodable(tok, text, out.dropped);
+  const std::vector<std::int32_t> ids = tok.encode(text);
   out.tokens.assign(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), max_tokens)));
   return out;
 }

@@ -118,7 +118,7 @@ class source_tensors {
 /// model's (FFN padding included).
 inline std::vector<stored_tensor> assemble_gguf(const model_source& source, const config& cfg,
                                                 const block_files& blocks, const gguf_storage& storage,
-                                                const matrix_rounding& round, const io::llama2c_tokenizer* tokenizer,
+                                                const matrix_rounding& round, const io::llama_vocab* vocab,
                                                 const std::filesystem::path& path, const std::string& name) {
   const source_tensors own(source, round);
   std::vector<planned_tensor> plans = own.plans(storage);
@@ -133,13 +133,13 @@ inline std::vector<stored_tensor> assemble_gguf(const model_source& source, cons
     }
   }
   require_kept_exist(storage, gguf_tensor_names(cfg, source.has_classifier()));
-  return write_llama_gguf(cfg, plans, tokenizer, path, name);
+  return write_llama_gguf(cfg, plans, vocab, path, name);
 }
 
 /// Writes the fake-quantized model of a finished run as a GGUF (every tensor dequantized: F16 where lossless,
 /// else F32), for GGUF inputs.
 inline void assemble_fake_gguf(const model_source& source, const config& cfg, const block_files& blocks,
-                               const matrix_rounding& round, const io::llama2c_tokenizer* tokenizer,
+                               const matrix_rounding& round, const io::llama_vocab* vocab,
                                const std::filesystem::path& path, const std::string& name) {
   const source_tensors own(source, round);
   std::vector<planned_tensor> plans = own.plans(gguf_storage{});  // F16 where lossless, else F32; nothing kept
@@ -164,7 +164,7 @@ inline void assemble_fake_gguf(const model_source& source, const config& cfg, co
       plans.push_back(std::move(p));
     }
   }
-  (void)write_llama_gguf(cfg, plans, tokenizer, path, name);
+  (void)write_llama_gguf(cfg, plans, vocab, path, name);
 }
 
 /// The Hugging Face configuration of the stored shape of `cfg` (FFN padding included), for its tensor list.

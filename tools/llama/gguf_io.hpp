@@ -17,7 +17,6 @@
 #include <ternq/io/gguf_llama.hpp>
 #include <ternq/io/gguf_reader.hpp>
 #include <ternq/io/gguf_writer.hpp>
-#include <ternq/io/llama2c_tokenizer.hpp>
 #include <ternq/pack/compatibility.hpp>
 #include <ternq/pack/pack.hpp>
 #include <ternq/pack/q8_0.hpp>
@@ -39,71 +38,6 @@ struct stored_tensor {
   bool linear = false;         ///< one of the seven linear layers of a block
   bool kept = false;           ///< stored at the type a `--keep` rule asked for
 };
-
-/// A llama2.c piece as a SentencePiece vocabulary spells it: llama2.c's
-/// export turned SentencePiece's whitespace mark U+2581 into plain spaces,
-/// and llama.cpp's "llama" tokenizer looks pieces up with the mark (it
-/// escapes the text's spaces before matching), so the mark is put back.
-inline std::string sentencepiece_spelling(std::string_view piece) {
-  std::string out;
-  out.reserve(piece.size());
-  for (const char c : piece) {
-    if (c == ' ') {
-      out += "\xE2\x96\x81";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-/// The tokenizer keys for a llama2.c vocabulary, as llama.cpp's own
-/// converter (examples/convert-llama2c-to-ggml) writes them: ids 0, 1, 2
-/// are llama2.c's unknown, BOS and EOS tokens (run.c's convention), written
-/// with SentencePiece's texts `<unk>`, `<s>`, `</s>` (llama2.c's export
-/// spells BOS and EOS "\n<s>\n" and "\n</s>\n") and the types of
-/// llama.cpp's `llama_token_type`: 2 unknown, 3 control (BOS, EOS and any
-/// empty piece), 6 byte (`<0xNN>`), 1 normal for the rest. The other pieces
-/// are in SentencePiece spelling (see above). `unknown_token_id`,
-/// `bos_token_id` and `eos_token_id` are 0, 1, 2. A llama2.c vocabulary has
-/// no padding or separator token: those keys are left out, which llama.cpp
-/// reads as "none" (the converter writes 0xFFFFFFFF, which llama.cpp
-/// reports as a bad special token before falling back to the same "none").
-inline io::llama_vocab vocab_of(const io::llama2c_tokenizer& tok) {
-  if (tok.vocab_size() < 3) {
-    fail(errc::invalid_argument, "a llama2.c vocabulary of ", tok.vocab_size(),
-         " pieces lacks the unknown, BOS and EOS tokens (ids 0, 1, 2)");
-  }
-  io::llama_vocab v;
-  v.model = "llama";
-  for (std::size_t id = 0; id < tok.vocab_size(); ++id) {
-    const int i = static_cast<int>(id);
-    const std::string piece(tok.piece(i));
-    std::string text = sentencepiece_spelling(piece);
-    std::int32_t type = io::token_type::normal;
-    if (id == 0) {
-      text = "<unk>";
-      type = io::token_type::unknown;
-    } else if (id == 1) {
-      text = "<s>";
-      type = io::token_type::control;
-    } else if (id == 2) {
-      text = "</s>";
-      type = io::token_type::control;
-    } else if (piece.empty()) {
-      type = io::token_type::control;
-    } else if (piece.size() == 6 && piece.starts_with("<0x") && piece.ends_with(">")) {
-      type = io::token_type::byte;
-    }
-    v.tokens.push_back(std::move(text));
-    v.scores.push_back(tok.score(i));
-    v.token_types.push_back(type);
-  }
-  v.unk_id = 0;
-  v.bos_id = 1;
-  v.eos_id = 2;
-  return v;
-}
 
 /// True when every value of `m` is exactly an fp16 value (then F16 storage is lossless).
 inline bool exactly_fp16(const matrix& m) {
@@ -249,11 +183,12 @@ inline io::llama_hparams hparams_of(const config& cfg) {
 }
 
 /// Writes a llama-architecture GGUF of `cfg` holding `tensors` in their order, one tensor's data in memory at a
-/// time. `general.file_type` is that of the type holding most linear-layer weights. `tokenizer` absent:
+/// time. `general.file_type` is that of the type holding most linear-layer weights. `vocab` (a tokenizer's
+/// `gguf_vocab()`) is padded to the model's vocabulary (`io::padded_vocab`); absent:
 /// `tokenizer.ggml.model = "no_vocab"`. Returns how each tensor was stored, with its size in the file.
 inline std::vector<stored_tensor> write_llama_gguf(const config& cfg, const std::vector<planned_tensor>& tensors,
-                                                   const io::llama2c_tokenizer* tokenizer,
-                                                   const std::filesystem::path& path, const std::string& name) {
+                                                   const io::llama_vocab* vocab, const std::filesystem::path& path,
+                                                   const std::string& name) {
   const io::llama_hparams hp = hparams_of(cfg);
   // The file type of the type that holds most linear-layer weights (F32 when there are none).
   std::map<pack::ggml_type, std::uint64_t> linear_weights;
@@ -270,8 +205,8 @@ inline std::vector<stored_tensor> write_llama_gguf(const config& cfg, const std:
   }
   io::gguf_writer writer;
   io::add_llama_metadata(writer.edit_metadata(), hp, io::file_type_of(dominant), name);
-  if (tokenizer != nullptr) {
-    io::add_llama_tokenizer(writer.edit_metadata(), vocab_of(*tokenizer), hp.vocab_size);
+  if (vocab != nullptr) {
+    io::add_llama_tokenizer(writer.edit_metadata(), io::padded_vocab(*vocab, hp.vocab_size), hp.vocab_size);
   } else {
     io::llama_vocab none;
     none.model = "no_vocab";
@@ -359,7 +294,7 @@ inline void require_kept_exist(const gguf_storage& storage, const std::vector<st
 /// rule). Norms are F32.
 inline std::vector<stored_tensor> save_gguf(const model& m,
                                             const std::map<std::pair<std::size_t, linear>, ternary_matrix>& ternary,
-                                            const gguf_storage& storage, const io::llama2c_tokenizer* tokenizer,
+                                            const gguf_storage& storage, const io::llama_vocab* vocab,
                                             const std::filesystem::path& path, const std::string& name) {
   std::vector<planned_tensor> plans;
   plans.push_back(plan_matrix("token_embd.weight", m.embedding, storage));
@@ -374,7 +309,7 @@ inline std::vector<stored_tensor> save_gguf(const model& m,
     for (planned_tensor& p : plan_block(l, m.layers[l], m.cfg, ternary_of, storage)) plans.push_back(std::move(p));
   }
   require_kept_exist(storage, gguf_tensor_names(m.cfg, m.classifier.has_value()));
-  return write_llama_gguf(m.cfg, plans, tokenizer, path, name);
+  return write_llama_gguf(m.cfg, plans, vocab, path, name);
 }
 
 /// Reads a Llama-family GGUF (as written by `save_gguf`, or any file of

@@ -101,14 +101,25 @@ struct llama_hparams {
 
 /// A tokenizer's vocabulary, written as the `tokenizer.ggml.*` keys.
 struct llama_vocab {
-  std::string model = "llama";              ///< `"llama"` (SentencePiece-style) or `"no_vocab"` (synthetic models)
+  /// `"llama"` (SentencePiece-style, pieces merged by score), `"gpt2"` (byte-level BPE, pieces merged by rank)
+  /// or `"no_vocab"` (synthetic models)
+  std::string model = "llama";
   std::vector<std::string> tokens{};        ///< `tokenizer.ggml.tokens`; may be empty for `no_vocab`
   std::vector<float> scores{};              ///< `tokenizer.ggml.scores`; empty: not written
-  std::vector<std::int32_t> token_types{};  ///< `tokenizer.ggml.token_type` (1 normal, 2 unknown, 3 control, 6 byte)
-  std::optional<std::uint32_t> bos_id{};    ///< `tokenizer.ggml.bos_token_id`
-  std::optional<std::uint32_t> eos_id{};    ///< `tokenizer.ggml.eos_token_id`
-  std::optional<std::uint32_t> unk_id{};    ///< `tokenizer.ggml.unknown_token_id`
-  std::optional<std::uint32_t> pad_id{};    ///< `tokenizer.ggml.padding_token_id`
+  std::vector<std::int32_t> token_types{};  ///< `tokenizer.ggml.token_type` (see `token_type`)
+  /// `tokenizer.ggml.merges` ("left right", best first): what a "gpt2" vocabulary merges by
+  std::vector<std::string> merges{};
+  /// `tokenizer.ggml.pre`: the name of a "gpt2" vocabulary's pre-tokenizer ("llama-bpe", "qwen2", ...), by
+  /// which llama.cpp picks its splitting regexes; empty: not written
+  std::string pre{};
+  std::optional<std::uint32_t> bos_id{};  ///< `tokenizer.ggml.bos_token_id`
+  std::optional<std::uint32_t> eos_id{};  ///< `tokenizer.ggml.eos_token_id`
+  std::optional<std::uint32_t> unk_id{};  ///< `tokenizer.ggml.unknown_token_id`
+  std::optional<std::uint32_t> pad_id{};  ///< `tokenizer.ggml.padding_token_id`
+  std::optional<bool> add_bos{};          ///< `tokenizer.ggml.add_bos_token`; absent: llama.cpp's default
+  /// `tokenizer.ggml.add_space_prefix`: whether a "llama" vocabulary puts U+2581 before the text
+  /// (SentencePiece's dummy prefix); absent: llama.cpp's default (yes)
+  std::optional<bool> add_space_prefix{};
 };
 
 /// Adds the model keys (FORMATS.md): `general.architecture` (llama, qwen2 or qwen3)
@@ -164,35 +175,60 @@ inline void add_llama_metadata(gguf_metadata& md, const llama_hparams& hp, std::
 
 /// Adds the `tokenizer.ggml.*` keys. `tokens` (when given) must number
 /// `vocab_size`; `scores` and `token_types` (when given) match `tokens`;
-/// special ids must be below `vocab_size`. Throws `invalid_argument` (adding
-/// nothing), also when a key is already present.
+/// special ids must be below `vocab_size`; a "gpt2" vocabulary needs its
+/// merges and only it has them. Throws `invalid_argument` (adding nothing),
+/// also when a key is already present.
 inline void add_llama_tokenizer(gguf_metadata& md, const llama_vocab& v, std::uint32_t vocab_size) {
   const auto require = [](bool ok, const auto&... what) {
     if (!ok) fail(errc::invalid_argument, "add_llama_tokenizer: ", what...);
   };
-  require(v.model == "llama" || v.model == "no_vocab", "tokenizer model '", v.model,
-          "' is not supported (\"llama\" or \"no_vocab\")");
-  require(v.model == "no_vocab" || !v.tokens.empty(), "a \"llama\" tokenizer needs its tokens");
+  require(v.model == "llama" || v.model == "gpt2" || v.model == "no_vocab", "tokenizer model '", v.model,
+          "' is not supported (\"llama\", \"gpt2\" or \"no_vocab\")");
+  require(v.model == "no_vocab" || !v.tokens.empty(), "a \"", v.model, "\" tokenizer needs its tokens");
   require(v.tokens.empty() || v.tokens.size() == vocab_size, v.tokens.size(), " tokens for a vocabulary of ",
           vocab_size);
   require(v.scores.empty() || v.scores.size() == v.tokens.size(), v.scores.size(), " scores for ", v.tokens.size(),
           " tokens");
   require(v.token_types.empty() || v.token_types.size() == v.tokens.size(), v.token_types.size(), " token types for ",
           v.tokens.size(), " tokens");
+  require((v.model == "gpt2") == !v.merges.empty(),
+          v.model == "gpt2" ? "a \"gpt2\" tokenizer needs its merges" : "only a \"gpt2\" tokenizer has merges");
   for (const auto& id : {v.bos_id, v.eos_id, v.unk_id, v.pad_id}) {
     require(!id || *id < vocab_size, "special token id ", id.value_or(0), " is outside the vocabulary of ", vocab_size);
   }
   std::vector<gguf_kv> keys;
   keys.push_back({"tokenizer.ggml.model", v.model});
+  if (!v.pre.empty()) keys.push_back({"tokenizer.ggml.pre", v.pre});
   if (!v.tokens.empty()) keys.push_back({"tokenizer.ggml.tokens", gguf_array(v.tokens)});
   if (!v.scores.empty()) keys.push_back({"tokenizer.ggml.scores", gguf_array(v.scores)});
   if (!v.token_types.empty()) keys.push_back({"tokenizer.ggml.token_type", gguf_array(v.token_types)});
+  if (!v.merges.empty()) keys.push_back({"tokenizer.ggml.merges", gguf_array(v.merges)});
   if (v.bos_id) keys.push_back({"tokenizer.ggml.bos_token_id", *v.bos_id});
   if (v.eos_id) keys.push_back({"tokenizer.ggml.eos_token_id", *v.eos_id});
   if (v.unk_id) keys.push_back({"tokenizer.ggml.unknown_token_id", *v.unk_id});
   if (v.pad_id) keys.push_back({"tokenizer.ggml.padding_token_id", *v.pad_id});
+  if (v.add_bos) keys.push_back({"tokenizer.ggml.add_bos_token", *v.add_bos});
+  if (v.add_space_prefix) keys.push_back({"tokenizer.ggml.add_space_prefix", *v.add_space_prefix});
   for (const auto& kv : keys) require(!md.contains(kv.key), kv.key, " is already set");
   for (auto& kv : keys) md.add(std::move(kv.key), std::move(kv.value));
+}
+
+/// `v` grown to `vocab_size` tokens, as llama.cpp's converters pad a model whose embedding has more rows than its
+/// tokenizer has tokens (Qwen2's 151936 rows for 151665 tokens): the extra ids are `[PAD<id>]`, type unused,
+/// score 0. A vocabulary already that size, or without tokens (`no_vocab`), is returned as it is; a larger one is
+/// `invalid_argument`.
+inline llama_vocab padded_vocab(llama_vocab v, std::uint32_t vocab_size) {
+  if (v.tokens.empty()) return v;
+  if (v.tokens.size() > vocab_size) {
+    fail(errc::invalid_argument, "the tokenizer has ", v.tokens.size(), " tokens, more than the model's vocabulary of ",
+         vocab_size);
+  }
+  for (std::size_t id = v.tokens.size(); id < vocab_size; ++id) {
+    v.tokens.push_back(ternq::detail::concat("[PAD", id, "]"));
+    if (!v.scores.empty()) v.scores.push_back(0.0F);
+    if (!v.token_types.empty()) v.token_types.push_back(token_type::unused);
+  }
+  return v;
 }
 
 /// One tensor of a llama model: its GGUF name and extents (`ne[0]` innermost).

@@ -190,16 +190,75 @@ TEST_CASE("gguf llama: a SentencePiece-style vocabulary with the exact key types
   ternq::io::gguf_metadata other;
   CHECK_THROWS_WITH_AS(ternq::io::add_llama_tokenizer(other, v, 5),
                        "[ternq.invalid_argument] add_llama_tokenizer: 4 tokens for a vocabulary of 5", ternq::error);
-  v.model = "gpt2";
+  v.model = "bert";
   CHECK_THROWS_WITH_AS(ternq::io::add_llama_tokenizer(other, v, 4),
-                       "[ternq.invalid_argument] add_llama_tokenizer: tokenizer model 'gpt2' is not supported "
-                       "(\"llama\" or \"no_vocab\")",
+                       "[ternq.invalid_argument] add_llama_tokenizer: tokenizer model 'bert' is not supported "
+                       "(\"llama\", \"gpt2\" or \"no_vocab\")",
                        ternq::error);
+  CHECK_FALSE(md.contains("tokenizer.ggml.merges"));
+  CHECK_FALSE(md.contains("tokenizer.ggml.pre"));
+  CHECK_FALSE(md.contains("tokenizer.ggml.add_bos_token"));
+  CHECK_FALSE(md.contains("tokenizer.ggml.add_space_prefix"));
+  ternq::io::gguf_metadata no_prefix;
+  v.model = "llama";
+  v.add_space_prefix = false;
+  ternq::io::add_llama_tokenizer(no_prefix, v, 4);
+  check_type(no_prefix, "tokenizer.ggml.add_space_prefix", gguf_type::boolean);
+  CHECK_FALSE(no_prefix.get<bool>("tokenizer.ggml.add_space_prefix"));
   v.model = "llama";
   v.eos_id = 9;
   CHECK_THROWS_WITH_AS(
       ternq::io::add_llama_tokenizer(other, v, 4),
       "[ternq.invalid_argument] add_llama_tokenizer: special token id 9 is outside the vocabulary of 4", ternq::error);
+}
+
+TEST_CASE("gguf llama: a byte-level BPE vocabulary has its merges, pre-tokenizer name and add_bos_token") {
+  ternq::io::gguf_metadata md;
+  ternq::io::llama_vocab v;
+  v.model = "gpt2";
+  v.pre = "llama-bpe";
+  v.tokens = {"a", "b", "ab", "<|begin_of_text|>"};
+  v.token_types = {1, 1, 1, 3};
+  v.merges = {"a b"};
+  v.bos_id = 3;
+  v.add_bos = true;
+  ternq::io::add_llama_tokenizer(md, v, 4);
+  CHECK(md.get<std::string>("tokenizer.ggml.model") == "gpt2");
+  CHECK(md.get<std::string>("tokenizer.ggml.pre") == "llama-bpe");
+  CHECK(md.get<gguf_array>("tokenizer.ggml.merges").get<std::string>() == v.merges);
+  check_type(md, "tokenizer.ggml.add_bos_token", gguf_type::boolean);
+  CHECK(md.get<bool>("tokenizer.ggml.add_bos_token"));
+  CHECK_FALSE(md.contains("tokenizer.ggml.scores"));
+
+  ternq::io::gguf_metadata other;
+  v.merges.clear();
+  CHECK_THROWS_WITH_AS(ternq::io::add_llama_tokenizer(other, v, 4),
+                       "[ternq.invalid_argument] add_llama_tokenizer: a \"gpt2\" tokenizer needs its merges",
+                       ternq::error);
+  v.model = "llama";
+  v.merges = {"a b"};
+  CHECK_THROWS_WITH_AS(ternq::io::add_llama_tokenizer(other, v, 4),
+                       "[ternq.invalid_argument] add_llama_tokenizer: only a \"gpt2\" tokenizer has merges",
+                       ternq::error);
+  CHECK(other.empty());
+}
+
+TEST_CASE("gguf llama: a vocabulary is padded to the model's rows as llama.cpp's converters pad it") {
+  ternq::io::llama_vocab v;
+  v.tokens = {"<unk>", "<s>", "</s>"};
+  v.scores = {0.0F, 0.0F, 0.0F};
+  v.token_types = {2, 3, 3};
+  const auto padded = ternq::io::padded_vocab(v, 5);
+  CHECK(padded.tokens == std::vector<std::string>{"<unk>", "<s>", "</s>", "[PAD3]", "[PAD4]"});
+  CHECK(padded.scores == std::vector<float>{0.0F, 0.0F, 0.0F, 0.0F, 0.0F});
+  CHECK(padded.token_types == std::vector<std::int32_t>{2, 3, 3, 5, 5});
+  CHECK(ternq::io::padded_vocab(v, 3).tokens == v.tokens);
+  ternq::io::llama_vocab none;
+  none.model = "no_vocab";
+  CHECK(ternq::io::padded_vocab(none, 100).tokens.empty());
+  CHECK_THROWS_WITH_AS((void)ternq::io::padded_vocab(v, 2),
+                       "[ternq.invalid_argument] the tokenizer has 3 tokens, more than the model's vocabulary of 2",
+                       ternq::error);
 }
 
 TEST_CASE("gguf llama: hyperparameters are checked") {

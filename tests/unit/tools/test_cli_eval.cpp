@@ -18,6 +18,7 @@
 #include "llama/forward.hpp"
 #include "llama/load.hpp"
 #include "llama/save.hpp"
+#include "tokenize/llama2c.hpp"
 #include "tools_test_support.hpp"
 
 namespace {
@@ -57,7 +58,7 @@ TEST_CASE("ternq-eval --protocol llama scores as llama-perplexity: windows led b
 
   // The same slice, each window's first token replaced by BOS, log-probabilities from a whole-model forward pass
   // of that window alone, and the predictions of positions 32..62 (tokens 33..63) scored.
-  const io::llama2c_tokenizer tokenizer(tok);
+  const tokenizers::llama2c tokenizer(tok);
   const auto slice = cli::tokenize(tokenizer, cli::read_text(text, 400000), 1024, false);
   REQUIRE(slice.tokens.size() == 1024);
   const llama::model m = llama::load_llama2c(model);

@@ -14,6 +14,7 @@
 #include "llama/forward.hpp"
 #include "llama/generate.hpp"
 #include "llama/load.hpp"
+#include "tokenize/llama2c.hpp"
 #include "tools_test_support.hpp"
 
 namespace {
@@ -108,12 +109,14 @@ TEST_CASE("RMSNorm, SwiGLU and the log-softmax against direct formulas") {
 TEST_CASE(
     "text normalization: whitespace collapse for the character-level vocabularies, unencodable characters dropped") {
   if (!have_shared("models/tok512.bin")) return;
-  const io::llama2c_tokenizer tok512(shared_dir() / "models/tok512.bin");
-  const io::llama2c_tokenizer tok105(shared_dir() / "models/babyllama_tok105.bin");
-  const io::llama2c_tokenizer tok361(shared_dir() / "models/babyllama_tok361_reconstructed.bin");
-  CHECK_FALSE(cli::needs_whitespace_collapse(tok512));
-  CHECK(cli::needs_whitespace_collapse(tok105));
-  CHECK(cli::needs_whitespace_collapse(tok361));
+  const tokenizers::llama2c tok512(shared_dir() / "models/tok512.bin");
+  const tokenizers::llama2c tok105(shared_dir() / "models/babyllama_tok105.bin");
+  const tokenizers::llama2c tok361(shared_dir() / "models/babyllama_tok361_reconstructed.bin");
+  CHECK_FALSE(tok512.needs_whitespace_collapse());
+  CHECK(tok105.needs_whitespace_collapse());
+  CHECK(tok361.needs_whitespace_collapse());
+  CHECK(tok512.encodes_every_character());
+  CHECK_FALSE(tok105.encodes_every_character());
   std::size_t dropped = 0;
   // neither the CJK character nor the emoji has a piece in the 105-character vocabulary
   CHECK(cli::drop_unencodable(tok105, "a\xE4\xB8\xAD b.\xF0\x9F\x98\x80", dropped) == "a b.");
@@ -121,7 +124,7 @@ TEST_CASE(
   const auto t = cli::tokenize(tok105, "Cat\xE4\xB8\xAD\n\nnoir", 100, true);
   CHECK(t.collapsed);
   CHECK(t.dropped == 1);
-  CHECK(tok105.decode(std::vector<int>(t.tokens.begin(), t.tokens.end())) == "Cat noir");
+  CHECK(tok105.file().decode(std::vector<int>(t.tokens.begin(), t.tokens.end())) == "Cat noir");
 }
 
 TEST_CASE("the tiled linear layer: bit-identical for any thread count, one whole product up to rounding") {

@@ -16,6 +16,7 @@
 #include "llama/load.hpp"
 #include "llama/save.hpp"
 #include "llama/sequential.hpp"
+#include "tokenize/llama2c.hpp"
 #include "tools_test_support.hpp"
 
 namespace {
@@ -35,9 +36,9 @@ llama::layer_quantizer quantizer_for(const std::string& method, group_size_optio
 struct slices {
   llama::batch calibration, evaluation;
 };
-slices tinystories(const io::llama2c_tokenizer& tok, std::size_t len) {
+slices tinystories(const tokenizers::tokenizer& tok, std::size_t len) {
   const auto path = shared_dir() / "text/tinystories_validation_head.txt";
-  const bool collapse = cli::needs_whitespace_collapse(tok);
+  const bool collapse = tok.needs_whitespace_collapse();
   return {cli::windows(cli::tokenize(tok, cli::read_text(path, 0), 16 * len, collapse).tokens, len, 16),
           cli::windows(cli::tokenize(tok, cli::read_text(path, 400000), 16 * len, collapse).tokens, len, 16)};
 }
@@ -117,7 +118,8 @@ TEST_CASE("sequential calibration: each layer's Gram matrix comes from the alrea
 
 TEST_CASE("stories260K: the GGUF has llama.cpp's structure and dequantizes to the fake-quantized model") {
   if (!have_shared("models/stories260K.bin")) return;
-  const io::llama2c_tokenizer tok(shared_dir() / "models/tok512.bin");
+  const tokenizers::llama2c tok(shared_dir() / "models/tok512.bin");
+  const io::llama_vocab vocab = tok.gguf_vocab();
   for (const std::string method : {"absmean", "gptq_optimal"}) {
     CAPTURE(method);
     llama::model m = llama::load_llama2c(shared_dir() / "models/stories260K.bin");
@@ -134,7 +136,7 @@ TEST_CASE("stories260K: the GGUF has llama.cpp's structure and dequantizes to th
     for (const auto& r : results) ternary.emplace(std::pair{r.layer, r.which}, r.quantized);
     tools_test::temp_dir dir("tools-gguf-" + method);
     const auto path = dir.path() / "model.gguf";
-    const auto stored = llama::save_gguf(m, ternary, {.format = pack::format::q2_0}, &tok, path, "test");
+    const auto stored = llama::save_gguf(m, ternary, {.format = pack::format::q2_0}, &vocab, path, "test");
 
     // Structure: exactly llama.cpp's tensors, in order, with their extents and valid offsets.
     const io::gguf_reader r = io::gguf_reader::open(path);
@@ -187,12 +189,12 @@ TEST_CASE("stories260K: the GGUF has llama.cpp's structure and dequantizes to th
 
 TEST_CASE("the GGUF vocabulary spells spaces as SentencePiece's U+2581, as llama.cpp's tokenizer looks them up") {
   const std::string mark = "\xE2\x96\x81";  // U+2581 in UTF-8
-  CHECK(llama::sentencepiece_spelling(" the") == mark + "the");
-  CHECK(llama::sentencepiece_spelling("a  b ") == "a" + mark + mark + "b" + mark);
-  CHECK(llama::sentencepiece_spelling("<0x20>") == "<0x20>");
+  CHECK(tokenizers::sentencepiece_spelling(" the") == mark + "the");
+  CHECK(tokenizers::sentencepiece_spelling("a  b ") == "a" + mark + mark + "b" + mark);
+  CHECK(tokenizers::sentencepiece_spelling("<0x20>") == "<0x20>");
   if (!have_shared("models/tok512.bin")) return;
   const io::llama2c_tokenizer tok(shared_dir() / "models/tok512.bin");
-  const io::llama_vocab v = llama::vocab_of(tok);
+  const io::llama_vocab v = tokenizers::vocab_of(tok);
   REQUIRE(v.tokens.size() == tok.vocab_size());
   std::size_t marked = 0;
   for (std::size_t id = 3; id < v.tokens.size(); ++id) {  // 0..2: the special tokens' own texts
@@ -221,7 +223,7 @@ TEST_CASE("the GGUF vocabulary spells spaces as SentencePiece's U+2581, as llama
 
 TEST_CASE("stories260K: GPTQ with ITF+AGA beats absmean in perplexity on a held-out slice") {
   if (!have_shared("models/stories260K.bin")) return;
-  const io::llama2c_tokenizer tok(shared_dir() / "models/tok512.bin");
+  const tokenizers::llama2c tok(shared_dir() / "models/tok512.bin");
   const auto data = tinystories(tok, 128);
   const llama::model fp = llama::load_llama2c(shared_dir() / "models/stories260K.bin");
   std::map<std::string, double> nll;

@@ -17,6 +17,7 @@
 #include "cli/suggest.hpp"
 #include "llama/gguf_io.hpp"
 #include "llama/sequential.hpp"
+#include "tokenize/llama2c.hpp"
 #include "tools_test_support.hpp"
 
 namespace {
@@ -310,11 +311,11 @@ TEST_CASE("special tokens are written as llama.cpp's converter writes a llama2.c
   CHECK(io::token_type::unknown == 2);
   CHECK(io::token_type::control == 3);
   CHECK(io::token_type::byte == 6);
-  const io::llama2c_tokenizer tok = small_tokenizer(48);
+  const io::llama_vocab vocab = tokenizers::vocab_of(small_tokenizer(48));
   tools_test::temp_dir dir("tools-storage-vocab");
   llama::model m = tools_test::random_model(2, shape(64, 96));
   const auto path = dir.path() / "v.gguf";
-  (void)llama::save_gguf(m, {}, {}, &tok, path, "vocab");
+  (void)llama::save_gguf(m, {}, {}, &vocab, path, "vocab");
   const io::gguf_reader r = io::gguf_reader::open(path);
   const auto& md = r.metadata();
   CHECK(md.get<std::string>("tokenizer.ggml.model") == "llama");

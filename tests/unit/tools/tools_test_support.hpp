@@ -27,6 +27,10 @@ inline bool have_shared(const std::string& relative) {
   return false;
 }
 
+/// tests/data/tokenizers: small tokenizer files, a multilingual text, and the ids that independent
+/// implementations give for it (README.md there says how they were made).
+inline std::filesystem::path tokenizer_data() { return std::filesystem::path(TERNQ_TEST_DATA_DIR) / "tokenizers"; }
+
 /// Scratch directories, `ternq-tools-<name>-...`.
 using testing::temp_dir;
 
