@@ -266,7 +266,8 @@ TEST_CASE("gguf llama: hyperparameters are checked") {
   auto hp = tiny();
   hp.head_count = 3;
   CHECK_THROWS_WITH_AS(ternq::io::add_llama_metadata(md, hp, 0),
-                       "[ternq.invalid_argument] add_llama_metadata: head_count 3 does not divide embedding_length 256",
+                       "[ternq.invalid_argument] add_llama_metadata: head_count 3 does not divide embedding_length 256 "
+                       "(or the head width is zero or odd)",
                        ternq::error);
   hp = tiny();
   hp.head_count_kv = 3;

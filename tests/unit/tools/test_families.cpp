@@ -13,9 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <ternq/core/half.hpp>
 #include <ternq/io/gguf_llama.hpp>
 #include <ternq/io/gguf_reader.hpp>
-#include <ternq/core/half.hpp>
 #include <ternq/io/safetensors_writer.hpp>
 #include <ternq/pack/q8_0.hpp>
 
@@ -444,8 +444,9 @@ TEST_CASE("families: other model types and unsupported features are refused up f
   CHECK_THROWS_WITH(llama::logits(m, sequence(16, 50, 3)), doctest::Contains("attention window of 8"));
 }
 
-TEST_CASE("families: a GGUF of F16 and Q8_0 tensors, as llama.cpp's converter and quantizer write, is read and "
-          "quantized") {
+TEST_CASE(
+    "families: a GGUF of F16 and Q8_0 tensors, as llama.cpp's converter and quantizer write, is read and "
+    "quantized") {
   for (const kind k : all_kinds) {
     CAPTURE(name_of(k));
     const tools_test::temp_dir dir("families-q8");
@@ -484,11 +485,10 @@ TEST_CASE("families: a GGUF of F16 and Q8_0 tensors, as llama.cpp's converter an
       std::ofstream ids(dir.path() / "calib.txt");
       for (const auto t : sequence(256, 50, 23).tokens) ids << t << ' ';
     }
-    const auto q = tools_test::run(std::string(TERNQ_QUANTIZE_EXE) + " --model " +
-                                   tools_test::quote(dir.path() / "q8.gguf") +
-                                   " --method gptq_optimal --format q2_0 --calib-tokens " +
-                                   tools_test::quote(dir.path() / "calib.txt") + " --calib-seqs 4 --calib-len 32" +
-                                   " --out-gguf " + tools_test::quote(dir.path() / "t.gguf"));
+    const auto q = tools_test::run(
+        std::string(TERNQ_QUANTIZE_EXE) + " --model " + tools_test::quote(dir.path() / "q8.gguf") +
+        " --method gptq_optimal --format q2_0 --calib-tokens " + tools_test::quote(dir.path() / "calib.txt") +
+        " --calib-seqs 4 --calib-len 32" + " --out-gguf " + tools_test::quote(dir.path() / "t.gguf"));
     INFO(q.output);
     REQUIRE(q.status == 0);
     CHECK(llama::gguf_source(dir.path() / "t.gguf").cfg().arch == m.cfg.arch);
