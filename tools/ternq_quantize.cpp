@@ -25,6 +25,7 @@
 #include <ternq/pack/refit.hpp>
 #include <ternq/ternq.hpp>
 
+#include "cli/calibration_documents.hpp"
 #include "cli/checks.hpp"
 #include "cli/default_job.hpp"
 #include "cli/memory.hpp"
@@ -61,6 +62,7 @@ struct options {
   std::string calib_text;
   std::size_t calib_offset = 0;
   std::string calib_tokens;
+  std::string calib_jsonl;
   std::size_t calib_seqs = 32;
   std::size_t calib_len = 0;  // 0: min(context, 256)
   std::string out_gguf;
@@ -182,27 +184,76 @@ int run_tensors(const options& opt, const cli::method_choice& choice) {
 // ---------------------------------------------------------------------------------------------------------------
 // Model mode.
 
-llama::batch calibration_batch(const options& opt, const llama::config& cfg, const ternq::tokenizers::tokenizer* tok) {
+/// The calibration batch of a model run, from `--calib-tokens`, `--calib-text` (consecutive windows from
+/// `--calib-offset`) or `--calib-jsonl` (windows sampled from the documents by `--seed`); `described` says what was
+/// used, for the report.
+llama::batch calibration_batch(const options& opt, const llama::config& cfg, const ternq::tokenizers::tokenizer* tok,
+                               nlohmann::json& described) {
   const std::size_t len = opt.calib_len != 0 ? opt.calib_len : std::min<std::size_t>(cfg.seq_len, 256);
   if (len > cfg.seq_len) fail(errc::invalid_argument, "--calib-len ", len, " exceeds the context of ", cfg.seq_len);
+  const auto check_ids = [&](const std::vector<std::int32_t>& tokens) {
+    for (const auto t : tokens) {
+      if (static_cast<std::size_t>(t) >= cfg.vocab_size) {
+        fail(errc::invalid_argument, "calibration token ", t, " is outside the vocabulary of ", cfg.vocab_size);
+      }
+    }
+  };
+  if (opt.calib_tokens.empty() && tok == nullptr) {
+    fail(errc::invalid_argument, opt.calib_jsonl.empty() ? "--calib-text" : "--calib-jsonl",
+         " needs a tokenizer, and the model '", opt.model_path,
+         "' brings none: give --tokenizer (a llama2.c .bin, tokenizer.json, tokenizer.model or GGUF), or "
+         "--calib-tokens");
+  }
+  const bool collapse =
+      tok != nullptr && (opt.collapse == "on" || (opt.collapse == "auto" && tok->needs_whitespace_collapse()));
+  if (!opt.calib_jsonl.empty()) {
+    std::vector<std::vector<std::int32_t>> documents;
+    std::size_t dropped = 0;
+    for (std::string& text : cli::read_jsonl_documents(opt.calib_jsonl)) {
+      const std::size_t bytes = text.size();
+      cli::tokenized t = cli::tokenize(*tok, std::move(text), bytes + 1, collapse);
+      dropped += t.dropped;
+      check_ids(t.tokens);
+      documents.push_back(std::move(t.tokens));
+    }
+    cli::document_sample sample = cli::sample_windows(documents, len, opt.calib_seqs, opt.seed);
+    if (sample.concatenated) {
+      std::fprintf(stderr,
+                   "ternq-quantize: warning: no calibration document has %zu tokens (--calib-len); windows are drawn "
+                   "from the %zu documents joined\n",
+                   len, sample.documents);
+    }
+    described = {{"source", "jsonl"},
+                 {"path", opt.calib_jsonl},
+                 {"tokenizer", tok->describe()},
+                 {"documents", sample.documents},
+                 {"documents_long_enough", sample.eligible},
+                 {"document_tokens", sample.tokens},
+                 {"sampling", sample.concatenated ? "random windows of the joined documents, by --seed"
+                                                  : "a random document and start per window, by --seed"},
+                 {"seed", opt.seed},
+                 {"whitespace_collapsed", collapse},
+                 {"dropped_characters", dropped},
+                 {"sequences", sample.batch.sequences},
+                 {"length", sample.batch.length}};
+    return std::move(sample.batch);
+  }
   std::vector<std::int32_t> tokens;
   if (!opt.calib_tokens.empty()) {
     tokens = cli::read_token_file(opt.calib_tokens);
+    described = {{"source", "tokens"}, {"path", opt.calib_tokens}};
   } else {
-    if (tok == nullptr) {
-      fail(errc::invalid_argument, "--calib-text needs a tokenizer, and the model '", opt.model_path,
-           "' brings none: give --tokenizer (a llama2.c .bin, tokenizer.json, tokenizer.model or GGUF), or "
-           "--calib-tokens");
-    }
-    const bool collapse = opt.collapse == "on" || (opt.collapse == "auto" && tok->needs_whitespace_collapse());
-    tokens =
-        cli::tokenize(*tok, cli::read_text(opt.calib_text, opt.calib_offset), opt.calib_seqs * len, collapse).tokens;
+    const cli::tokenized t =
+        cli::tokenize(*tok, cli::read_text(opt.calib_text, opt.calib_offset), opt.calib_seqs * len, collapse);
+    tokens = t.tokens;
+    described = {{"source", "text"},
+                 {"path", opt.calib_text},
+                 {"offset", opt.calib_offset},
+                 {"tokenizer", tok->describe()},
+                 {"whitespace_collapsed", collapse},
+                 {"dropped_characters", t.dropped}};
   }
-  for (const auto t : tokens) {
-    if (static_cast<std::size_t>(t) >= cfg.vocab_size) {
-      fail(errc::invalid_argument, "calibration token ", t, " is outside the vocabulary of ", cfg.vocab_size);
-    }
-  }
+  check_ids(tokens);
   if (tokens.size() < len) {
     fail(errc::invalid_argument, "the calibration data gives ", tokens.size(), " tokens, fewer than one sequence of ",
          len, " (--calib-len); give a longer text or a smaller --calib-len");
@@ -214,6 +265,9 @@ llama::batch calibration_batch(const options& opt, const llama::config& cfg, con
                  "%zu asked for (--calib-seqs)\n",
                  tokens.size(), b.sequences, b.length, opt.calib_seqs);
   }
+  described["sampling"] = "consecutive windows";
+  described["sequences"] = b.sequences;
+  described["length"] = b.length;
   return b;
 }
 
@@ -303,7 +357,7 @@ int run_model(const options& opt) {
   std::unique_ptr<ternq::tokenizers::tokenizer> tok;
   if (!opt.tokenizer_path.empty()) {
     tok = ternq::tokenizers::open_tokenizer(opt.tokenizer_path);
-  } else if (!opt.calib_text.empty() || gguf_out) {
+  } else if (!opt.calib_text.empty() || !opt.calib_jsonl.empty() || gguf_out) {
     tok = ternq::tokenizers::model_tokenizer(opt.model_path);
   }
   if (tok) ternq::tokenizers::require_fits(*tok, cfg.vocab_size);
@@ -314,13 +368,13 @@ int run_model(const options& opt) {
                  "ternq-quantize: warning: the model brings no tokenizer and no --tokenizer was given: the GGUF output "
                  "gets tokenizer.ggml.model = no_vocab, which llama.cpp loads but cannot tokenize text with\n");
   }
-  const bool calibrated = !opt.calib_text.empty() || !opt.calib_tokens.empty();
+  const bool calibrated = !opt.calib_text.empty() || !opt.calib_tokens.empty() || !opt.calib_jsonl.empty();
   if (opt.fit_scales && (choice.asymmetric || !calibrated)) {
     fail(errc::invalid_argument, "--fit-scales needs a symmetric method and calibration data (--method ", choice.name,
-         choice.asymmetric ? " has offsets)" : ", no --calib-text or --calib-tokens)");
+         choice.asymmetric ? " has offsets)" : ", no --calib-text, --calib-jsonl or --calib-tokens)");
   }
   if (choice.needs_gram && !calibrated) {
-    fail(errc::invalid_argument, "--method ", choice.name, " needs calibration data: --calib-text or --calib-tokens");
+    fail(errc::invalid_argument, "--method ", choice.name, " needs calibration data: --calib-text, --calib-jsonl or --calib-tokens");
   }
   if (!opt.out_gguf.empty()) {
     std::vector<std::size_t> widths;  // of the layers to be ternarized
@@ -420,7 +474,8 @@ int run_model(const options& opt) {
       opt.calib_activations == "bf16" ? llama::activation_precision::bf16 : llama::activation_precision::f32;
 
   std::optional<llama::batch> calib;
-  if (calibrated) calib = calibration_batch(opt, cfg, tok.get());
+  nlohmann::json calibration_data = nullptr;
+  if (calibrated) calib = calibration_batch(opt, cfg, tok.get(), calibration_data);
   const std::filesystem::path ck_dir = checkpoint_directory(opt);
   llama::checkpoint ck(ck_dir,
                        run_fingerprint(opt, *source, kind, choice, group, store, stores, cfg, calib ? &*calib : nullptr),
@@ -611,6 +666,7 @@ int run_model(const options& opt) {
                        {"group_size", group},
                        {"calibrated", calibrated},
                        {"calibration_activations", calibrated ? opt.calib_activations : std::string()},
+                       {"calibration_data", calibration_data},
                        {"format", opt.out_gguf.empty() ? "" : store.name},
                        {"ffn_hidden", {{"model", unpadded_hidden}, {"stored", cfg.hidden_dim}}},
                        {"resumed_at_block", first_block},
@@ -706,7 +762,12 @@ int main(int argc, char** argv) {
       ->check(cli::whole_number())
       ->needs(text);
   auto* toks = app.add_option("--calib-tokens", opt.calib_tokens, "calibration token ids (whitespace-separated)");
+  auto* jsonl = app.add_option("--calib-jsonl", opt.calib_jsonl,
+                               "calibration documents: JSONL, one {\"text\": ...} per line; --calib-seqs windows "
+                               "sampled from them by --seed (a random document long enough, a random start)");
   text->excludes(toks);
+  jsonl->excludes(text);
+  jsonl->excludes(toks);
   app.add_option("--calib-seqs", opt.calib_seqs, "calibration sequences")->check(cli::positive_count());
   app.add_option("--calib-len", opt.calib_len, "tokens per calibration sequence (default: min(context, 256))")
       ->check(cli::whole_number());

@@ -222,7 +222,7 @@ TEST_CASE("the tools refuse bad input with one line naming the problem") {
   const auto calib =
       run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") + " --method gptq_itf_aga");
   CHECK(calib.status != 0);
-  CHECK(calib.output.find("needs calibration data: --calib-text or --calib-tokens") != std::string::npos);
+  CHECK(calib.output.find("needs calibration data: --calib-text, --calib-jsonl or --calib-tokens") != std::string::npos);
 }
 
 namespace {
