@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <queue>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include <ternq/core/error.hpp>
+#include <ternq/io/detail/pair_merge.hpp>
 #include <ternq/io/gguf_llama.hpp>
 
 #include "tokenize/nfc.hpp"
@@ -272,19 +272,7 @@ class byte_level_bpe final : public tokenizer {
         return;
       }
     }
-    struct symbol {
-      std::int32_t id;
-      std::size_t prev, next;
-      unsigned version;
-      bool alive;
-    };
-    struct candidate {
-      std::int32_t rank;
-      std::size_t left, right;
-      unsigned left_version, right_version;
-      std::int32_t merged;
-    };
-    std::vector<symbol> list(piece.size());
+    std::vector<std::int32_t> symbols(piece.size());
     for (std::size_t i = 0; i < piece.size(); ++i) {
       const auto b = static_cast<unsigned char>(piece[i]);
       std::int32_t id = byte_ids_[b];
@@ -295,35 +283,19 @@ class byte_level_bpe final : public tokenizer {
         }
         id = *d_.unk;
       }
-      list[i] = {id, i == 0 ? none : i - 1, i + 1 == piece.size() ? none : i + 1, 0, true};
+      symbols[i] = id;
     }
-    // The best rank first, then the leftmost; a candidate is stale once either symbol has changed.
-    const auto worse = [](const candidate& a, const candidate& b) {
-      return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
-    };
-    std::priority_queue<candidate, std::vector<candidate>, decltype(worse)> queue(worse);
-    const auto consider = [&](std::size_t l, std::size_t r) {
-      const auto it = merges_.find(pair_key(list[l].id, list[r].id));
-      if (it != merges_.end()) queue.push({it->second.rank, l, r, list[l].version, list[r].version, it->second.id});
-    };
-    for (std::size_t i = 0; i + 1 < list.size(); ++i) consider(i, i + 1);
-    while (!queue.empty()) {
-      const candidate c = queue.top();
-      queue.pop();
-      symbol& l = list[c.left];
-      symbol& r = list[c.right];
-      if (!l.alive || !r.alive || l.next != c.right || l.version != c.left_version || r.version != c.right_version) {
-        continue;
-      }
-      l.id = c.merged;
-      ++l.version;
-      r.alive = false;
-      l.next = r.next;
-      if (r.next != none) list[r.next].prev = c.left;
-      if (l.prev != none) consider(l.prev, c.left);
-      if (l.next != none) consider(c.left, l.next);
-    }
-    for (std::size_t i = list.empty() ? none : 0; i != none; i = list[i].next) ids.push_back(list[i].id);
+    // The best (lowest) rank first, then the leftmost.
+    io::detail::merge_pairs(
+        symbols,
+        [&](std::int32_t left,
+            std::int32_t right) -> std::optional<io::detail::merge_offer<std::int64_t, std::int32_t>> {
+          const auto it = merges_.find(pair_key(left, right));
+          if (it == merges_.end()) return std::nullopt;
+          return io::detail::merge_offer<std::int64_t, std::int32_t>{-static_cast<std::int64_t>(it->second.rank),
+                                                                     it->second.id};
+        });
+    ids.insert(ids.end(), symbols.begin(), symbols.end());
   }
 
   bpe_definition d_;

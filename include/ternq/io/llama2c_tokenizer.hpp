@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
-#include <queue>
 #include <span>
 #include <string>
 #include <string_view>
@@ -18,6 +17,7 @@
 
 #include "ternq/core/error.hpp"
 #include "ternq/io/detail/bytes.hpp"
+#include "ternq/io/detail/pair_merge.hpp"
 #include "ternq/io/mapped_file.hpp"
 
 namespace ternq::io {
@@ -252,59 +252,18 @@ class llama2c_tokenizer {
   }
 
   /// run.c's merge loop: repeatedly merge the adjacent pair whose
-  /// concatenation is the best-scoring piece, leftmost on ties. Tokens form
-  /// a linked list over their initial positions; the queue holds candidate
-  /// pairs, and a candidate is stale once either token changed (versions).
+  /// concatenation is the best-scoring piece, leftmost on ties (`detail::merge_pairs`).
   void merge(std::vector<int>& ids) const {
-    constexpr std::size_t none = static_cast<std::size_t>(-1);
-    struct token {
-      int id;
-      std::size_t prev, next;
-      unsigned version;
-      bool alive;
-    };
-    struct candidate {
-      float score;
-      std::size_t left, right;
-      unsigned left_version, right_version;
-      int merged;
-    };
-    const auto lower = [](const candidate& a, const candidate& b) {
-      return a.score != b.score ? a.score < b.score : a.left > b.left;
-    };
-    std::vector<token> list(ids.size());
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-      list[i] = {ids[i], i == 0 ? none : i - 1, i + 1 == ids.size() ? none : i + 1, 0, true};
-    }
-    std::priority_queue<candidate, std::vector<candidate>, decltype(lower)> queue(lower);
     std::string pair;
-    const auto consider = [&](std::size_t l, std::size_t r) {
-      pair.assign(pieces_[static_cast<std::size_t>(list[l].id)]);
-      pair.append(pieces_[static_cast<std::size_t>(list[r].id)]);
+    detail::merge_pairs(ids, [&](int left, int right) -> std::optional<detail::merge_offer<float, int>> {
+      pair.assign(pieces_[static_cast<std::size_t>(left)]);
+      pair.append(pieces_[static_cast<std::size_t>(right)]);
       const auto id = find(pair);
-      if (!id) return;
+      if (!id) return std::nullopt;
       const float s = scores_[static_cast<std::size_t>(*id)];
-      if (s > -1e10F) queue.push({s, l, r, list[l].version, list[r].version, *id});  // run.c's floor; NaN never
-    };
-    for (std::size_t i = 0; i + 1 < list.size(); ++i) consider(i, i + 1);
-    while (!queue.empty()) {
-      const candidate c = queue.top();
-      queue.pop();
-      token& l = list[c.left];
-      token& r = list[c.right];
-      if (!l.alive || !r.alive || l.next != c.right || l.version != c.left_version || r.version != c.right_version) {
-        continue;
-      }
-      l.id = c.merged;
-      ++l.version;
-      r.alive = false;
-      l.next = r.next;
-      if (r.next != none) list[r.next].prev = c.left;
-      if (l.prev != none) consider(l.prev, c.left);
-      if (l.next != none) consider(c.left, l.next);
-    }
-    ids.clear();
-    for (std::size_t i = list.empty() ? none : 0; i != none; i = list[i].next) ids.push_back(list[i].id);
+      if (!(s > -1e10F)) return std::nullopt;  // run.c's floor; NaN never
+      return detail::merge_offer<float, int>{s, *id};
+    });
   }
 
   std::vector<std::string> pieces_;
