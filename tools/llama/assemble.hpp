@@ -170,7 +170,8 @@ inline void assemble_fake_gguf(const model_source& source, const config& cfg, co
 /// The Hugging Face configuration of the stored shape of `cfg` (FFN padding included), for its tensor list.
 inline io::hf_llama_config hf_shape_of(const config& cfg) {
   io::hf_llama_config shape;
-  shape.model_type = cfg.arch == family::qwen2 ? "qwen2" : cfg.arch == family::qwen3 ? "qwen3" : "llama";
+  // Hugging Face's model_type of each family is its GGUF architecture's name (Mistral's block is written as Llama's).
+  shape.model_type = std::string(gguf_architecture(cfg.arch));
   shape.hidden_size = cfg.dim;
   shape.intermediate_size = cfg.hidden_dim;
   shape.num_hidden_layers = cfg.n_layers;
@@ -190,20 +191,8 @@ inline std::optional<std::pair<std::size_t, block_tensor>> block_tensor_of(std::
   const std::size_t dot = hf_name.find('.');
   const std::size_t layer_index = std::stoul(std::string(hf_name.substr(0, dot)));
   const std::string_view suffix = hf_name.substr(dot + 1);
-  static constexpr std::array<std::pair<std::string_view, linear>, 7> linears = {{
-      {"self_attn.q_proj.weight", linear::q},
-      {"self_attn.k_proj.weight", linear::k},
-      {"self_attn.v_proj.weight", linear::v},
-      {"self_attn.o_proj.weight", linear::o},
-      {"mlp.gate_proj.weight", linear::gate},
-      {"mlp.up_proj.weight", linear::up},
-      {"mlp.down_proj.weight", linear::down},
-  }};
-  for (const auto& [name, which] : linears) {
-    if (suffix == name) return std::pair{layer_index, block_tensor{which}};
-  }
-  for (const block_vector v : all_block_vectors) {
-    if (suffix == hf_suffix(v)) return std::pair{layer_index, block_tensor{v}};
+  for (const block_tensor t : block_tensor_order) {
+    if (suffix == std::visit([](auto which) { return hf_suffix(which); }, t)) return std::pair{layer_index, t};
   }
   fail(errc::invalid_argument, "block_tensor_of: '", hf_name, "' is no tensor of a decoder layer");
 }
@@ -231,7 +220,6 @@ inline void assemble_fake_hf(const model_source& source, const config& cfg, cons
   const auto put_vector = [&](const vector& v) {
     writer.write(std::span<const float>(v.data(), static_cast<std::size_t>(v.size())));
   };
-  const bool permuted = cfg.rope == rope_style::interleaved;
   for (const io::hf_tensor_spec& t : specs) {
     if (t.name == "model.embed_tokens.weight") {
       matrix embedding = source.embedding();
@@ -248,17 +236,10 @@ inline void assemble_fake_hf(const model_source& source, const config& cfg, cons
       const auto [l, which] = *block_tensor_of(t.name);
       const block_file& f = blocks[l];
       const matrix values = f.values(f.find(gguf_name(l, which)));
-      if (const auto* lin = std::get_if<linear>(&which)) {
-        const bool rotated = *lin == linear::q || *lin == linear::k;
-        put(permuted && rotated ? deinterleave_rope_rows(values, *lin == linear::q ? cfg.n_heads : cfg.n_kv_heads)
-                                : values);
+      if (std::holds_alternative<linear>(which)) {
+        put(to_hf_layout(cfg, which, values));
       } else {
-        const auto v = std::get<block_vector>(which);
-        vector row = values.row(0).transpose();
-        if (permuted && (v == block_vector::q_bias || v == block_vector::k_bias)) {
-          row = deinterleave_rope_rows(row, v == block_vector::q_bias ? cfg.n_heads : cfg.n_kv_heads);
-        }
-        put_vector(row);
+        put_vector(to_hf_layout(cfg, which, vector(values.row(0).transpose())));
       }
     }
   }

@@ -71,6 +71,31 @@ inline vector deinterleave_rope_rows(const vector& b, std::size_t heads) {
   return out;
 }
 
+/// The heads whose rows RoPE pairs in block tensor `t`: the query heads for q and its bias, the key/value heads
+/// for k and its bias; 0 for a tensor RoPE does not touch.
+inline std::size_t rope_heads(const config& cfg, block_tensor t) noexcept {
+  if (t == block_tensor{linear::q} || t == block_tensor{block_vector::q_bias}) return cfg.n_heads;
+  if (t == block_tensor{linear::k} || t == block_tensor{block_vector::k_bias}) return cfg.n_kv_heads;
+  return 0;
+}
+
+/// Block tensor `t` (a matrix or a vector) from a Hugging Face checkpoint in ternq's layout: the rows RoPE pairs
+/// reordered to the interleaved layout where `cfg` uses it (the Llama block, as llama.cpp stores it), else as is.
+template <class Values>
+Values from_hf_layout(const config& cfg, block_tensor t, Values v) {
+  const std::size_t heads = rope_heads(cfg, t);
+  if (cfg.rope != rope_style::interleaved || heads == 0) return v;
+  return interleave_rope_rows(v, heads);
+}
+
+/// The inverse of `from_hf_layout`: block tensor `t` in ternq's layout back in a Hugging Face checkpoint's.
+template <class Values>
+Values to_hf_layout(const config& cfg, block_tensor t, Values v) {
+  const std::size_t heads = rope_heads(cfg, t);
+  if (cfg.rope != rope_style::interleaved || heads == 0) return v;
+  return deinterleave_rope_rows(v, heads);
+}
+
 /// Llama-3's RoPE scaling as one divisor per rotated pair `j` of a `head_dim`-wide head, with base frequency
 /// `theta^(-2j/head_dim)` and wavelength `2 pi / freq`: 1 for wavelengths below
 /// `original_max_position_embeddings / high_freq_factor`, `factor` above

@@ -156,12 +156,18 @@ inline bool has_tensor(family f, block_tensor t) {
   return std::holds_alternative<linear>(t) || has_vector(f, std::get<block_vector>(t));
 }
 
-/// The GGUF names of a block's two RMSNorm weights.
-inline std::string gguf_attn_norm_name(std::size_t layer_index) {
-  return gguf_name(layer_index, block_vector::attn_norm);
+/// The Hugging Face name of a linear layer's weight, after "model.layers.N.".
+constexpr std::string_view hf_suffix(linear l) noexcept {
+  constexpr std::array<std::string_view, 7> names = {
+      "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+      "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight"};
+  return names[static_cast<std::size_t>(l)];
 }
-inline std::string gguf_ffn_norm_name(std::size_t layer_index) {
-  return gguf_name(layer_index, block_vector::ffn_norm);
+
+/// The Hugging Face name of a block tensor ("model.layers.3.mlp.up_proj.weight").
+inline std::string hf_name(std::size_t layer_index, block_tensor t) {
+  return "model.layers." + std::to_string(layer_index) + "." +
+         std::string(std::visit([](auto which) { return hf_suffix(which); }, t));
 }
 
 struct layer {

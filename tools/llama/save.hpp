@@ -106,10 +106,9 @@ inline void save_hf(const model& m, const std::filesystem::path& source, const s
   write_hf_config(source, directory, m.cfg.hidden_dim, "float32");
   // The writer keeps views: hold every converted tensor until write().
   std::vector<matrix> kept;
-  kept.reserve(2 * m.layers.size());
+  kept.reserve(all_linears.size() * m.layers.size());  // the writer keeps views: no reallocation
   std::vector<vector> kept_vectors;
   kept_vectors.reserve(all_block_vectors.size() * m.layers.size());  // the writer keeps views: no reallocation
-  const bool permuted = m.cfg.rope == rope_style::interleaved;
   io::safetensors_writer writer;
   const auto add = [&](const std::string& name, const matrix& w) {
     writer.add(name, io::dtype::f32, detail::view_of(w));
@@ -122,22 +121,15 @@ inline void save_hf(const model& m, const std::filesystem::path& source, const s
   if (m.classifier) add("lm_head.weight", *m.classifier);
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     const layer& l = m.layers[i];
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    kept.push_back(permuted ? deinterleave_rope_rows(l.wq, m.cfg.n_heads) : l.wq);
-    add(p + "self_attn.q_proj.weight", kept.back());
-    kept.push_back(permuted ? deinterleave_rope_rows(l.wk, m.cfg.n_kv_heads) : l.wk);
-    add(p + "self_attn.k_proj.weight", kept.back());
-    add(p + "self_attn.v_proj.weight", l.wv);
-    add(p + "self_attn.o_proj.weight", l.wo);
-    add(p + "mlp.gate_proj.weight", l.w1);
-    add(p + "mlp.up_proj.weight", l.w3);
-    add(p + "mlp.down_proj.weight", l.w2);
-    for (const block_vector v : all_block_vectors) {
-      if (!has_vector(m.cfg.arch, v)) continue;
-      const std::size_t heads = v == block_vector::q_bias ? m.cfg.n_heads : m.cfg.n_kv_heads;
-      const bool rotated = v == block_vector::q_bias || v == block_vector::k_bias;
-      kept_vectors.push_back(permuted && rotated ? deinterleave_rope_rows(l.values(v), heads) : l.values(v));
-      add_vector(p + std::string(hf_suffix(v)), kept_vectors.back());
+    for (const block_tensor t : block_tensor_order) {
+      if (!has_tensor(m.cfg.arch, t)) continue;
+      if (const auto* which = std::get_if<linear>(&t)) {
+        kept.push_back(to_hf_layout(m.cfg, t, l.weight(*which)));
+        add(hf_name(i, t), kept.back());
+      } else {
+        kept_vectors.push_back(to_hf_layout(m.cfg, t, l.values(std::get<block_vector>(t))));
+        add_vector(hf_name(i, t), kept_vectors.back());
+      }
     }
   }
   writer.write(directory / "model.safetensors");

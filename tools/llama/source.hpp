@@ -188,21 +188,15 @@ class hf_source final : public model_source {
 
   [[nodiscard]] layer block(std::size_t index) const override {
     if (index >= cfg_.n_layers) fail(errc::invalid_argument, "hf_source: no block ", index);
-    const std::string p = "model.layers." + std::to_string(index) + ".";
     layer out;
-    out.wq = get(p + "self_attn.q_proj.weight");
-    out.wk = get(p + "self_attn.k_proj.weight");
-    out.wv = get(p + "self_attn.v_proj.weight");
-    out.wo = get(p + "self_attn.o_proj.weight");
-    out.w1 = get(p + "mlp.gate_proj.weight");
-    out.w3 = get(p + "mlp.up_proj.weight");
-    out.w2 = get(p + "mlp.down_proj.weight");
-    for (const block_vector v : all_block_vectors) {
-      if (has_vector(cfg_.arch, v)) out.values(v) = get_vector(p + std::string(hf_suffix(v)));
-    }
-    if (cfg_.rope == rope_style::interleaved) {
-      out.wq = interleave_rope_rows(out.wq, cfg_.n_heads);
-      out.wk = interleave_rope_rows(out.wk, cfg_.n_kv_heads);
+    for (const block_tensor t : block_tensor_order) {
+      if (!has_tensor(cfg_.arch, t)) continue;
+      if (const auto* which = std::get_if<linear>(&t)) {
+        out.weight(*which) = from_hf_layout(cfg_, t, get(hf_name(index, t)));
+      } else {
+        const auto v = std::get<block_vector>(t);
+        out.values(v) = from_hf_layout(cfg_, t, get_vector(hf_name(index, t)));
+      }
     }
     return out;
   }
