@@ -41,3 +41,15 @@
 #define TERNQ_HAS_AVX2_VARIANT 0
 #define TERNQ_TARGET_AVX2
 #endif
+
+/// TERNQ_HAS_AVX512_VARIANT is 1 where ternq compiles the AVX-512 (F/BW/VL/DQ + VNNI) variant of the packed-matrix
+/// kernels; as for AVX2, it only runs where the processor has it and `cpu_exec::simd` allows it. Define
+/// TERNQ_DISABLE_AVX512 to leave it out (compilers without these target attributes).
+#if TERNQ_HAS_AVX2_VARIANT && !defined(TERNQ_DISABLE_AVX512)
+#define TERNQ_HAS_AVX512_VARIANT 1
+#define TERNQ_TARGET_AVX512 \
+  __attribute__((target("avx2,fma,f16c,bmi,bmi2,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#else
+#define TERNQ_HAS_AVX512_VARIANT 0
+#define TERNQ_TARGET_AVX512
+#endif

@@ -213,8 +213,7 @@ TEST_CASE("data-free methods accept (and ignore) a well-formed Gram matrix") {
 }
 
 TEST_CASE("every instruction-set variant gives the portable result bit for bit") {
-  std::vector<ternq::simd_level> levels = {ternq::simd_level::portable};
-  if (ternq::simd_supported(ternq::simd_level::avx2)) levels.push_back(ternq::simd_level::avx2);
+  const std::vector<ternq::simd_level> levels = ternq::supported_simd_levels();
   MESSAGE("variants compared: " << levels.size() << " (best here: " << ternq::simd_level_name(ternq::best_simd_level())
                                 << ")");
   // Shapes with group tails, per-row groups longer than a reduction block, and a strided (column-major) input.
@@ -238,7 +237,12 @@ TEST_CASE("every instruction-set variant gives the portable result bit for bit")
 TEST_CASE("simd levels: names and support") {
   CHECK(ternq::simd_level_name(ternq::simd_level::portable) == "portable");
   CHECK(ternq::simd_level_name(ternq::simd_level::avx2) == "avx2");
+  CHECK(ternq::simd_level_name(ternq::simd_level::avx512) == "avx512");
   CHECK(ternq::simd_supported(ternq::simd_level::portable));
+  CHECK(ternq::supported_simd_levels().front() == ternq::simd_level::portable);
+  CHECK(ternq::supported_simd_levels().back() == ternq::best_simd_level());
+  // AVX-512 here implies AVX2: a processor never runs the wider variant without the narrower.
+  if (ternq::simd_supported(ternq::simd_level::avx512)) CHECK(ternq::simd_supported(ternq::simd_level::avx2));
   CHECK(ternq::cpu_exec{.simd = ternq::simd_level::portable}.simd_variant() == ternq::simd_level::portable);
   if (!ternq::simd_supported(ternq::simd_level::avx2)) {
     CHECK_THROWS_WITH_AS((void)ternq::cpu_exec{.simd = ternq::simd_level::avx2}.simd_variant(),
