@@ -53,3 +53,11 @@
 #define TERNQ_HAS_AVX512_VARIANT 0
 #define TERNQ_TARGET_AVX512
 #endif
+
+/// TERNQ_HOST_DEVICE marks the per-element and per-block arithmetic that the CUDA kernels share with the CPU code
+/// and its tests (`__host__ __device__` under nvcc, nothing for a C++ compiler), so one body of math serves both.
+#if defined(__CUDACC__)
+#define TERNQ_HOST_DEVICE __host__ __device__
+#else
+#define TERNQ_HOST_DEVICE
+#endif

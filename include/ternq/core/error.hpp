@@ -26,6 +26,7 @@ enum class errc : std::uint16_t {
   io = 10,                  ///< the operating system refused a read or write
   cancelled = 11,           ///< a progress callback asked to stop
   numerical = 12,           ///< a factorization failed even after the documented retries
+  device = 13,              ///< a GPU runtime or library call failed (the message names the call)
 };
 
 /// The id's stable name, as it appears in messages: `[ternq.<name>]`.
@@ -55,6 +56,8 @@ constexpr std::string_view errc_name(errc e) noexcept {
       return "cancelled";
     case errc::numerical:
       return "numerical";
+    case errc::device:
+      return "device";
   }
   return "unknown";
 }

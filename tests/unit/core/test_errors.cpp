@@ -28,10 +28,12 @@ TEST_CASE("every error id has a distinct stable name and number") {
   CHECK(static_cast<int>(errc::io) == 10);
   CHECK(static_cast<int>(errc::cancelled) == 11);
   CHECK(static_cast<int>(errc::numerical) == 12);
+  CHECK(static_cast<int>(errc::device) == 13);
+  CHECK(ternq::errc_name(errc::device) == "device");
   CHECK(ternq::errc_name(errc::non_finite) == "non_finite");
   CHECK(ternq::errc_name(errc::corrupt_file) == "corrupt_file");
-  for (int a = 1; a <= 12; ++a) {
-    for (int b = a + 1; b <= 12; ++b) {
+  for (int a = 1; a <= 13; ++a) {
+    for (int b = a + 1; b <= 13; ++b) {
       CHECK(ternq::errc_name(static_cast<errc>(a)) != ternq::errc_name(static_cast<errc>(b)));
     }
   }

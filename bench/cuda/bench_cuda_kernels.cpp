@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+// The CUDA packed products: effective bandwidth (packed bytes read per second) as a fraction of the device's
+// peak, for the decode GEMV and small batches at LLM shapes. Device time from CUDA events (manual time).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "cuda_products_runner.hpp"
+#include "packed_problems.hpp"
+
+namespace {
+
+double peak_bandwidth() {
+  static const double peak = [] {
+    std::string name;
+    const double b = ternq::testing::cuda::device_peak_bandwidth(name);
+    std::printf("device: %s, peak memory bandwidth %.0f GB/s\n", name.c_str(), b * 1e-9);
+    return b;
+  }();
+  return peak;
+}
+
+void packed_product(benchmark::State& state, ternq::pack::format f, std::size_t rows, std::size_t cols,
+                    std::size_t n) {
+  const auto p = ternq::testing::random_packed(f, rows, cols, 42);
+  for (auto _ : state) {
+    state.SetIterationTime(ternq::testing::cuda::packed_matmul_seconds(f, rows, cols, p.bytes, n, 50));
+  }
+  const double bytes = static_cast<double>(p.bytes.size() + n * cols * 4 + n * rows * 4);
+  state.counters["bandwidth_GBps"] = benchmark::Counter(bytes * 1e-9 * static_cast<double>(state.iterations()),
+                                                        benchmark::Counter::kIsRate);
+  state.counters["fraction_of_peak"] = benchmark::Counter(
+      bytes * static_cast<double>(state.iterations()) / peak_bandwidth(), benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string why;
+  if (!ternq::testing::cuda::device_available(why)) {
+    std::printf("ternq_bench_cuda_kernels: no device (%s)\n", why.c_str());
+    return 0;
+  }
+  for (const auto f : {ternq::pack::format::tq2_0, ternq::pack::format::q2_0}) {
+    for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
+      for (const std::size_t n : {1, 8, 64}) {
+        const std::string name = std::string(ternq::pack::name_of(f)) + "/" + std::to_string(rows) + "x" +
+                                 std::to_string(cols) + "/n" + std::to_string(n);
+        benchmark::RegisterBenchmark(name.c_str(), packed_product, f, rows, cols, n)->UseManualTime();
+      }
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  return 0;
+}

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT
+// The CUDA execution policy (device and stream) and device memory owned by RAII.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <utility>
+
+#include <cuda_runtime.h>
+
+#include "ternq/cuda/error.cuh"
+
+namespace ternq::cuda {
+
+/// Where a CUDA specialization runs: `device` (an ordinal) and `stream` (null: the legacy default stream). Calls
+/// taking it enqueue their work on `stream` and return when the results are in the caller's memory (host
+/// outputs) or enqueued (device outputs); they restore the caller's current device.
+struct exec {
+  int device = 0;
+  cudaStream_t stream = nullptr;
+};
+
+/// Makes `device` current for a scope and restores the previous one.
+class device_scope {
+ public:
+  explicit device_scope(int device) {
+    TERNQ_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (device != previous_) TERNQ_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~device_scope() { (void)cudaSetDevice(previous_); }
+  device_scope(const device_scope&) = delete;
+  device_scope& operator=(const device_scope&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+/// `count` elements of `T` in device memory.
+template <class T>
+class device_buffer {
+ public:
+  device_buffer() = default;
+  explicit device_buffer(std::size_t count) : count_(count) {
+    if (count != 0) TERNQ_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)));
+  }
+  /// A device copy of `host`.
+  static device_buffer from_host(std::span<const T> host, const exec& e = {}) {
+    device_buffer out(host.size());
+    out.upload(host, e);
+    return out;
+  }
+  ~device_buffer() {
+    if (data_ != nullptr) (void)cudaFree(data_);
+  }
+  device_buffer(device_buffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), count_(std::exchange(other.count_, 0)) {}
+  device_buffer& operator=(device_buffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(count_, other.count_);
+    return *this;
+  }
+  device_buffer(const device_buffer&) = delete;
+  device_buffer& operator=(const device_buffer&) = delete;
+
+  [[nodiscard]] T* data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t size() const noexcept { return count_; }
+
+  /// Copies `host` (exactly `size()` elements) in, synchronously with respect to the host.
+  void upload(std::span<const T> host, const exec& e = {}) {
+    if (host.size() != count_) {
+      fail(errc::shape_mismatch, "device_buffer::upload: ", host.size(), " elements into a buffer of ", count_);
+    }
+    TERNQ_CUDA_CHECK(cudaMemcpyAsync(data_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice, e.stream));
+    TERNQ_CUDA_CHECK(cudaStreamSynchronize(e.stream));
+  }
+  /// Copies the buffer out into `host` (exactly `size()` elements).
+  void download(std::span<T> host, const exec& e = {}) const {
+    if (host.size() != count_) {
+      fail(errc::shape_mismatch, "device_buffer::download: ", count_, " elements into ", host.size());
+    }
+    TERNQ_CUDA_CHECK(cudaMemcpyAsync(host.data(), data_, count_ * sizeof(T), cudaMemcpyDeviceToHost, e.stream));
+    TERNQ_CUDA_CHECK(cudaStreamSynchronize(e.stream));
+  }
+
+ private:
+  T* data_ = nullptr;
+  std::size_t count_ = 0;
+};
+
+}  // namespace ternq::cuda
