@@ -8,4 +8,5 @@
 #include "ternq/optim.hpp"
 #include "ternq/quant.hpp"
 #include "ternq/pack.hpp"
+#include "ternq/kernels.hpp"
 #include "ternq/io.hpp"
