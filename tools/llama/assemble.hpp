@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The streaming pipeline's two ends: the calibration batch's embeddings read from a `model_source`, a finished
 // block turned into the tensors its output stores, and the output files assembled from a checkpoint's block files
-// and the source, one tensor in memory at a time.
+// and the source, one tensor in memory at a time (the vocabulary-sized ones a slice of rows at a time).
 #pragma once
 
 #include <cstddef>
@@ -82,46 +82,68 @@ class block_files {
   std::vector<std::unique_ptr<block_file>> files_;
 };
 
+/// The token embedding (`token_embd.weight`) or the classifier (`output.weight`: the embedding's rows when tied)
+/// of `source`, read a slice of rows at a time and rounded by `round` (rounding a slice equals rounding the
+/// matrix: Q8_0 blocks lie inside rows, F16/BF16 are elementwise). `source` and `round` must outlive it.
+inline row_reader vocabulary_rows(const model_source& source, const std::string& gguf_name,
+                                  const matrix_rounding& round) {
+  const bool embedding = gguf_name == "token_embd.weight";
+  if (!embedding && gguf_name != "output.weight") {
+    fail(errc::invalid_argument, "vocabulary_rows: '", gguf_name, "' is neither token_embd.weight nor output.weight");
+  }
+  row_reader m;
+  m.rows = source.cfg().vocab_size;
+  m.cols = source.cfg().dim;
+  m.read = [&source, &round, gguf_name, embedding](std::size_t first, matrix& out) {
+    const std::span<float> values(out.data(), static_cast<std::size_t>(out.size()));
+    if (embedding) {
+      source.embedding_rows(first, values);
+    } else {
+      source.classifier_rows(first, values);
+    }
+    if (round) round(gguf_name, out);
+  };
+  return m;
+}
+
 /// The tensors a run takes from the source unchanged (but for --keep rounding): the embedding, the final norm,
-/// the classifier and the RoPE factors, held for the plans that refer to them.
+/// the classifier and the RoPE factors, for the plans that refer to them. The embedding and the classifier are
+/// vocabulary-sized (2 x 2.5 GB in fp32 at Qwen3-8B's 151936 x 4096), so they are never held: their plans read
+/// them from the source a slice of at most `max_values` floats at a time (`plan_matrix` of a `row_reader`).
+/// `source` and `round` must outlive the plans.
 class source_tensors {
  public:
-  source_tensors(const model_source& source, const matrix_rounding& round)
+  source_tensors(const model_source& source, const matrix_rounding& round, std::size_t max_values = slice_values)
       : cfg_(source.cfg()),
-        embedding_(source.embedding()),
+        embedding_(vocabulary_rows(source, "token_embd.weight", round)),
         final_norm_(source.final_norm()),
-        classifier_(source.classifier()) {
-    if (round) {
-      round("token_embd.weight", embedding_);
-      if (classifier_) round("output.weight", *classifier_);
-    }
+        max_values_(max_values) {
+    if (source.has_classifier()) classifier_ = vocabulary_rows(source, "output.weight", round);
   }
+  source_tensors(const source_tensors&) = delete;  // the plans point into it
+  source_tensors& operator=(const source_tensors&) = delete;
+
   /// Their GGUF plans, in file order, stored by `storage`.
   [[nodiscard]] std::vector<planned_tensor> plans(const gguf_storage& storage) const {
     std::vector<planned_tensor> out;
-    out.push_back(plan_matrix("token_embd.weight", embedding_, storage));
+    out.push_back(plan_matrix("token_embd.weight", embedding_, storage, max_values_));
     out.push_back(plan_norm("output_norm.weight", final_norm_));
-    if (classifier_) out.push_back(plan_matrix("output.weight", *classifier_, storage));
+    if (classifier_) out.push_back(plan_matrix("output.weight", *classifier_, storage, max_values_));
     if (!cfg_.rope_factors.empty()) out.push_back(plan_rope_factors(cfg_));
     return out;
   }
 
  private:
   config cfg_;
-  matrix embedding_;
+  row_reader embedding_;
   vector final_norm_;
-  std::optional<matrix> classifier_;
+  std::optional<row_reader> classifier_;
+  std::size_t max_values_;
 };
 
-/// Writes the GGUF of a finished run: the embedding, final norm and classifier from `source` (rounded by `round`
-/// for --keep, stored by `storage`), every block's tensors as its block file holds them. `cfg` is the stored
-/// model's (FFN padding included).
-inline std::vector<stored_tensor> assemble_gguf(const model_source& source, const config& cfg,
-                                                const block_files& blocks, const gguf_storage& storage,
-                                                const matrix_rounding& round, const io::llama_vocab* vocab,
-                                                const std::filesystem::path& path, const std::string& name) {
-  const source_tensors own(source, round);
-  std::vector<planned_tensor> plans = own.plans(storage);
+/// The plans of every block's tensors as the block files hold them, for `assemble_gguf`.
+inline std::vector<planned_tensor> block_plans(const config& cfg, const block_files& blocks) {
+  std::vector<planned_tensor> plans;
   for (std::size_t b = 0; b < cfg.n_layers; ++b) {
     const block_file& f = blocks[b];
     for (std::size_t i = 0; i < f.size(); ++i) {
@@ -132,17 +154,13 @@ inline std::vector<stored_tensor> assemble_gguf(const model_source& source, cons
       plans.push_back(std::move(p));
     }
   }
-  require_kept_exist(storage, gguf_tensor_names(cfg, source.has_classifier()));
-  return write_llama_gguf(cfg, plans, vocab, path, name);
+  return plans;
 }
 
-/// Writes the fake-quantized model of a finished run as a GGUF (every tensor dequantized: F16 where lossless,
-/// else F32), for GGUF inputs.
-inline void assemble_fake_gguf(const model_source& source, const config& cfg, const block_files& blocks,
-                               const matrix_rounding& round, const io::llama_vocab* vocab,
-                               const std::filesystem::path& path, const std::string& name) {
-  const source_tensors own(source, round);
-  std::vector<planned_tensor> plans = own.plans(gguf_storage{});  // F16 where lossless, else F32; nothing kept
+/// The plans of every block's tensors dequantized, for `assemble_fake_gguf`: linear layers F16 where lossless,
+/// else F32; vectors as the block files hold them (F32).
+inline std::vector<planned_tensor> fake_block_plans(const config& cfg, const block_files& blocks) {
+  std::vector<planned_tensor> plans;
   for (std::size_t b = 0; b < cfg.n_layers; ++b) {
     const block_file& f = blocks[b];
     for (std::size_t i = 0; i < f.size(); ++i) {
@@ -164,6 +182,33 @@ inline void assemble_fake_gguf(const model_source& source, const config& cfg, co
       plans.push_back(std::move(p));
     }
   }
+  return plans;
+}
+
+/// Writes the GGUF of a finished run: the embedding, final norm and classifier from `source` (rounded by `round`
+/// for --keep, stored by `storage`; the embedding and classifier a slice of at most `max_values` floats at a
+/// time), every block's tensors as its block file holds them. `cfg` is the stored model's (FFN padding included).
+inline std::vector<stored_tensor> assemble_gguf(const model_source& source, const config& cfg,
+                                                const block_files& blocks, const gguf_storage& storage,
+                                                const matrix_rounding& round, const io::llama_vocab* vocab,
+                                                const std::filesystem::path& path, const std::string& name,
+                                                std::size_t max_values = slice_values) {
+  const source_tensors own(source, round, max_values);
+  std::vector<planned_tensor> plans = own.plans(storage);
+  for (planned_tensor& p : block_plans(cfg, blocks)) plans.push_back(std::move(p));
+  require_kept_exist(storage, gguf_tensor_names(cfg, source.has_classifier()));
+  return write_llama_gguf(cfg, plans, vocab, path, name);
+}
+
+/// Writes the fake-quantized model of a finished run as a GGUF (every tensor dequantized: F16 where lossless,
+/// else F32), for GGUF inputs; the embedding and classifier a slice of at most `max_values` floats at a time.
+inline void assemble_fake_gguf(const model_source& source, const config& cfg, const block_files& blocks,
+                               const matrix_rounding& round, const io::llama_vocab* vocab,
+                               const std::filesystem::path& path, const std::string& name,
+                               std::size_t max_values = slice_values) {
+  const source_tensors own(source, round, max_values);
+  std::vector<planned_tensor> plans = own.plans(gguf_storage{});  // F16 where lossless, else F32; nothing kept
+  for (planned_tensor& p : fake_block_plans(cfg, blocks)) plans.push_back(std::move(p));
   (void)write_llama_gguf(cfg, plans, vocab, path, name);
 }
 
@@ -200,10 +245,11 @@ inline std::optional<std::pair<std::size_t, block_tensor>> block_tensor_of(std::
 /// Writes the fake-quantized model of a finished run as a Hugging Face directory: `config.json` from `source_dir`
 /// with `intermediate_size` set to the stored FFN width and `torch_dtype` float32, and one F32
 /// `model.safetensors` streamed a tensor at a time, in `io::hf_llama_tensors`' order (q/k rows and biases back in
-/// rotate-half order for the Llama block).
+/// rotate-half order for the Llama block); the embedding and classifier a slice of at most `max_values` floats at
+/// a time.
 inline void assemble_fake_hf(const model_source& source, const config& cfg, const block_files& blocks,
                              const matrix_rounding& round, const std::filesystem::path& source_dir,
-                             const std::filesystem::path& directory) {
+                             const std::filesystem::path& directory, std::size_t max_values = slice_values) {
   std::filesystem::create_directories(directory);
   write_hf_config(source_dir, directory, cfg.hidden_dim, "float32");
   const std::vector<io::hf_tensor_spec> specs = io::hf_llama_tensors(hf_shape_of(cfg));
@@ -220,18 +266,20 @@ inline void assemble_fake_hf(const model_source& source, const config& cfg, cons
   const auto put_vector = [&](const vector& v) {
     writer.write(std::span<const float>(v.data(), static_cast<std::size_t>(v.size())));
   };
+  // The vocabulary-sized matrices are streamed: the writer takes a tensor's values in pieces of any size.
+  const auto put_slices = [&](const row_reader& m) {
+    for_each_slice(m, max_values, [&](const matrix& slice) {
+      put(slice);
+      return true;
+    });
+  };
   for (const io::hf_tensor_spec& t : specs) {
     if (t.name == "model.embed_tokens.weight") {
-      matrix embedding = source.embedding();
-      if (round) round("token_embd.weight", embedding);
-      put(embedding);
+      put_slices(vocabulary_rows(source, "token_embd.weight", round));
     } else if (t.name == "model.norm.weight") {
       put_vector(source.final_norm());
     } else if (t.role == io::hf_tensor_role::classifier) {
-      if (auto classifier = source.classifier()) {
-        if (round) round("output.weight", *classifier);
-        put(*classifier);
-      }
+      if (source.has_classifier()) put_slices(vocabulary_rows(source, "output.weight", round));
     } else {
       const auto [l, which] = *block_tensor_of(t.name);
       const block_file& f = blocks[l];
@@ -247,7 +295,8 @@ inline void assemble_fake_hf(const model_source& source, const config& cfg, cons
 }
 
 /// The fake-quantized model of a finished run in memory: the source's embedding, norms and classifier (rounded by
-/// `round`) with every block as its block file decodes. For the llama2.c output, a format of small F32 models.
+/// `round`) with every block as its block file decodes. For the llama2.c output, a format of small F32 models
+/// (run.c reads it whole into memory too), so unlike the GGUF and Hugging Face outputs it is not streamed.
 inline model assemble_fake_model(const model_source& source, const config& cfg, const block_files& blocks,
                                  const matrix_rounding& round) {
   model m;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -61,35 +62,46 @@ struct gguf_storage {
   std::map<std::string, pack::ggml_type> keep{};
 };
 
+/// Where a planned tensor's data go when it is written a piece at a time.
+using byte_sink = std::function<void(std::span<const std::uint8_t>)>;
+
 /// One tensor of a llama GGUF, decided: how it is stored (`info`; its `bytes` are filled in when it is declared)
-/// and its ggml extents. Its data are made on demand by `bytes`, so a writer holds one tensor's data at a time.
+/// and its ggml extents. Its data are made on demand by `bytes`, so a writer holds one tensor's data at a time;
+/// a tensor too large for that (a vocabulary-sized matrix) has `pieces` instead, which gives its data to `put` in
+/// order, a slice at a time.
 struct planned_tensor {
   stored_tensor info;
   std::vector<std::int64_t> ne;
   std::function<std::vector<std::uint8_t>()> bytes;
+  std::function<void(const byte_sink& put)> pieces;
 };
 
-/// The values of a float matrix (row-major `out x in`, the ggml rows) at float type `t` or Q8_0.
-inline std::vector<std::uint8_t> encode_dense(pack::ggml_type t, const matrix& w) {
-  const std::span<const float> values(w.data(), static_cast<std::size_t>(w.size()));
-  if (t == pack::ggml_type::q8_0) {
-    return pack::quantize_q8_0(values, static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()));
-  }
+/// The row-major values of `rows x cols` float rows (the ggml rows) at float type `t` or Q8_0.
+inline std::vector<std::uint8_t> encode_dense(pack::ggml_type t, std::span<const float> values, std::size_t rows,
+                                              std::size_t cols) {
+  if (t == pack::ggml_type::q8_0) return pack::quantize_q8_0(values, rows, cols);
   std::vector<std::uint8_t> out(values.size() * pack::float_type_size(t));
   pack::encode_floats(t, values, out);
   return out;
 }
 
-/// A float matrix's tensor: the type a `--keep` rule names (`storage.keep`), else F16 where that is lossless
-/// (and allowed), else F32. The bytes are read from `w` when asked for: it must outlive the plan.
-inline planned_tensor plan_matrix(const std::string& name, const matrix& w, const gguf_storage& storage,
-                                  std::string reason = {}) {
+/// The values of a float matrix (row-major `out x in`, the ggml rows) at float type `t` or Q8_0.
+inline std::vector<std::uint8_t> encode_dense(pack::ggml_type t, const matrix& w) {
+  return encode_dense(t, std::span<const float>(w.data(), static_cast<std::size_t>(w.size())),
+                      static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()));
+}
+
+/// The plan of a `rows x cols` float matrix, without its data: the type a `--keep` rule names (`storage.keep`),
+/// else F16 where that is lossless (and allowed), else F32. `lossless_fp16()` tells whether every value is an
+/// fp16 value; it is asked only when the answer decides the type (it may read the whole matrix).
+template <class LosslessFp16>
+planned_tensor plan_dense(const std::string& name, std::size_t rows, std::size_t cols, const gguf_storage& storage,
+                          LosslessFp16&& lossless_fp16, std::string reason = {}) {
   planned_tensor p;
   p.info.name = name;
   p.info.reason = std::move(reason);
-  p.info.elements = static_cast<std::uint64_t>(w.size());
-  p.ne = {w.cols(), w.rows()};
-  p.info.ggml = storage.f16_when_lossless && exactly_fp16(w) ? pack::ggml_type::f16 : pack::ggml_type::f32;
+  p.info.elements = static_cast<std::uint64_t>(rows) * cols;
+  p.ne = {static_cast<std::int64_t>(cols), static_cast<std::int64_t>(rows)};
   if (const auto it = storage.keep.find(name); it != storage.keep.end()) {
     if (!pack::is_float_type(it->second) && it->second != pack::ggml_type::q8_0) {
       fail(errc::invalid_argument, "save_gguf: tensor '", name, "' is to be kept as ",
@@ -98,12 +110,76 @@ inline planned_tensor plan_matrix(const std::string& name, const matrix& w, cons
     p.info.ggml = it->second;
     p.info.kept = true;
     p.info.reason = "--keep";
+  } else {
+    p.info.ggml = storage.f16_when_lossless && lossless_fp16() ? pack::ggml_type::f16 : pack::ggml_type::f32;
   }
   p.info.type = std::string(pack::traits_of(p.info.ggml).name);
+  return p;
+}
+
+/// A float matrix's tensor (see `plan_dense` for its type). The bytes are read from `w` when asked for: it must
+/// outlive the plan.
+inline planned_tensor plan_matrix(const std::string& name, const matrix& w, const gguf_storage& storage,
+                                  std::string reason = {}) {
+  const auto lossless = [&w] { return exactly_fp16(w); };
+  planned_tensor p = plan_dense(name, static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()), storage,
+                                lossless, std::move(reason));
   const pack::ggml_type t = p.info.ggml;
   p.bytes = [t, &w] { return encode_dense(t, w); };
   return p;
 }
+
+/// Floats per slice of a matrix streamed a slice of rows at a time: 1 Mi values, 4 MiB of fp32 (256 rows of a
+/// 4096-wide model), small next to a block's work and large enough that reading and writing stay sequential.
+inline constexpr std::size_t slice_values = std::size_t{1} << 20;
+
+/// A `rows x cols` float matrix that is never whole in memory: `read(first, out)` fills `out` (row-major,
+/// `n x cols`) with rows `[first, first + n)`, as the output stores them.
+struct row_reader {
+  std::size_t rows = 0;
+  std::size_t cols = 0;
+  std::function<void(std::size_t first, matrix& out)> read;
+};
+
+/// Calls `f(slice)` on the rows of `m` in order while it returns true, `slice` holding at most `max_values`
+/// floats (and at least one row): the last slice is shorter when the row count is not a multiple of the slice's.
+template <class F>
+void for_each_slice(const row_reader& m, std::size_t max_values, F&& f) {
+  const std::size_t step = std::max<std::size_t>(1, max_values / std::max<std::size_t>(1, m.cols));
+  matrix slice;
+  for (std::size_t first = 0; first < m.rows; first += step) {
+    const std::size_t n = std::min(step, m.rows - first);
+    slice.resize(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(m.cols));
+    m.read(first, slice);
+    if (!f(static_cast<const matrix&>(slice))) return;
+  }
+}
+
+/// True when every value of `m` is an fp16 value, read a slice at a time and stopping at the first that is not.
+inline bool exactly_fp16(const row_reader& m, std::size_t max_values) {
+  bool exact = true;
+  for_each_slice(m, max_values, [&](const matrix& slice) { return exact = exactly_fp16(slice); });
+  return exact;
+}
+
+/// `plan_matrix` for a matrix read a slice of rows at a time (`m` must outlive the plan), holding one slice of
+/// at most `max_values` floats and its encoding: whether F16 is lossless is decided by a first pass over the
+/// slices, and the data are encoded and written slice by slice. The bytes are those of the whole matrix, since
+/// Q8_0 blocks lie inside rows and F32, F16 and BF16 are elementwise.
+inline planned_tensor plan_matrix(const std::string& name, const row_reader& m, const gguf_storage& storage,
+                                  std::size_t max_values = slice_values) {
+  planned_tensor p = plan_dense(name, m.rows, m.cols, storage, [&] { return exactly_fp16(m, max_values); });
+  const pack::ggml_type t = p.info.ggml;
+  p.pieces = [t, &m, max_values](const byte_sink& put) {
+    for_each_slice(m, max_values, [&](const matrix& slice) {
+      put(encode_dense(t, slice));
+      return true;
+    });
+  };
+  return p;
+}
+/// A temporary reader would be gone when the plan reads it.
+planned_tensor plan_matrix(const std::string&, row_reader&&, const gguf_storage&, std::size_t = slice_values) = delete;
 
 /// A norm's tensor: always F32 (llama.cpp requires it).
 inline planned_tensor plan_norm(const std::string& name, const vector& v) {
@@ -220,8 +296,14 @@ inline std::vector<stored_tensor> write_llama_gguf(const config& cfg, const std:
   }
   writer.open(path);
   for (const planned_tensor& p : tensors) {
-    const std::vector<std::uint8_t> data = p.bytes();
-    writer.write_tensor(p.info.name, std::span<const std::uint8_t>(data));
+    if (p.pieces) {
+      writer.begin_tensor(p.info.name);
+      p.pieces([&writer](std::span<const std::uint8_t> piece) { writer.write_part(piece); });
+      writer.end_tensor();
+    } else {
+      const std::vector<std::uint8_t> data = p.bytes();
+      writer.write_tensor(p.info.name, std::span<const std::uint8_t>(data));
+    }
   }
   writer.close();
   return stored;

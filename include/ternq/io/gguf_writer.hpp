@@ -37,7 +37,10 @@ namespace ternq::io {
 ///    offsets (each tensor's data starts at the running sum of the padded
 ///    sizes before it, as ggml requires).
 /// 3. `write_tensor` each tensor's data in info order; each is checked
-///    against its info's size and padded to the alignment.
+///    against its info's size and padded to the alignment. A tensor too
+///    large to hold whole (a vocabulary-sized embedding) can instead be
+///    given in pieces: `begin_tensor`, `write_part` any number of times,
+///    `end_tensor`; the file is the same byte for byte.
 /// 4. `close()` checks that every tensor was written and flushes.
 ///
 /// Errors: `invalid_argument` for misuse (a duplicated key or tensor name, a
@@ -152,6 +155,41 @@ class gguf_writer {
     finish_tensor();
   }
 
+  /// Starts the next tensor's data, given in pieces by `write_part` and ended by `end_tensor`, so that its bytes
+  /// never have to be whole in memory.
+  void begin_tensor(std::string_view name) {
+    (void)next_tensor(name, "begin_tensor()");
+    part_written_ = 0;
+    in_parts_ = true;
+  }
+
+  /// Appends the next piece of the tensor begun by `begin_tensor`. A piece that would go past its size is refused
+  /// before any of it is written.
+  void write_part(std::span<const std::uint8_t> data) {
+    require_state(state::writing, "write_part()");
+    if (!in_parts_) fail(errc::invalid_argument, "gguf_writer: write_part() without begin_tensor()");
+    const gguf_tensor_info& info = tensors_[next_];
+    if (data.size() > info.size - part_written_) {
+      fail(errc::invalid_argument, "gguf_writer: tensor '", info.name, "' given ", part_written_ + data.size(),
+           " bytes of data; its ", pack::ggml_type_name(info.type), " info needs ", info.size);
+    }
+    emit(data.data(), data.size());
+    part_written_ += data.size();
+  }
+
+  /// Ends the tensor begun by `begin_tensor`, which must have received exactly its size, and pads it.
+  void end_tensor() {
+    require_state(state::writing, "end_tensor()");
+    if (!in_parts_) fail(errc::invalid_argument, "gguf_writer: end_tensor() without begin_tensor()");
+    const gguf_tensor_info& info = tensors_[next_];
+    if (part_written_ != info.size) {
+      fail(errc::invalid_argument, "gguf_writer: tensor '", info.name, "' ended after ", part_written_,
+           " bytes of data; its ", pack::ggml_type_name(info.type), " info needs ", info.size);
+    }
+    in_parts_ = false;
+    finish_tensor();
+  }
+
   /// Writes the next tensor from float values, converted to its type (F32,
   /// F16 or BF16, round to nearest even), one chunk at a time.
   void write_tensor(std::string_view name, std::span<const float> values) {
@@ -193,6 +231,9 @@ class gguf_writer {
   /// Checks that every tensor was written and flushes (and closes an owned file).
   void close() {
     require_state(state::writing, "close()");
+    if (in_parts_) {
+      fail(errc::invalid_argument, "gguf_writer: close() before end_tensor() of tensor '", tensors_[next_].name, "'");
+    }
     if (next_ != tensors_.size()) {
       fail(errc::invalid_argument, "gguf_writer: close() after ", next_, " of ", tensors_.size(), " tensors (next: '",
            tensors_[next_].name, "')");
@@ -261,8 +302,12 @@ class gguf_writer {
     data_start_ = written_;
   }
 
-  const gguf_tensor_info& next_tensor(std::string_view name) {
-    require_state(state::writing, "write_tensor()");
+  const gguf_tensor_info& next_tensor(std::string_view name, const char* call = "write_tensor()") {
+    require_state(state::writing, call);
+    if (in_parts_) {
+      fail(errc::invalid_argument, "gguf_writer: tensor '", name, "' started before end_tensor() of tensor '",
+           tensors_[next_].name, "'");
+    }
     if (next_ >= tensors_.size()) {
       fail(errc::invalid_argument, "gguf_writer: tensor '", name, "' written after all ", tensors_.size(),
            " declared tensors");
@@ -302,6 +347,8 @@ class gguf_writer {
   std::uint64_t written_ = 0;
   std::uint64_t data_start_ = 0;
   std::size_t next_ = 0;
+  bool in_parts_ = false;           ///< between `begin_tensor` and `end_tensor`
+  std::uint64_t part_written_ = 0;  ///< bytes of the current tensor given so far by `write_part`
 };
 
 }  // namespace ternq::io

@@ -120,6 +120,67 @@ TEST_CASE("gguf writer: data is checked against its info, in order, and id 42 ne
   w.close();
 }
 
+TEST_CASE("gguf writer: a tensor given in pieces is the file write_tensor writes, and its size is checked") {
+  const std::vector<std::uint8_t> a(40, 0x11), b(14, 0x22);  // 10 F32 values, then 7 F16 values
+  const auto describe = [](gguf_writer& w) {
+    w.add("k", std::uint32_t{3});
+    w.add_tensor("a", ggml_type::f32, {10});
+    w.add_tensor("b", ggml_type::f16, {7});
+  };
+  gguf_writer whole;
+  describe(whole);
+  const auto expected = ternq::testing::write_to_memory(whole, [&](gguf_writer& out) {
+    out.write_tensor("a", std::span<const std::uint8_t>(a));
+    out.write_tensor("b", std::span<const std::uint8_t>(b));
+  });
+  gguf_writer pieces;
+  describe(pieces);
+  const auto got = ternq::testing::write_to_memory(pieces, [&](gguf_writer& out) {
+    const std::span<const std::uint8_t> all(a);
+    out.begin_tensor("a");
+    out.write_part(all.first(12));
+    out.write_part(all.subspan(12, 0));
+    out.write_part(all.subspan(12));
+    out.end_tensor();
+    out.begin_tensor("b");  // one piece, then the padding
+    out.write_part(b);
+    out.end_tensor();
+  });
+  CHECK(got == expected);
+
+  gguf_writer w;
+  describe(w);
+  CHECK_THROWS_WITH_AS(w.begin_tensor("a"), "[ternq.invalid_argument] gguf_writer: begin_tensor() called before open()",
+                       ternq::error);
+  std::ostringstream out(std::ios::binary);
+  w.open(out);
+  CHECK_THROWS_WITH_AS(w.write_part(b), "[ternq.invalid_argument] gguf_writer: write_part() without begin_tensor()",
+                       ternq::error);
+  CHECK_THROWS_WITH_AS(w.end_tensor(), "[ternq.invalid_argument] gguf_writer: end_tensor() without begin_tensor()",
+                       ternq::error);
+  CHECK_THROWS_WITH_AS(w.begin_tensor("b"),
+                       "[ternq.invalid_argument] gguf_writer: tensor 'b' written out of order (next is 'a')",
+                       ternq::error);
+  w.begin_tensor("a");
+  w.write_part(std::span<const std::uint8_t>(a).first(30));
+  CHECK_THROWS_WITH_AS(w.write_part(std::span<const std::uint8_t>(a).first(11)),
+                       "[ternq.invalid_argument] gguf_writer: tensor 'a' given 41 bytes of data; its F32 info needs 40",
+                       ternq::error);
+  CHECK_THROWS_WITH_AS(w.end_tensor(),
+                       "[ternq.invalid_argument] gguf_writer: tensor 'a' ended after 30 bytes of data; its F32 info "
+                       "needs 40",
+                       ternq::error);
+  CHECK_THROWS_WITH_AS(w.write_tensor("b", b),
+                       "[ternq.invalid_argument] gguf_writer: tensor 'b' started before end_tensor() of tensor 'a'",
+                       ternq::error);
+  CHECK_THROWS_WITH_AS(w.close(), "[ternq.invalid_argument] gguf_writer: close() before end_tensor() of tensor 'a'",
+                       ternq::error);
+  w.write_part(std::span<const std::uint8_t>(a).subspan(30));
+  w.end_tensor();
+  w.write_tensor("b", b);
+  w.close();
+}
+
 TEST_CASE("gguf writer: a failing stream is an io error") {
   gguf_writer w;
   w.add_tensor("a", ggml_type::f32, {1});
