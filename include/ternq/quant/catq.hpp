@@ -59,6 +59,7 @@ inline void catq_unscale(catq_result& r, int k) {
   loss(r.report.initial_loss);
   loss(r.report.best_loss);
   loss(r.report.initial_error);
+  loss(r.report.learned_error);
   loss(r.report.final_error);
 }
 

@@ -40,8 +40,11 @@ struct catq_report {
   double best_loss = 0.0;                    ///< best hard loss seen (compute precision)
   std::size_t best_step = 0;                 ///< updates behind the best logits (0: the initialization)
   double initial_error = 0.0;                ///< loss of the initialization, in double
-  double final_error = 0.0;                  ///< loss of the returned matrix, in double (<= initial_error)
-  bool kept_initialization = false;          ///< true when the initialization is returned
+  double learned_error = 0.0;                ///< loss of the chosen codes with the learned scales, in double
+  double final_error = 0.0;                  ///< loss of the returned matrix, in double (<= learned_error)
+  bool kept_initialization = false;          ///< true when the initialization's codes are returned
+  bool stopped_early = false;                ///< the hard phase ended by `patience` (`loss.size()` steps ran)
+  std::size_t refit_rows = 0;                ///< rows whose scales the closed form replaced (`refit_scales`)
 };
 
 /// A calibrated matrix and its report.
@@ -55,8 +58,10 @@ struct catq_result {
 /// once `t > gamma`, `t = step / steps`), the loss and its gradient, a
 /// hard-loss evaluation every `eval_every` steps in the soft phase (every
 /// step in the hard phase, where it is the loss itself), keep-best of the
-/// logits, then one Adam update of all logits. Deterministic: the same
-/// inputs give bit-identical results for any thread count.
+/// logits, then one Adam update of all logits. With `patience`, the loop is
+/// done once that many hard steps in a row have not lowered the best hard
+/// loss. Deterministic: the same inputs give bit-identical results for any
+/// thread count.
 template <class S, class Loss>
 class catq_calibrator {
  public:
@@ -75,7 +80,8 @@ class catq_calibrator {
     report_.first_hard_step = options_.steps;
   }
 
-  [[nodiscard]] bool done() const noexcept { return step_ == options_.steps; }
+  /// All steps ran, or the hard phase stopped early (`patience`).
+  [[nodiscard]] bool done() const noexcept { return step_ == options_.steps || report_.stopped_early; }
   /// Steps taken so far.
   [[nodiscard]] std::size_t steps_done() const noexcept { return step_; }
   [[nodiscard]] const catq_modulation<S>& modulation() const noexcept { return mod_; }
@@ -89,7 +95,7 @@ class catq_calibrator {
 
   /// One calibration step; returns what the monitor is told.
   catq_step_event step() {
-    if (done()) fail(errc::invalid_argument, context_, ": all ", options_.steps, " steps are done");
+    if (done()) fail(errc::invalid_argument, context_, ": the calibration is done (", step_, " steps)");
     const std::size_t k = step_;
     const catq_phase phase = phase_of(k);
     const bool evaluate = phase.hard || k % options_.eval_every == 0;
@@ -100,7 +106,11 @@ class catq_calibrator {
     report_.loss.push_back(pass.loss);
     report_.sharpness.push_back(phase.hard ? std::numeric_limits<double>::infinity() : phase.sharpness);
     if (phase.hard && k < report_.first_hard_step) report_.first_hard_step = k;
-    if (pass.hard_loss) offer(k, *pass.hard_loss);
+    const bool improved = pass.hard_loss && offer(k, *pass.hard_loss);
+    if (phase.hard) {
+      hard_steps_since_best_ = improved ? 0 : hard_steps_since_best_ + 1;
+      if (options_.patience && hard_steps_since_best_ >= *options_.patience) report_.stopped_early = true;
+    }
 
     adam_.step(exec_, mod_.logits(), grad_);
     ++step_;
@@ -112,7 +122,8 @@ class catq_calibrator {
                           .loss = pass.loss,
                           .hard_loss = pass.hard_loss,
                           .best_hard_loss = report_.best_loss,
-                          .best_step = report_.best_step};
+                          .best_step = report_.best_step,
+                          .stopped = report_.stopped_early};
     report_progress(options_.progress, {"catq.step", step_, options_.steps, report_.best_loss});
     if (options_.monitor && !options_.monitor(event)) {
       fail(errc::cancelled, context_, ": cancelled by the monitor after ", step_, " of ", options_.steps, " steps");
@@ -124,6 +135,8 @@ class catq_calibrator {
   /// solution seen. The choice between it and the initialization is
   /// confirmed in double (`Loss::exact_error`), so the returned matrix never
   /// has a larger loss than the initialization, whatever the compute type.
+  /// With `refit_scales` (and a loss that has them), the chosen codes then
+  /// take each row's closed-form scales, which never raise the loss.
   catq_result finish() {
     offer(step_, objective_.value(mod_, catq_phase::hard_step()));
     catq_modulation<S> best = mod_;
@@ -151,6 +164,19 @@ class catq_calibrator {
         report_.kept_initialization = true;
       }
     }
+    report_.learned_error = report_.final_error;
+    if (options_.refit_scales && objective_.loss().has_closed_form_scales()) {
+      ternary_matrix refit = out.matrix;
+      const std::size_t rows = objective_.loss().refit_scales(w, refit, exec_).rows_changed;
+      // Judged in the same measure as the choice above, so the result never has a larger loss than the
+      // learned scales (the closed form's own bookkeeping could differ from it by rounding).
+      const double e_refit = rows == 0 ? report_.learned_error : objective_.loss().exact_error(w, refit);
+      if (rows != 0 && e_refit < report_.learned_error) {
+        out.matrix = std::move(refit);
+        report_.final_error = e_refit;
+        report_.refit_rows = rows;
+      }
+    }
     out.report = report_;
     return out;
   }
@@ -161,15 +187,17 @@ class catq_calibrator {
     return options;
   }
 
-  /// Keep-best: the hard loss of the current logits (after `k` updates).
-  void offer(std::size_t k, double hard_loss) {
+  /// Keep-best: the hard loss of the current logits (after `k` updates); true when it is the new best.
+  bool offer(std::size_t k, double hard_loss) {
     report_.evaluations.push_back({k, hard_loss});
     if (k == 0) report_.initial_loss = hard_loss;
     if (report_.evaluations.size() == 1 || hard_loss < report_.best_loss) {
       report_.best_loss = hard_loss;
       report_.best_step = k;
       std::copy(mod_.logits().begin(), mod_.logits().end(), best_logits_.begin());
+      return true;
     }
+    return false;
   }
 
   catq options_;
@@ -183,6 +211,7 @@ class catq_calibrator {
   std::vector<S> best_logits_;
   catq_report report_;
   std::size_t step_ = 0;
+  std::size_t hard_steps_since_best_ = 0;
 };
 
 }  // namespace ternq

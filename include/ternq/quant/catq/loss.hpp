@@ -12,11 +12,13 @@
 
 #include "ternq/core/checks.hpp"
 #include "ternq/core/error.hpp"
+#include "ternq/core/parallel.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/quant/metrics.hpp"
 #include "ternq/quant/quantize.hpp"
+#include "ternq/quant/scale_refit.hpp"
 
 namespace ternq {
 
@@ -76,6 +78,17 @@ class gram_loss {
   double exact_error(const matrix_view<const T>& w, const ternary_matrix& q) const {
     if (float_gram_.data() != nullptr) return output_error(w, q, float_gram_);
     return output_error(w, q, gram_);
+  }
+
+  /// The loss has closed-form scales: `L` is quadratic in them for fixed codes.
+  [[nodiscard]] bool has_closed_form_scales() const noexcept { return true; }
+
+  /// Replaces the scales of `q` (codes fixed) by each row's joint least-squares
+  /// scales under the caller's own `C` (`refit_scales_to_output`): `L` never rises.
+  template <class T>
+  scale_refit_report refit_scales(const matrix_view<const T>& w, ternary_matrix& q, const cpu_exec& exec) const {
+    if (float_gram_.data() != nullptr) return refit_scales_to_output(q, w, float_gram_, grid_precision::fp32, exec);
+    return refit_scales_to_output(q, w, gram_, grid_precision::fp32, exec);
   }
 
  private:
@@ -142,6 +155,22 @@ class activation_loss {
     to_derivative(ws.residual);
     g.noalias() = static_cast<S>(-scale_) * (ws.residual * x_);
     return v;
+  }
+
+  /// Only the mean squared loss has closed-form scales (`L = E_x / (rows tokens)` with `C = X^T X`).
+  [[nodiscard]] bool has_closed_form_scales() const noexcept {
+    return options_.kind == activation_loss_kind::mean_squared;
+  }
+
+  /// For the mean squared loss, replaces the scales of `q` by each row's joint
+  /// least-squares scales under `C = X^T X` (in double), so `L` never rises;
+  /// the Huber loss keeps them (an empty report).
+  template <class T>
+  scale_refit_report refit_scales(const matrix_view<const T>& w, ternary_matrix& q, const cpu_exec& exec) const {
+    if (!has_closed_form_scales()) return {};
+    const Eigen::MatrixXd x = x_.template cast<double>();
+    const Eigen::MatrixXd c = x.transpose() * x;
+    return refit_scales_to_output(q, w, col_major(c.data(), cols(), cols()), grid_precision::fp32, exec);
   }
 
   /// `L` of a deployed matrix, computed in double (blocks of rows, one GEMM each).

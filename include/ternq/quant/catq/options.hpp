@@ -26,6 +26,7 @@ struct catq_step_event {
   std::optional<double> hard_loss;  ///< the hard loss at the same logits, on evaluation steps
   double best_hard_loss = 0.0;      ///< the best hard loss so far (`E_x` for the Gram loss)
   std::size_t best_step = 0;        ///< updates behind the best logits (0: the initialization)
+  bool stopped = false;             ///< this step ended the calibration early (`patience`)
 };
 
 /// A monitor of the calibration; return `false` to cancel (throws `cancelled`).
@@ -44,12 +45,21 @@ struct catq {
   double s0 = 30.0;                    ///< final sharpness of the soft step (§4)
   double gamma = 0.8;                  ///< share of the steps with the soft step, in (0, 1] (§4)
   std::size_t eval_every = 10;         ///< hard-loss evaluation period of the soft phase (keep-best)
-  catq_priors priors{};                ///< mu0, alpha0, Delta0
-  double beta1 = 0.9;                  ///< Adam (§4)
-  double beta2 = 0.999;                ///< Adam (§4)
-  double epsilon = 1e-8;               ///< Adam (§4)
-  progress_callback progress{};        ///< per step: stage "catq.step", error = best hard loss so far
-  catq_monitor monitor{};              ///< per step, with the loss curve's values
+  /// Early stop: the calibration ends once this many hard steps in a row
+  /// have not lowered the best hard loss (`nullopt`: every step runs).
+  std::optional<std::size_t> patience{};
+  /// Once the codes are chosen, solve each row's scales jointly in closed
+  /// form under `C` (§4's "or solve it in closed form under C",
+  /// `refit_scales_to_output`); kept only where it lowers the loss. Needs a
+  /// quadratic loss: the Gram loss or the mean squared activation loss (the
+  /// Huber loss keeps the learned scales).
+  bool refit_scales = false;
+  catq_priors priors{};          ///< mu0, alpha0, Delta0
+  double beta1 = 0.9;            ///< Adam (§4)
+  double beta2 = 0.999;          ///< Adam (§4)
+  double epsilon = 1e-8;         ///< Adam (§4)
+  progress_callback progress{};  ///< per step: stage "catq.step", error = best hard loss so far
+  catq_monitor monitor{};        ///< per step, with the loss curve's values
 };
 
 /// Adam's options of a catq configuration.
@@ -68,6 +78,7 @@ inline void validate(const catq& o, std::string_view context) {
     fail(errc::invalid_argument, context, ": s0 must be finite and >= 0 (got ", o.s0, ")");
   }
   if (o.eval_every == 0) fail(errc::invalid_argument, context, ": eval_every must be >= 1 (got 0)");
+  if (o.patience && *o.patience == 0) fail(errc::invalid_argument, context, ": patience must be >= 1 (got 0)");
   if (o.group_size && *o.group_size == 0) {
     fail(errc::zero_group_size, context, ": group size must be at least 1 (got 0)");
   }
