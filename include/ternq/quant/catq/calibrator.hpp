@@ -109,7 +109,10 @@ class catq_calibrator {
     const bool improved = pass.hard_loss && offer(k, *pass.hard_loss);
     if (phase.hard) {
       hard_steps_since_best_ = improved ? 0 : hard_steps_since_best_ + 1;
-      if (options_.patience && hard_steps_since_best_ >= *options_.patience) report_.stopped_early = true;
+      // An early stop skips steps: reaching the count at the last step is no stop.
+      if (options_.patience && hard_steps_since_best_ >= *options_.patience && k + 1 < options_.steps) {
+        report_.stopped_early = true;
+      }
     }
 
     adam_.step(exec_, mod_.logits(), grad_);

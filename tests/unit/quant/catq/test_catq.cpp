@@ -65,7 +65,9 @@ TEST_CASE("keep-best, step by step: the best hard E_x never rises and the result
         }};
     const auto result = ternq::catq_calibrate(ternq::cpu_exec{.threads = 2}, tc.p.w, tc.p.gram, options);
     const auto& report = result.report;
-    REQUIRE(events.size() == 120);
+    REQUIRE(events.size() <= 120);  // the default patience may end the hard phase early
+    REQUIRE(events.size() == report.loss.size());
+    CHECK(events.back().stopped == report.stopped_early);
     double best = std::numeric_limits<double>::infinity();
     for (const auto& e : events) {
       CHECK(e.best_hard_loss <= best);  // non-increasing
@@ -89,8 +91,9 @@ TEST_CASE("keep-best, step by step: the best hard E_x never rises and the result
 
 TEST_CASE("the report: loss curve, schedule, evaluations, best step") {
   const problem p = llm_problem(16, 128, 6);
-  const auto r = ternq::catq_calibrate(ternq::cpu_exec{.threads = 1}, p.w, p.gram,
-                                       ternq::catq{.steps = 50, .s0 = 30.0, .gamma = 0.8, .eval_every = 10});
+  const auto r = ternq::catq_calibrate(
+      ternq::cpu_exec{.threads = 1}, p.w, p.gram,
+      ternq::catq{.steps = 50, .s0 = 30.0, .gamma = 0.8, .eval_every = 10, .patience = std::nullopt});
   const auto& report = r.report;
   REQUIRE(report.loss.size() == 50);
   REQUIRE(report.sharpness.size() == 50);
@@ -123,9 +126,9 @@ TEST_CASE("the report: loss curve, schedule, evaluations, best step") {
   CHECK(report.initial_loss == report.evaluations.front().hard_loss);
 }
 
-TEST_CASE("the returned matrix is the hard ternarization of the best logits") {
+TEST_CASE("the returned matrix is the hard ternarization of the best logits (learned scales kept)") {
   const problem p = llm_problem(24, 256, 7);
-  const ternq::catq options{.steps = 60};
+  const ternq::catq options{.steps = 60, .refit_scales = false};
   const auto w = ternq::as_const_view(p.w);
   ternq::catq_calibrator<float, ternq::gram_loss<float>> calibrator(
       ternq::cpu_exec{}, w, ternq::gram_loss<float>(ternq::as_const_view(p.gram)), options);
@@ -183,7 +186,7 @@ TEST_CASE("the initialization without centring is absmean (scale mean|w|, step a
 }
 
 TEST_CASE("on the LLM-like generator the calibrated result beats absmean and TWN in E_x") {
-  // Defaults of ALGORITHMS.md §4 (lr 5e-3, s0 30, gamma 0.8, absmean prior, centring) with 1000 steps.
+  // The library's defaults (100 steps; test_catq_defaults.cpp compares them with catq::paper()).
   for (std::uint64_t seed : {1ULL, 2ULL, 3ULL, 4ULL}) {
     const problem p = llm_problem(64, 256, seed);
     const auto result = ternq::catq_calibrate(ternq::cpu_exec{.threads = 2}, p.w, p.gram, ternq::catq{});
