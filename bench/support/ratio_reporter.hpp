@@ -77,17 +77,18 @@ struct shape {
   std::size_t cols;
 };
 
-/// Removes `--shape=RxC` flags from argv (before benchmark::Initialize sees
-/// them) and returns the shapes given, or `fallback` when none is.
-inline std::vector<shape> take_shape_flags(int& argc, char** argv, std::vector<shape> fallback) {
+/// Removes `--shape=RxC` flags (or flags of another `prefix`, such as
+/// "--calib-shape=") from argv before benchmark::Initialize sees them and
+/// returns the shapes given, or `fallback` when none is.
+inline std::vector<shape> take_shape_flags(int& argc, char** argv, std::vector<shape> fallback,
+                                           const char* prefix = "--shape=") {
   std::vector<shape> shapes;
   int out = 1;
   for (int i = 1; i < argc; ++i) {
-    const char* prefix = "--shape=";
     if (std::strncmp(argv[i], prefix, std::strlen(prefix)) == 0) {
       shape s{};
       if (std::sscanf(argv[i] + std::strlen(prefix), "%zux%zu", &s.rows, &s.cols) != 2 || s.rows == 0 || s.cols == 0) {
-        std::fprintf(stderr, "bad %s (expected --shape=ROWSxCOLS)\n", argv[i]);
+        std::fprintf(stderr, "bad %s (expected %sROWSxCOLS)\n", argv[i], prefix);
         std::exit(2);
       }
       shapes.push_back(s);
