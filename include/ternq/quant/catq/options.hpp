@@ -39,12 +39,12 @@ using catq_monitor = std::function<bool(const catq_step_event&)>;
 /// (`What = alpha T`, no offsets) and never has a larger `E_x` than the
 /// initialization (the hard ternarization of the priors).
 ///
-/// The defaults are set for 100 steps (docs/algorithms/catq.md, "100
-/// steps"): they reach the output error of §4's setup with 1000 steps,
-/// `catq::paper()`, the library's default before. Against it: `lr` scaled
-/// to the step budget, shorter Adam moment horizons, a final sharpness of
-/// 50, an early stop of the hard phase, and each row's scales solved in
-/// closed form under `C` once the codes are chosen.
+/// The defaults are set for 100 steps (docs/algorithms/catq.md, "100 steps
+/// instead of 1000"): they reach the output error of §4's setup with 1000
+/// steps, `catq::paper()`, the library's default before. Against it: `lr`
+/// scaled to the step budget, shorter Adam moment horizons, a final
+/// sharpness of 50, an early stop of the hard phase, and each row's scales
+/// solved in closed form under `C` once the codes are chosen.
 struct catq {
   group_size_option group_size = 128;  ///< columns per group, or `per_row`
   std::size_t steps = 100;             ///< Adam steps (not fixed by §4)
