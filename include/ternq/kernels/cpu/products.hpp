@@ -9,6 +9,8 @@
 #include "ternq/core/parallel.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/kernels/cpu/activations.hpp"
+#include "ternq/kernels/cpu/avx2_base3.hpp"
+#include "ternq/kernels/cpu/avx512_base3.hpp"
 #include "ternq/kernels/cpu/packed_view.hpp"
 #include "ternq/kernels/cpu/reference.hpp"
 
@@ -47,6 +49,12 @@ inline row_kernels select_kernels(simd_level level, pack::format f) {
   row_kernels k;
   (void)level;
   (void)f;
+#if TERNQ_HAS_AVX2_VARIANT
+  if (level == simd_level::avx2) avx2_base3::select(f, k.int8, k.f32);
+#endif
+#if TERNQ_HAS_AVX512_VARIANT
+  if (level == simd_level::avx512) avx512_base3::select(f, k.int8, k.f32);
+#endif
   if (k.int8 == nullptr) k.int8 = &rows_int8_portable;
   if (k.f32 == nullptr) k.f32 = &rows_f32_portable;
   return k;

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+// The AVX2 variant of the row kernels of the base-3 formats TQ1_0 and PTQ1_0: 8 rows a vector, one per 32-bit lane.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "ternq/config.hpp"
+#include "ternq/kernels/cpu/base3_rows.hpp"
+
+#if TERNQ_HAS_AVX2_VARIANT
+#include <immintrin.h>
+#endif
+
+namespace ternq::kernels::detail {
+
+#if TERNQ_HAS_AVX2_VARIANT
+namespace avx2_base3 {
+
+// Lane r of a vector holds 4 bytes of row r. A digit group (32 bytes) holds the codes of elements 4g..4g+3 of the
+// 8 rows; a block decodes to elements / 4 groups in element order.
+
+/// Lane r of `r[j]` becomes lane j of the old `r[r]`: an 8x8 transpose of 32-bit lanes.
+TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void transpose8x8(__m256i (&r)[8]) {
+  __m256i t[8];
+  for (int k = 0; k < 4; ++k) {
+    t[2 * k] = _mm256_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm256_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+  }
+  __m256i u[8];
+  for (int k = 0; k < 2; ++k) {
+    u[4 * k] = _mm256_unpacklo_epi64(t[4 * k], t[4 * k + 2]);
+    u[4 * k + 1] = _mm256_unpackhi_epi64(t[4 * k], t[4 * k + 2]);
+    u[4 * k + 2] = _mm256_unpacklo_epi64(t[4 * k + 1], t[4 * k + 3]);
+    u[4 * k + 3] = _mm256_unpackhi_epi64(t[4 * k + 1], t[4 * k + 3]);
+  }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x20);
+    r[k + 4] = _mm256_permute2x128_si256(u[k], u[k + 4], 0x31);
+  }
+}
+
+// Bytes are carried as s = x ^ 0x80 (x - 128), so that signed byte compares read them as unsigned. Multiplying by
+// 3 keeps that form: 3 (x + 128) = 3x + 128 + 256 = 3x + 128 (mod 256).
+
+/// 3 s, byte-wise mod 256.
+TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE __m256i times3(__m256i s) { return _mm256_add_epi8(_mm256_add_epi8(s, s), s); }
+
+/// The digit (3x) >> 8 of every byte: 0 for x <= 85, 1 for 86..170, 2 for 171..255.
+TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE __m256i digit(__m256i s) {
+  const __m256i ge86 = _mm256_cmpgt_epi8(s, _mm256_set1_epi8(86 - 128 - 1));
+  const __m256i ge171 = _mm256_cmpgt_epi8(s, _mm256_set1_epi8(171 - 128 - 1));
+  return _mm256_sub_epi8(_mm256_sub_epi8(_mm256_setzero_si256(), ge86), ge171);
+}
+
+/// Digits 0..Digits-1 of the stored bytes `x` (each lane 4 consecutive bytes of one row) into groups `Stride` apart.
+template <int Digits, int Stride>
+TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void store_digits(__m256i x, __m256i* out) {
+  __m256i s = _mm256_xor_si256(x, _mm256_set1_epi8(static_cast<char>(0x80)));
+  for (int n = 0; n < Digits; ++n) {
+    _mm256_store_si256(out + n * Stride, digit(s));
+    if (n + 1 < Digits) s = times3(s);
+  }
+}
+
+/// One TQ1_0 block of 8 rows: the first stage's byte m holds elements 32n + m, so 32-bit lane j (bytes 4j..4j+3)
+/// gives group 8n + j; the second stage's lane j gives group 40 + 4n + j; the qh lane gives group 60 + n.
+TERNQ_TARGET_AVX2 inline void decode_tq1_0(const std::uint8_t* const* p, std::uint8_t* out) {
+  __m256i a[8];
+  __m256i b[8];
+  for (int r = 0; r < 8; ++r) {
+    a[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[r]));       // bytes 0..31
+    b[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[r] + 20));  // bytes 20..51: lanes 3..7 are 32..51
+  }
+  transpose8x8(a);
+  transpose8x8(b);
+  auto* o = reinterpret_cast<__m256i*>(out);
+  for (int j = 0; j < 8; ++j) store_digits<5, 8>(a[j], o + j);
+  for (int j = 0; j < 4; ++j) store_digits<5, 4>(b[3 + j], o + 40 + j);
+  store_digits<4, 1>(b[7], o + 60);
+}
+
+/// One PTQ1_0 block of 8 rows: first-stage lane j (of 4) gives group 4n + j, second-stage lane j (of 2) gives
+/// group 20 + 2n + j; the two qh bytes (element 120 + 2n + h in byte h) become the lane (qh0, qh1, qh0 3, qh1 3)
+/// for group 30 and that times 9 for group 31.
+TERNQ_TARGET_AVX2 inline void decode_ptq1_0(const std::uint8_t* const* p, std::uint8_t* out) {
+  __m256i a[8];
+  for (int r = 0; r < 8; ++r) {
+    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p[r]));       // bytes 0..15
+    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p[r] + 12));  // bytes 12..27
+    a[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+  }
+  transpose8x8(a);  // lanes 0..3: bytes 0..15, 5..6: bytes 16..23, 7: qh0 qh1 d0 d1
+  auto* o = reinterpret_cast<__m256i*>(out);
+  for (int j = 0; j < 4; ++j) store_digits<5, 4>(a[j], o + j);
+  for (int j = 0; j < 2; ++j) store_digits<5, 2>(a[5 + j], o + 20 + j);
+  const __m256i pairs = _mm256_shuffle_epi8(
+      a[7], _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12,
+                             13, 12, 13));
+  __m256i s = _mm256_xor_si256(pairs, _mm256_set1_epi8(static_cast<char>(0x80)));
+  s = _mm256_blend_epi16(s, times3(s), 0xAA);
+  _mm256_store_si256(o + 30, digit(s));
+  _mm256_store_si256(o + 31, digit(times3(times3(s))));
+}
+
+/// Block sums of `T` vectors over a decoded chunk of `kc` blocks of `G` groups, added to `acc` (`acc[8 t + r]`) in
+/// block order: `acc += double(i_b) * double(d_b s_b)`, `i_b` the exact integer dot product.
+template <std::size_t G, std::size_t T>
+TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void int8_tile(const std::uint8_t* digits, const float* d, std::size_t kc,
+                                                     const std::int8_t* const* q, const float* const* s,
+                                                     const std::int32_t* const* sums, double* acc) {
+  constexpr std::size_t E = 4 * G;
+  __m256d lo[T];
+  __m256d hi[T];
+  for (std::size_t t = 0; t < T; ++t) {
+    lo[t] = _mm256_loadu_pd(acc + 8 * t);
+    hi[t] = _mm256_loadu_pd(acc + 8 * t + 4);
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (std::size_t bl = 0; bl < kc; ++bl) {
+    const auto* dg = reinterpret_cast<const __m256i*>(digits + bl * G * 32);
+    // Per 16-bit lane: 2 products of at most 2 * 128 per group, 64 groups at most: |sum| <= 32768, exact in int16.
+    __m256i a16[T];
+    for (std::size_t t = 0; t < T; ++t) a16[t] = _mm256_setzero_si256();
+    for (std::size_t g = 0; g < G; ++g) {
+      const __m256i v = _mm256_load_si256(dg + g);
+      for (std::size_t t = 0; t < T; ++t) {
+        std::int32_t four = 0;
+        std::memcpy(&four, q[t] + bl * E + 4 * g, 4);
+        a16[t] = _mm256_add_epi16(a16[t], _mm256_maddubs_epi16(v, _mm256_set1_epi32(four)));
+      }
+    }
+    const __m256 dv = _mm256_load_ps(d + bl * 8);
+    for (std::size_t t = 0; t < T; ++t) {
+      // sum (c - 1) q = sum c q - sum q
+      const __m256i i = _mm256_sub_epi32(_mm256_madd_epi16(a16[t], ones), _mm256_set1_epi32(sums[t][bl]));
+      const __m256 ds = _mm256_mul_ps(dv, _mm256_set1_ps(s[t][bl]));
+      lo[t] = _mm256_add_pd(lo[t], _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(i)),
+                                                 _mm256_cvtps_pd(_mm256_castps256_ps128(ds))));
+      hi[t] = _mm256_add_pd(hi[t], _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(i, 1)),
+                                                 _mm256_cvtps_pd(_mm256_extractf128_ps(ds, 1))));
+    }
+  }
+  for (std::size_t t = 0; t < T; ++t) {
+    _mm256_storeu_pd(acc + 8 * t, lo[t]);
+    _mm256_storeu_pd(acc + 8 * t + 4, hi[t]);
+  }
+}
+
+/// `acc[8 t + r] += sum_j d_b v_j x_t[j]` over a decoded chunk, in float lanes, element by element.
+template <std::size_t G, std::size_t T>
+TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void f32_tile(const std::uint8_t* digits, const float* d, std::size_t kc,
+                                                    const float* const* x, float* acc) {
+  constexpr std::size_t E = 4 * G;
+  __m256 a[T];
+  for (std::size_t t = 0; t < T; ++t) a[t] = _mm256_loadu_ps(acc + 8 * t);
+  const __m256i byte = _mm256_set1_epi32(0xFF);
+  const __m256 one = _mm256_set1_ps(1.0F);
+  for (std::size_t bl = 0; bl < kc; ++bl) {
+    const auto* dg = reinterpret_cast<const __m256i*>(digits + bl * G * 32);
+    const __m256 dv = _mm256_load_ps(d + bl * 8);
+    for (std::size_t g = 0; g < G; ++g) {
+      const __m256i v = _mm256_load_si256(dg + g);
+      const __m256i c[4] = {_mm256_and_si256(v, byte), _mm256_and_si256(_mm256_srli_epi32(v, 8), byte),
+                            _mm256_and_si256(_mm256_srli_epi32(v, 16), byte), _mm256_srli_epi32(v, 24)};
+      for (std::size_t k = 0; k < 4; ++k) {
+        const __m256 wv = _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(c[k]), one), dv);  // d v, exact
+        for (std::size_t t = 0; t < T; ++t) {
+          a[t] = _mm256_add_ps(a[t], _mm256_mul_ps(wv, _mm256_set1_ps(x[t][bl * E + 4 * g + k])));
+        }
+      }
+    }
+  }
+  for (std::size_t t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, a[t]);
+}
+
+/// The kernel policy of `base3::rows_int8` / `rows_f32` for format `F`.
+template <pack::format F>
+struct kern {
+  static constexpr std::size_t rows = 8;
+  static constexpr std::size_t groups = base3::layout<F>::elements / 4;
+  /// 2048 elements of 8 rows: 16 KiB of decoded codes.
+  static constexpr std::size_t chunk_blocks = 2048 / base3::layout<F>::elements;
+
+  static TERNQ_TARGET_AVX2 void decode(const std::uint8_t* const* p, std::uint8_t* out) {
+    if constexpr (F == pack::format::tq1_0) {
+      decode_tq1_0(p, out);
+    } else {
+      decode_ptq1_0(p, out);
+    }
+  }
+  template <std::size_t T>
+  static TERNQ_TARGET_AVX2 void int8_tile(const std::uint8_t* digits, const float* d, std::size_t kc,
+                                          const std::int8_t* const* q, const float* const* s,
+                                          const std::int32_t* const* sums, double* acc) {
+    avx2_base3::int8_tile<groups, T>(digits, d, kc, q, s, sums, acc);
+  }
+  template <std::size_t T>
+  static TERNQ_TARGET_AVX2 void f32_tile(const std::uint8_t* digits, const float* d, std::size_t kc,
+                                         const float* const* x, float* acc) {
+    avx2_base3::f32_tile<groups, T>(digits, d, kc, x, acc);
+  }
+};
+
+/// Sets the row kernels of TQ1_0 and PTQ1_0; leaves the other formats' alone.
+inline void select(pack::format f, base3::int8_rows_fn& int8, base3::f32_rows_fn& f32) {
+  if (f == pack::format::tq1_0) {
+    int8 = &base3::rows_int8<kern<pack::format::tq1_0>, pack::format::tq1_0>;
+    f32 = &base3::rows_f32<kern<pack::format::tq1_0>, pack::format::tq1_0>;
+  } else if (f == pack::format::ptq1_0) {
+    int8 = &base3::rows_int8<kern<pack::format::ptq1_0>, pack::format::ptq1_0>;
+    f32 = &base3::rows_f32<kern<pack::format::ptq1_0>, pack::format::ptq1_0>;
+  }
+}
+
+}  // namespace avx2_base3
+#endif
+
+}  // namespace ternq::kernels::detail
