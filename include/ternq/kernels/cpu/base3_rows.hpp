@@ -8,12 +8,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "ternq/core/half.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/kernels/cpu/activations.hpp"
 #include "ternq/kernels/cpu/packed_view.hpp"
 #include "ternq/pack/blocks.hpp"
-#include "ternq/pack/bytes.hpp"
 #include "ternq/pack/format.hpp"
 
 namespace ternq::kernels::detail::base3 {
@@ -33,13 +31,11 @@ template <>
 struct layout<pack::format::tq1_0> {
   static constexpr std::size_t elements = pack::block_tq1_0::elements;
   static constexpr std::size_t bytes = sizeof(pack::block_tq1_0);
-  static constexpr std::size_t scale_offset = offsetof(pack::block_tq1_0, d);
 };
 template <>
 struct layout<pack::format::ptq1_0> {
   static constexpr std::size_t elements = pack::block_ptq1_0::elements;
   static constexpr std::size_t bytes = sizeof(pack::block_ptq1_0);
-  static constexpr std::size_t scale_offset = offsetof(pack::block_ptq1_0, d);
 };
 
 using int8_rows_fn = void (*)(const packed_view&, const int8_activations&, std::size_t, std::size_t,
@@ -78,27 +74,49 @@ void decode_chunk(const std::uint8_t* const (&rows)[R], std::size_t c0, std::siz
   using L = layout<F>;
   const std::uint8_t* p[R];
   for (std::size_t bl = 0; bl < kc; ++bl) {
-    for (std::size_t i = 0; i < R; ++i) {
-      p[i] = rows[i] + (c0 + bl) * L::bytes;
-      d[bl * R + i] = fp16_bits_to_fp32(pack::load_le<std::uint16_t>(p[i] + L::scale_offset));
-    }
-    Kern::decode(p, digits + bl * R * L::elements);
+    for (std::size_t i = 0; i < R; ++i) p[i] = rows[i] + (c0 + bl) * L::bytes;
+    Kern::decode(p, digits + bl * R * L::elements, d + bl * R);
   }
 }
 
-/// The integer path (the reference's definition, bit for bit) with the instruction-set policy `Kern`:
-/// `Kern::rows` rows at a time, `Kern::chunk_blocks` blocks of them decoded at a time, then every activation vector
-/// multiplied by the decoded chunk in tiles; `Kern::int8_tile<T>` adds each block's exact double term to `acc`.
+/// The integer path (the reference's definition, bit for bit) with the instruction-set policy `Kern`,
+/// `Kern::rows` rows at a time. Up to `max_tile` vectors, `Kern::int8_rows<T>` decodes each block straight into
+/// the dot products; more, and `Kern::chunk_blocks` blocks are decoded into a buffer at a time, then multiplied by
+/// every vector in tiles (`Kern::int8_tile<T>`). Both add each block's exact double term to `acc` in block order.
 template <class Kern, pack::format F>
 void rows_int8(const packed_view& w, const int8_activations& x, std::size_t r0, std::size_t r1,
                matrix_view<float> y) {
   using L = layout<F>;
   constexpr std::size_t R = Kern::rows;
   constexpr std::size_t K = Kern::chunk_blocks;
-  alignas(64) std::uint8_t digits[K * R * L::elements];
-  alignas(64) float d[K * R];
   std::vector<double> acc(R * x.n);
   const std::size_t nb = w.blocks_per_row();
+  const auto store = [&](std::size_t rb) {
+    for (std::size_t t = 0; t < x.n; ++t) {
+      for (std::size_t i = 0; i < std::min(R, r1 - rb); ++i) y(t, rb + i) = static_cast<float>(acc[t * R + i]);
+    }
+  };
+  if (x.n <= max_tile) {
+    for (std::size_t rb = r0; rb < r1; rb += R) {
+      const std::uint8_t* rows[R];
+      row_block(w, rb, r1, rows);
+      for_each_tile(x.n, [&]<std::size_t T>(std::size_t) {
+        const std::int8_t* q[T];
+        const float* s[T];
+        const std::int32_t* sums[T];
+        for (std::size_t t = 0; t < T; ++t) {
+          q[t] = x.codes(t);
+          s[t] = x.scales(t);
+          sums[t] = x.sums(t);
+        }
+        Kern::template int8_rows<T>(rows, nb, q, s, sums, acc.data());
+      });
+      store(rb);
+    }
+    return;
+  }
+  alignas(64) std::uint8_t digits[K * R * L::elements];
+  alignas(64) float d[K * R];
   for (std::size_t rb = r0; rb < r1; rb += R) {
     const std::uint8_t* rows[R];
     row_block(w, rb, r1, rows);
@@ -118,9 +136,7 @@ void rows_int8(const packed_view& w, const int8_activations& x, std::size_t r0, 
         Kern::template int8_tile<T>(digits, d, kc, q, s, sums, acc.data() + t0 * R);
       });
     }
-    for (std::size_t t = 0; t < x.n; ++t) {
-      for (std::size_t i = 0; i < std::min(R, r1 - rb); ++i) y(t, rb + i) = static_cast<float>(acc[t * R + i]);
-    }
+    store(rb);
   }
 }
 
