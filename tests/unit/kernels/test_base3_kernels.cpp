@@ -171,3 +171,30 @@ TEST_CASE("base-3 variants: the extreme int8 codes -128 and 127 against all-2 co
     }
   }
 }
+
+TEST_CASE("base-3 variants: a vector gives the same bits alone and in any batch, in every variant") {
+  // Batches of 9 run as tiles of 4, 4 and 1 (int8 of at most 4: decoded straight into the dot products; more:
+  // through the decoded chunks); the f32 sums must not depend on the tile either.
+  for (const pack::format f : base3_formats) {
+    CAPTURE(pack::name_of(f));
+    const std::size_t block = pack::traits_of(f).block_elements;
+    const std::size_t rows = 21;
+    const std::size_t cols = 11 * block;
+    const std::vector<std::uint8_t> bytes = random_bytes(f, rows, cols, 31);
+    const kernels::packed_view w = kernels::make_packed_view(f, rows, cols, bytes);
+    const ternq::testing::row_matrix x = spread_activations(9, cols, block, 32);
+    for (const ternq::simd_level level : ternq::supported_simd_levels()) {
+      CAPTURE(ternq::simd_level_name(level));
+      const ternq::cpu_exec exec{.threads = 1, .simd = level};
+      for (const auto precision : {kernels::activation_precision::int8, kernels::activation_precision::f32}) {
+        const auto batch = run(w, x, precision, exec);
+        for (const Eigen::Index count : {1, 2, 3, 4}) {
+          for (Eigen::Index t = 0; t + count <= x.rows(); t += 3) {
+            const ternq::testing::row_matrix part = x.middleRows(t, count);
+            CHECK(identical(run(w, part, precision, exec), batch.middleRows(t, count)));
+          }
+        }
+      }
+    }
+  }
+}

@@ -257,13 +257,21 @@ TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void int8_rows(const std::uint8_t* const* 
   sum.store(acc);
 }
 
+/// Float accumulators per vector: each vector's sums alternate between two add chains (summed at the end of a
+/// chunk), whatever the tile, so that a vector gets the same bits alone or in a batch.
+inline constexpr std::size_t f32_chains = 2;
+
 /// `acc[8 t + r] += sum_j d_b v_j x_t[j]` over a decoded chunk, in float lanes, element by element.
 template <std::size_t G, std::size_t T>
 TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void f32_tile(const std::uint8_t* digits, const float* d, std::size_t kc,
                                                     const float* const* x, float* acc) {
   constexpr std::size_t E = 4 * G;
-  __m256 a[T];
-  for (std::size_t t = 0; t < T; ++t) a[t] = _mm256_loadu_ps(acc + 8 * t);
+  constexpr std::size_t A = f32_chains;
+  __m256 a[T][A];
+  for (std::size_t t = 0; t < T; ++t) {
+    a[t][0] = _mm256_loadu_ps(acc + 8 * t);
+    for (std::size_t k = 1; k < A; ++k) a[t][k] = _mm256_setzero_ps();
+  }
   const __m256i byte = _mm256_set1_epi32(0xFF);
   const __m256 one = _mm256_set1_ps(1.0F);
   for (std::size_t bl = 0; bl < kc; ++bl) {
@@ -276,12 +284,12 @@ TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void f32_tile(const std::uint8_t* digits, 
       for (std::size_t k = 0; k < 4; ++k) {
         const __m256 wv = _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(c[k]), one), dv);  // d v, exact
         for (std::size_t t = 0; t < T; ++t) {
-          a[t] = _mm256_add_ps(a[t], _mm256_mul_ps(wv, _mm256_set1_ps(x[t][bl * E + 4 * g + k])));
+          a[t][k % A] = _mm256_add_ps(a[t][k % A], _mm256_mul_ps(wv, _mm256_set1_ps(x[t][bl * E + 4 * g + k])));
         }
       }
     }
   }
-  for (std::size_t t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, a[t]);
+  for (std::size_t t = 0; t < T; ++t) _mm256_storeu_ps(acc + 8 * t, _mm256_add_ps(a[t][0], a[t][1]));
 }
 
 /// The kernel policy of `base3::rows_int8` / `rows_f32` for format `F`.

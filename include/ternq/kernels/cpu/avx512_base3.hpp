@@ -281,36 +281,48 @@ TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE __m512i byte_of_lane(int k) {
   return _mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo);
 }
 
+/// Float accumulators per vector: each vector's sums rotate over four multiply-add chains (summed in a fixed order
+/// at the end of a chunk), whatever the tile, so that a vector gets the same bits alone or in a batch.
+inline constexpr std::size_t f32_chains = 4;
+
 /// `acc[16 t + r] += sum_j d_b v_j x_t[j]` over a decoded chunk, in float lanes, element by element.
 template <std::size_t G, std::size_t T>
 TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void f32_tile(const std::uint8_t* digits, const float* d, std::size_t kc,
                                                       const float* const* x, float* acc) {
   constexpr std::size_t E = 8 * G;
-  __m256 a[2][T];
-  for (std::size_t t = 0; t < T; ++t) {
-    a[0][t] = _mm256_loadu_ps(acc + 16 * t);
-    a[1][t] = _mm256_loadu_ps(acc + 16 * t + 8);
+  constexpr std::size_t A = f32_chains;
+  __m512i select[8];  // byte k of every 64-bit lane, the others zeroed (for _mm512_shuffle_epi8)
+  for (int k = 0; k < 8; ++k) {
+    const auto lo = static_cast<long long>(0xFFFFFFFFFFFFFF00ULL | static_cast<unsigned>(k));
+    const auto hi = static_cast<long long>(0xFFFFFFFFFFFFFF00ULL | static_cast<unsigned>(8 + k));
+    select[k] = _mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo);
   }
   const __m256 one = _mm256_set1_ps(1.0F);
-  for (std::size_t bl = 0; bl < kc; ++bl) {
-    const auto* dg = reinterpret_cast<const __m512i*>(digits + bl * 2 * G * 64);
-    for (std::size_t h = 0; h < 2; ++h) {
+  for (std::size_t h = 0; h < 2; ++h) {  // rows 8h..8h+7
+    __m256 a[T][A];
+    for (std::size_t t = 0; t < T; ++t) {
+      a[t][0] = _mm256_loadu_ps(acc + 16 * t + 8 * h);
+      for (std::size_t k = 1; k < A; ++k) a[t][k] = _mm256_setzero_ps();
+    }
+    for (std::size_t bl = 0; bl < kc; ++bl) {
+      const auto* dg = reinterpret_cast<const __m512i*>(digits + bl * 2 * G * 64) + h * G;
       const __m256 dv = _mm256_load_ps(d + bl * 16 + 8 * h);
       for (std::size_t g = 0; g < G; ++g) {
-        const __m512i v = _mm512_load_si512(dg + h * G + g);
-        for (int k = 0; k < 8; ++k) {
-          const __m256 c = _mm512_cvtepi64_ps(_mm512_shuffle_epi8(v, byte_of_lane(k)));
+        const __m512i v = _mm512_load_si512(dg + g);
+        for (std::size_t k = 0; k < 8; ++k) {
+          const __m256 c = _mm512_cvtepi64_ps(_mm512_shuffle_epi8(v, select[k]));
           const __m256 wv = _mm256_mul_ps(_mm256_sub_ps(c, one), dv);  // d v, exact
           for (std::size_t t = 0; t < T; ++t) {
-            a[h][t] = _mm256_fmadd_ps(wv, _mm256_set1_ps(x[t][bl * E + 8 * g + static_cast<std::size_t>(k)]), a[h][t]);
+            __m256& sum = a[t][k % A];
+            sum = _mm256_fmadd_ps(wv, _mm256_set1_ps(x[t][bl * E + 8 * g + k]), sum);
           }
         }
       }
     }
-  }
-  for (std::size_t t = 0; t < T; ++t) {
-    _mm256_storeu_ps(acc + 16 * t, a[0][t]);
-    _mm256_storeu_ps(acc + 16 * t + 8, a[1][t]);
+    for (std::size_t t = 0; t < T; ++t) {
+      const __m256 sum = _mm256_add_ps(_mm256_add_ps(a[t][0], a[t][1]), _mm256_add_ps(a[t][2], a[t][3]));
+      _mm256_storeu_ps(acc + 16 * t + 8 * h, sum);
+    }
   }
 }
 
