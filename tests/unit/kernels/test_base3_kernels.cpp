@@ -86,7 +86,8 @@ TEST_CASE("base-3 variants: any byte, any scale, any row and vector count, long 
   for (const pack::format f : base3_formats) {
     CAPTURE(pack::name_of(f));
     const std::size_t block = pack::traits_of(f).block_elements;
-    for (const auto& [rows, blocks, n] : shapes) {
+    for (const shape& sh : shapes) {
+      const std::size_t rows = sh.rows, blocks = sh.blocks, n = sh.n;  // CAPTURE cannot name structured bindings
       CAPTURE(rows);
       CAPTURE(blocks);
       CAPTURE(n);

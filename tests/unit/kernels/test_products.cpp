@@ -81,7 +81,8 @@ std::vector<shape> shapes_of(ternq::pack::format f) {
 TEST_CASE("the reference products equal a dense product of the dequantized operands") {
   for (const ternq::pack::format f : ternq::pack::all_formats) {
     CAPTURE(ternq::pack::name_of(f));
-    for (const auto& [rows, cols, n] : shapes_of(f)) {
+    for (const shape& sh : shapes_of(f)) {
+      const std::size_t rows = sh.rows, cols = sh.cols, n = sh.n;  // CAPTURE cannot name structured bindings (Clang 14)
       CAPTURE(rows);
       CAPTURE(cols);
       CAPTURE(n);
