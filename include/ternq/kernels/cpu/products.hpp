@@ -9,8 +9,8 @@
 #include "ternq/core/parallel.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/kernels/cpu/activations.hpp"
-#include "ternq/kernels/cpu/avx2_base3.hpp"
-#include "ternq/kernels/cpu/avx512_base3.hpp"
+#include "ternq/kernels/cpu/detail/avx2_base3.hpp"
+#include "ternq/kernels/cpu/detail/avx512_base3.hpp"
 #include "ternq/kernels/cpu/packed_view.hpp"
 #include "ternq/kernels/cpu/reference.hpp"
 

@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "ternq/config.hpp"
-#include "ternq/kernels/cpu/base3_rows.hpp"
+#include "ternq/kernels/cpu/detail/base3_rows.hpp"
 
 #if TERNQ_HAS_AVX512_VARIANT
 #include <immintrin.h>
