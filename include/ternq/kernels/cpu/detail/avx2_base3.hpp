@@ -235,6 +235,9 @@ TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void int8_tile(const std::uint8_t* digits,
 
 /// Whole rows for `T` vectors, each block decoded straight into the dot products (no buffer): `acc` as in
 /// `int8_tile`, from zero.
+/// How many blocks ahead `int8_rows` prefetches each row.
+inline constexpr std::size_t prefetch_blocks = 6;
+
 template <pack::format F, std::size_t T>
 TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void int8_rows(const std::uint8_t* const* rows, std::size_t nb,
                                                      const std::int8_t* const* q, const float* const* s,
@@ -245,7 +248,11 @@ TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void int8_rows(const std::uint8_t* const* 
   for (std::size_t t = 0; t < T; ++t) sum.lo[t] = sum.hi[t] = _mm256_setzero_pd();
   for (std::size_t b = 0; b < nb; ++b) {
     const std::uint8_t* p[8];
-    for (std::size_t r = 0; r < 8; ++r) p[r] = rows[r] + b * L::bytes;
+    for (std::size_t r = 0; r < 8; ++r) {
+      p[r] = rows[r] + b * L::bytes;
+      // The rows are 8 streams: ask for each a few blocks ahead (a hint; past the row's end it reads nothing).
+      _mm_prefetch(reinterpret_cast<const char*>(p[r] + prefetch_blocks * L::bytes), _MM_HINT_T0);
+    }
     dot_sink<T> dot;
     for (std::size_t t = 0; t < T; ++t) {
       dot.q[t] = q[t] + b * L::elements;

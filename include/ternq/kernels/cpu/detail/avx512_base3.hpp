@@ -250,6 +250,9 @@ TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void int8_tile(const std::uint8_t* digit
 
 /// Whole rows for `T` vectors, each block decoded straight into the dot products (no buffer): `acc` as in
 /// `int8_tile`, from zero.
+/// How many blocks ahead `int8_rows` prefetches each row.
+inline constexpr std::size_t prefetch_blocks = 6;
+
 template <pack::format F, std::size_t T>
 TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void int8_rows(const std::uint8_t* const* rows, std::size_t nb,
                                                        const std::int8_t* const* q, const float* const* s,
@@ -260,7 +263,11 @@ TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void int8_rows(const std::uint8_t* const
   for (std::size_t t = 0; t < T; ++t) sum.sum[0][t] = sum.sum[1][t] = _mm512_setzero_pd();
   for (std::size_t b = 0; b < nb; ++b) {
     const std::uint8_t* p[16];
-    for (std::size_t r = 0; r < 16; ++r) p[r] = rows[r] + b * L::bytes;
+    for (std::size_t r = 0; r < 16; ++r) {
+      p[r] = rows[r] + b * L::bytes;
+      // The rows are 16 streams: ask for each a few blocks ahead (a hint; past the row's end it reads nothing).
+      _mm_prefetch(reinterpret_cast<const char*>(p[r] + prefetch_blocks * L::bytes), _MM_HINT_T0);
+    }
     for (std::size_t h = 0; h < 2; ++h) {
       dot_sink<T> dot;
       for (std::size_t t = 0; t < T; ++t) dot.q[t] = q[t] + b * L::elements;
