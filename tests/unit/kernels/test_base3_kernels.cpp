@@ -80,7 +80,7 @@ struct shape {
 TEST_CASE("base-3 variants: any byte, any scale, any row and vector count, long rows, as the reference") {
   // Rows around the row blocks (8 for AVX2, 16 for AVX-512) and pieces (64); vector counts around the tile (4);
   // rows of more than one decoded chunk (AVX2: 2048 elements, AVX-512: 1024), some with a partial last chunk.
-  const shape shapes[] = {{1, 1, 1},   {7, 3, 2},  {9, 9, 3},  {17, 17, 5}, {40, 1, 7},
+  const shape shapes[] = {{1, 1, 1},   {7, 3, 2},   {9, 9, 3},  {17, 17, 5}, {40, 1, 7},
                           {130, 5, 4}, {33, 20, 9}, {16, 8, 1}, {8, 2, 6}};
   const std::vector<ternq::simd_level> levels = ternq::supported_simd_levels();
   for (const pack::format f : base3_formats) {

@@ -21,7 +21,7 @@ namespace avx2_base3 {
 // Lane r of a vector holds 4 bytes of row r. A digit group (32 bytes) holds the codes of elements 4g..4g+3 of the
 // 8 rows; a block decodes to elements / 4 groups in element order.
 
-/// Lane r of `r[j]` becomes lane j of the old `r[r]`: an 8x8 transpose of 32-bit lanes.
+/// An 8x8 transpose of 32-bit lanes: afterwards lane i of `r[j]` is lane j of the old `r[i]`.
 TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void transpose8x8(__m256i (&r)[8]) {
   __m256i t[8];
   for (int k = 0; k < 4; ++k) {
@@ -77,8 +77,9 @@ struct store_sink {
   TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void operator()(int g, __m256i c) const { _mm256_store_si256(out + g, c); }
 };
 
-/// ... or straight into the dot products with `T` activation vectors (`q[t]`: the block's codes). Per 16-bit lane:
-/// two products of at most 2 * 128 per group, 64 groups at most: |sum| <= 32768, exact in int16.
+/// ... or straight into the dot products with `T` activation vectors (`q[t]`: the block's codes). A 16-bit lane
+/// adds two products c q (0 <= c <= 2, -128 <= q <= 127) per group, so maddubs never saturates, and 64 groups at
+/// most: the sum lies in [-32768, 32512], exact in int16.
 template <std::size_t T>
 struct dot_sink {
   const std::int8_t* q[T];
@@ -160,9 +161,8 @@ TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE __m256 decode_ptq1_0(const std::uint8_t* c
   for (int j = 0; j < 4; ++j) emit_digits<5, 4>(a[j], j, k, sink);
 #pragma GCC unroll 2
   for (int j = 0; j < 2; ++j) emit_digits<5, 2>(a[5 + j], 20 + j, k, sink);
-  const __m256i pairs = _mm256_shuffle_epi8(
-      a[7], _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12,
-                             13, 12, 13));
+  const __m256i pairs = _mm256_shuffle_epi8(a[7], _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13,
+                                                                   0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13));
   __m256i s = _mm256_xor_si256(pairs, k.flip);
   s = _mm256_blend_epi16(s, times3(s), 0xAA);
   sink(30, digit(s, k));
@@ -238,11 +238,11 @@ TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void int8_tile(const std::uint8_t* digits,
   sum.store(acc);
 }
 
-/// Whole rows for `T` vectors, each block decoded straight into the dot products (no buffer): `acc` as in
-/// `int8_tile`, from zero.
 /// How many blocks ahead `int8_rows` prefetches each row.
 inline constexpr std::size_t prefetch_blocks = 6;
 
+/// Whole rows for `T` vectors, each block decoded straight into the dot products (no buffer): `acc` as in
+/// `int8_tile`, from zero.
 template <pack::format F, std::size_t T>
 TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void int8_rows(const std::uint8_t* const* rows, std::size_t nb,
                                                      const std::int8_t* const* q, const float* const* s,
@@ -255,7 +255,7 @@ TERNQ_TARGET_AVX2 TERNQ_ALWAYS_INLINE void int8_rows(const std::uint8_t* const* 
     const std::uint8_t* p[8];
     for (std::size_t r = 0; r < 8; ++r) {
       p[r] = rows[r] + b * L::bytes;
-      // The rows are 8 streams: ask for each a few blocks ahead (a hint; past the row's end it reads nothing).
+      // The rows are 8 streams: ask for each a few blocks ahead (a hint: it never faults, even past the tensor's end).
       _mm_prefetch(reinterpret_cast<const char*>(p[r] + prefetch_blocks * L::bytes), _MM_HINT_T0);
     }
     dot_sink<T> dot;

@@ -30,7 +30,7 @@ namespace avx512_base3 {
 // rows; a block of 8 rows decodes to elements / 8 groups in element order, and the kernel's 16 rows to two such
 // runs (rows 0..7, then 8..15).
 
-/// Lane r of `r[j]` becomes lane j of the old `r[r]`: an 8x8 transpose of 64-bit lanes.
+/// An 8x8 transpose of 64-bit lanes: afterwards lane i of `r[j]` is lane j of the old `r[i]`.
 TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void transpose8x8(__m512i (&r)[8]) {
   __m512i t[8];
   for (int k = 0; k < 4; ++k) {
@@ -180,8 +180,7 @@ TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE __m256 decode8_ptq1_0(const std::uint8_t
 
 /// One block of 8 rows of format `F` into `sink`; returns the block scales.
 template <pack::format F, class Sink>
-TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE __m256 decode8(const std::uint8_t* const* p, const thresholds& k,
-                                                       Sink& sink) {
+TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE __m256 decode8(const std::uint8_t* const* p, const thresholds& k, Sink& sink) {
   if constexpr (F == pack::format::tq1_0) {
     return decode8_tq1_0(p, k, sink);
   } else {
@@ -251,11 +250,11 @@ TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void int8_tile(const std::uint8_t* digit
   sum.store(acc);
 }
 
-/// Whole rows for `T` vectors, each block decoded straight into the dot products (no buffer): `acc` as in
-/// `int8_tile`, from zero.
 /// How many blocks ahead `int8_rows` prefetches each row.
 inline constexpr std::size_t prefetch_blocks = 6;
 
+/// Whole rows for `T` vectors, each block decoded straight into the dot products (no buffer): `acc` as in
+/// `int8_tile`, from zero.
 template <pack::format F, std::size_t T>
 TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void int8_rows(const std::uint8_t* const* rows, std::size_t nb,
                                                        const std::int8_t* const* q, const float* const* s,
@@ -268,7 +267,7 @@ TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void int8_rows(const std::uint8_t* const
     const std::uint8_t* p[16];
     for (std::size_t r = 0; r < 16; ++r) {
       p[r] = rows[r] + b * L::bytes;
-      // The rows are 16 streams: ask for each a few blocks ahead (a hint; past the row's end it reads nothing).
+      // The rows are 16 streams: ask for each a few blocks ahead (a hint: it never faults, even past the tensor's end).
       _mm_prefetch(reinterpret_cast<const char*>(p[r] + prefetch_blocks * L::bytes), _MM_HINT_T0);
     }
     for (std::size_t h = 0; h < 2; ++h) {

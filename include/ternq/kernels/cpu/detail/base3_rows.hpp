@@ -46,17 +46,24 @@ using f32_rows_fn = void (*)(const packed_view&, matrix_view<const float>, std::
 /// The most activation vectors one tile multiplies at a time (each decoded block is read once per tile).
 inline constexpr std::size_t max_tile = 4;
 
-/// Runs `tile(t0, count)` over `n` vectors in tiles of `max_tile` and one last smaller tile, `count` as a
-/// compile-time constant.
+/// Runs `tile.operator()<T>(t0)` over `n` vectors: tiles of `T = max_tile` vectors from `t0`, then one smaller
+/// tile for the rest (`T` a compile-time constant).
 template <class Tile>
 void for_each_tile(std::size_t n, Tile&& tile) {
   std::size_t t = 0;
   for (; t + max_tile <= n; t += max_tile) tile.template operator()<max_tile>(t);
   switch (n - t) {
-    case 3: tile.template operator()<3>(t); break;
-    case 2: tile.template operator()<2>(t); break;
-    case 1: tile.template operator()<1>(t); break;
-    default: break;
+    case 3:
+      tile.template operator()<3>(t);
+      break;
+    case 2:
+      tile.template operator()<2>(t);
+      break;
+    case 1:
+      tile.template operator()<1>(t);
+      break;
+    default:
+      break;
   }
 }
 
@@ -84,8 +91,7 @@ void decode_chunk(const std::uint8_t* const (&rows)[R], std::size_t c0, std::siz
 /// the dot products; more, and `Kern::chunk_blocks` blocks are decoded into a buffer at a time, then multiplied by
 /// every vector in tiles (`Kern::int8_tile<T>`). Both add each block's exact double term to `acc` in block order.
 template <class Kern, pack::format F>
-void rows_int8(const packed_view& w, const int8_activations& x, std::size_t r0, std::size_t r1,
-               matrix_view<float> y) {
+void rows_int8(const packed_view& w, const int8_activations& x, std::size_t r0, std::size_t r1, matrix_view<float> y) {
   using L = layout<F>;
   constexpr std::size_t R = Kern::rows;
   constexpr std::size_t K = Kern::chunk_blocks;
@@ -100,16 +106,16 @@ void rows_int8(const packed_view& w, const int8_activations& x, std::size_t r0, 
     for (std::size_t rb = r0; rb < r1; rb += R) {
       const std::uint8_t* rows[R];
       row_block(w, rb, r1, rows);
-      for_each_tile(x.n, [&]<std::size_t T>(std::size_t) {
+      for_each_tile(x.n, [&]<std::size_t T>(std::size_t t0) {  // a single tile
         const std::int8_t* q[T];
         const float* s[T];
         const std::int32_t* sums[T];
         for (std::size_t t = 0; t < T; ++t) {
-          q[t] = x.codes(t);
-          s[t] = x.scales(t);
-          sums[t] = x.sums(t);
+          q[t] = x.codes(t0 + t);
+          s[t] = x.scales(t0 + t);
+          sums[t] = x.sums(t0 + t);
         }
-        Kern::template int8_rows<T>(rows, nb, q, s, sums, acc.data());
+        Kern::template int8_rows<T>(rows, nb, q, s, sums, acc.data() + t0 * R);
       });
       store(rb);
     }
@@ -140,8 +146,9 @@ void rows_int8(const packed_view& w, const int8_activations& x, std::size_t r0, 
   }
 }
 
-/// The f32 path with the policy `Kern`: float lanes, one per row, summing `d_b v_j x_j` in element order
-/// (`Kern::f32_tile<T>`); within `f32_path_bound` of the reference.
+/// The f32 path with the policy `Kern`: float lanes, one per row, summing `d_b v_j x_j` over a fixed number of
+/// chains per variant (`Kern::f32_tile<T>`), so that a vector's result does not depend on its tile; within
+/// `f32_path_bound` of the reference.
 template <class Kern, pack::format F>
 void rows_f32(const packed_view& w, matrix_view<const float> x, std::size_t r0, std::size_t r1, matrix_view<float> y) {
   using L = layout<F>;
