@@ -150,7 +150,7 @@ inline std::int32_t arg_max(const Eigen::VectorXf& logits) {
 struct generation {
   std::vector<std::int32_t> tokens;  ///< the generated tokens (not the prompt)
   std::size_t prompt_tokens = 0;
-  double prompt_seconds = 0.0;  ///< the prompt's forward pass (one batch), which gives the first token
+  double prompt_seconds = 0.0;   ///< the prompt's forward pass (one batch), which gives the first token
   std::size_t decode_steps = 0;  ///< forward passes of one generated token each (every generated token but the last)
   double decode_seconds = 0.0;
 };
@@ -171,7 +171,7 @@ generation generate_greedy(const Model& m, const std::vector<std::int32_t>& prom
   g.prompt_tokens = prompt.size();
   if (steps == 0 || prompt.size() >= m.cfg.seq_len) return g;
   const std::size_t total = std::min(prompt.size() + steps, m.cfg.seq_len);  // tokens at the end
-  incremental_decoder<Model> d(m, total - 1, exec);  // the last token is never fed
+  incremental_decoder<Model> d(m, total - 1, exec);                          // the last token is never fed
   auto t0 = clock::now();
   std::int32_t next = arg_max(d.feed(prompt));
   g.prompt_seconds = std::chrono::duration<double>(clock::now() - t0).count();

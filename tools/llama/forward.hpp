@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -231,6 +233,13 @@ inline matrix apply_linear(const matrix& x, const matrix& w, const cpu_exec& exe
   return out;
 }
 
+/// `x W^T` for each of several weights that read the same input `x` (q, k and v; gate and up), in order. A weight
+/// type can overload it to share work between them (the packed runtime quantizes `x` once).
+template <class... Weights>
+std::array<matrix, sizeof...(Weights)> apply_linears(const matrix& x, const cpu_exec& exec, const Weights&... w) {
+  return {apply_linear(x, w, exec)...};
+}
+
 /// Does nothing; the observer of a plain forward pass.
 struct no_observer {
   template <class Layer>
@@ -245,7 +254,8 @@ struct attention_inputs {
 
 template <class Layer>
 attention_inputs project_attention(const config& cfg, const Layer& w, const matrix& xa, const cpu_exec& exec = {}) {
-  attention_inputs a{apply_linear(xa, w.wq, exec), apply_linear(xa, w.wk, exec), apply_linear(xa, w.wv, exec)};
+  auto [q, k, v] = apply_linears(xa, exec, w.wq, w.wk, w.wv);
+  attention_inputs a{std::move(q), std::move(k), std::move(v)};
   add_bias(a.q, w.bq);
   add_bias(a.k, w.bk);
   add_bias(a.v, w.bv);
@@ -263,8 +273,9 @@ void feed_forward(const config& cfg, std::size_t index, Layer& w, matrix& h, Obs
   {
     const matrix xf = rms_norm(h, w.ffn_norm, cfg.norm_eps, exec);
     observe(index, activation_site::ffn_input, xf, w);
-    hidden = apply_linear(xf, w.w1, exec);
-    swiglu_in_place(hidden, apply_linear(xf, w.w3, exec), exec);
+    auto [gate, up] = apply_linears(xf, exec, w.w1, w.w3);
+    hidden = std::move(gate);
+    swiglu_in_place(hidden, up, exec);
   }
   observe(index, activation_site::ffn_hidden, hidden, w);
   h += apply_linear(hidden, w.w2, exec);

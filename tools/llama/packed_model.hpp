@@ -5,7 +5,9 @@
 // `block_forward` as `layer`: only `apply_linear` differs.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -104,6 +106,31 @@ inline matrix apply_linear(const matrix& x, const linear_weight& w, const cpu_ex
   kernels::matmul(w.packed(), row_major(x.data(), n, static_cast<std::size_t>(x.cols())),
                   row_major(out.data(), n, w.rows()), kernels::product_options{w.activations(), exec});
   return out;
+}
+
+/// `x W^T` for several weights reading the same input (q, k, v; gate, up), each as `apply_linear` computes it, but
+/// with `x` quantized to int8 once per block size among the packed int8 weights rather than once per weight (the
+/// same codes, so the same bits).
+template <class... Weights>
+  requires(std::same_as<Weights, linear_weight> && ...)
+std::array<matrix, sizeof...(Weights)> apply_linears(const matrix& x, const cpu_exec& exec, const Weights&... w) {
+  std::vector<kernels::int8_activations> quantized;  // one per block size met
+  const auto n = static_cast<std::size_t>(x.rows()), cols = static_cast<std::size_t>(x.cols());
+  const auto one = [&](const linear_weight& weight) {
+    if (!weight.is_packed() || weight.activations() != kernels::activation_precision::int8) {
+      return apply_linear(x, weight, exec);
+    }
+    const std::size_t block = weight.packed().block_elements();
+    auto it = std::find_if(quantized.begin(), quantized.end(), [&](const auto& q) { return q.block == block; });
+    if (it == quantized.end()) {
+      kernels::quantize_activations(row_major(x.data(), n, cols), block, quantized.emplace_back());
+      it = quantized.end() - 1;
+    }
+    matrix out(x.rows(), static_cast<Eigen::Index>(weight.rows()));
+    kernels::matmul(weight.packed(), *it, row_major(out.data(), n, weight.rows()), exec);
+    return out;
+  };
+  return {one(w)...};
 }
 
 /// A block whose linear weights may stay packed.

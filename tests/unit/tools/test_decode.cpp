@@ -11,8 +11,8 @@
 #include <set>
 #include <vector>
 
-#include <ternq/core/half.hpp>
 #include <ternq/adapters/eigen.hpp>
+#include <ternq/core/half.hpp>
 #include <ternq/ternq.hpp>
 
 #include "llama/decode.hpp"

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include <ternq/adapters/eigen.hpp>
 #include <ternq/core/half.hpp>
 #include <ternq/io/gguf_reader.hpp>
-#include <ternq/adapters/eigen.hpp>
 #include <ternq/ternq.hpp>
 
 #include "llama/forward.hpp"
@@ -144,7 +144,7 @@ TEST_CASE("packed runtime: the logits of every ternary format equal the dequanti
     const llama::packed_model fast = llama::load_packed_model(source, activation_precision::int8);
     const difference d8 = compare(llama::logits(fast, b), dense);
     MESSAGE(pack::name_of(f) << ": int8 activations max |dlogit| " << d8.max_abs << " of " << d8.scale
-                              << ", relative error " << d8.relative);
+                             << ", relative error " << d8.relative);
     CHECK(d8.max_abs <= int8_tolerance * d8.scale);
     CHECK(d8.relative <= int8_relative);
     CHECK(d8.max_abs > d32.max_abs);  // the int8 path really quantized its inputs
@@ -162,9 +162,11 @@ TEST_CASE("packed runtime: Qwen2's biases and Qwen3's q/k norms and wide heads r
     const llama::gguf_source source(path);
     REQUIRE(source.cfg().arch == arch);
     const llama::matrix dense = llama::logits(llama::materialize(source), b);
-    const difference d32 = compare(llama::logits(llama::load_packed_model(source, activation_precision::f32), b), dense);
+    const difference d32 =
+        compare(llama::logits(llama::load_packed_model(source, activation_precision::f32), b), dense);
     CHECK(d32.max_abs <= f32_tolerance * d32.scale);
-    const difference d8 = compare(llama::logits(llama::load_packed_model(source, activation_precision::int8), b), dense);
+    const difference d8 =
+        compare(llama::logits(llama::load_packed_model(source, activation_precision::int8), b), dense);
     CHECK(d8.max_abs <= int8_tolerance * d8.scale);
     CHECK(d8.relative <= int8_relative);
   }
@@ -279,4 +281,28 @@ TEST_CASE("packed runtime: a tensor whose shape does not fit the model, or a non
                          ternq::error);
     CHECK_NOTHROW((void)llama::packed_block(source, 1, activation_precision::int8));
   }
+}
+
+TEST_CASE("packed runtime: q/k/v and gate/up share one quantization of their input, with the same bits") {
+  // Three weights of different formats (blocks of 64 and 256, twice 256) and a dense one, read by the same input.
+  testing::rng r(3);
+  const auto weight = [&](format f, std::size_t rows, activation_precision a) {
+    llama::matrix w(static_cast<Eigen::Index>(rows), 256);
+    for (Eigen::Index k = 0; k < w.size(); ++k) w.data()[k] = static_cast<float>(r.normal());
+    const ternary_matrix q = quantize(w, optimal_symmetric{.group_size = pack::traits_of(f).block_elements});
+    return llama::linear_weight::owned(f, rows, 256, pack::pack(q, f).data, a);
+  };
+  llama::matrix x(5, 256);
+  for (Eigen::Index k = 0; k < x.size(); ++k) x.data()[k] = static_cast<float>(r.normal());
+  const llama::linear_weight a = weight(format::q2_0, 64, activation_precision::int8);
+  const llama::linear_weight b = weight(format::tq2_0, 32, activation_precision::int8);
+  const llama::linear_weight c = weight(format::tq1_0, 96, activation_precision::int8);
+  const llama::linear_weight d = weight(format::tq2_0, 16, activation_precision::f32);
+  const llama::linear_weight e = llama::linear_weight::dense(llama::matrix::Ones(8, 256));
+  const auto together = llama::apply_linears(x, cpu_exec{}, a, b, c, d, e);
+  CHECK(together[0] == llama::apply_linear(x, a));
+  CHECK(together[1] == llama::apply_linear(x, b));
+  CHECK(together[2] == llama::apply_linear(x, c));
+  CHECK(together[3] == llama::apply_linear(x, d));
+  CHECK(together[4] == llama::apply_linear(x, e));
 }
