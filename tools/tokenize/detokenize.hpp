@@ -10,7 +10,6 @@
 #include <string>
 #include <string_view>
 
-#include <ternq/core/error.hpp>
 #include <ternq/io/gguf_llama.hpp>
 
 #include "tokenize/byte_level_bpe.hpp"
@@ -23,15 +22,17 @@ namespace ternq::tokenizers {
 ///   `add_space_prefix` is false) is removed from the first piece;
 /// - `"gpt2"` (byte-level BPE): each character of the byte alphabet is its byte; control tokens give nothing;
 /// - `"no_vocab"`: the ids in brackets ("[17][4]").
-/// An id outside the vocabulary is `[ternq.out_of_bounds]`.
+/// An id the vocabulary does not have (a model's padding rows beyond its tokenizer, as Qwen2's) is written in
+/// brackets too.
 inline std::string detokenize(const io::llama_vocab& v, std::span<const std::int32_t> ids) {
   std::string out;
+  const auto bracketed = [&](std::int32_t id) {
+    out += '[';
+    out += std::to_string(id);
+    out += ']';
+  };
   if (v.model == "no_vocab" || v.tokens.empty()) {
-    for (const std::int32_t id : ids) {
-      out += '[';
-      out += std::to_string(id);
-      out += ']';
-    }
+    for (const std::int32_t id : ids) bracketed(id);
     return out;
   }
   const auto type_of = [&](std::size_t id) {
@@ -45,8 +46,9 @@ inline std::string detokenize(const io::llama_vocab& v, std::span<const std::int
   for (std::size_t i = 0; i < ids.size(); ++i) {
     const std::int32_t id = ids[i];
     if (id < 0 || static_cast<std::size_t>(id) >= v.tokens.size()) {
-      fail(errc::out_of_bounds, "detokenize: token ", id, " at position ", i, " is outside the vocabulary of ",
-           v.tokens.size(), " tokens");
+      bracketed(id);
+      first = false;
+      continue;
     }
     const auto k = static_cast<std::size_t>(id);
     const std::int32_t type = type_of(k);

@@ -17,6 +17,8 @@
 #include <ternq/io/gguf_reader.hpp>
 #include <ternq/pack/blocks.hpp>
 
+#include "tokenize/detokenize.hpp"
+#include "tokenize/llama2c.hpp"
 #include "tools_test_support.hpp"
 
 namespace {
@@ -179,4 +181,26 @@ TEST_CASE("ternq-generate continues from BOS as the reference output of stories2
                              quote(shared_dir() / "text/tinystories_validation_head.txt") + " --tokens 256");
   CHECK(evaluated.status != 0);
   CHECK(evaluated.output.find("tensor 'blk.2.attn_v.weight': packed Q2_0 matrix") != std::string::npos);
+}
+
+TEST_CASE("detokenize: ids back to the text they encode; ids beyond the tokenizer in brackets") {
+  if (!have_shared("models/tok512.bin")) return;
+  const tokenizers::llama2c tok(shared_dir() / "models/tok512.bin");
+  const io::llama_vocab vocab = tok.gguf_vocab();
+  const std::string text = "Once upon a time, Tim said: \"Hello!\"\nThe end.";
+  std::vector<std::int32_t> ids = tok.encode(text);
+  CHECK(ids.front() == 1);  // BOS, which gives no text
+  CHECK(tokenizers::detokenize(vocab, ids) == text);
+  ids.push_back(600);  // a model's padding row beyond the 512 pieces
+  CHECK(tokenizers::detokenize(vocab, ids) == text + "[600]");
+  // Byte-level BPE spells bytes in GPT-2's alphabet: a space is U+0120, a newline U+010A, the bytes C3 B6 of "ö"
+  // U+00C3 U+00B6; control tokens give nothing.
+  io::llama_vocab bpe;
+  bpe.model = "gpt2";
+  bpe.tokens = {"Hello", "\xC4\xA0w\xC3\x83\xC2\xB6rld", "\xC4\x8A", "<|endoftext|>"};
+  bpe.token_types = {io::token_type::normal, io::token_type::normal, io::token_type::normal, io::token_type::control};
+  CHECK(tokenizers::detokenize(bpe, std::vector<std::int32_t>{0, 1, 2, 3}) == "Hello w\xC3\xB6rld\n");
+  io::llama_vocab none;
+  none.model = "no_vocab";
+  CHECK(tokenizers::detokenize(none, std::vector<std::int32_t>{3, 14}) == "[3][14]");
 }
