@@ -81,7 +81,11 @@ std::vector<shape> shapes_of(ternq::pack::format f) {
 TEST_CASE("the reference products equal a dense product of the dequantized operands") {
   for (const ternq::pack::format f : ternq::pack::all_formats) {
     CAPTURE(ternq::pack::name_of(f));
-    for (const auto& [rows, cols, n] : shapes_of(f)) {
+    for (const shape& s : shapes_of(f)) {
+      // named copies: Clang 14 cannot capture structured bindings (CAPTURE's lambda)
+      const std::size_t rows = s.rows;
+      const std::size_t cols = s.cols;
+      const std::size_t n = s.n;
       CAPTURE(rows);
       CAPTURE(cols);
       CAPTURE(n);
