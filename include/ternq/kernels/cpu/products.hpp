@@ -122,7 +122,7 @@ inline void matmul(const packed_view& w, matrix_view<const float> x, matrix_view
   }
   if (options.activations == activation_precision::int8) {
     int8_activations q;
-    quantize_activations(x, w.block_elements(), q);
+    quantize_activations(x, w.block_elements(), q, options.exec.simd_variant());
     matmul(w, q, y, options.exec);
     return;
   }
