@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <new>
 
@@ -101,6 +102,14 @@ struct unit_order {
     return t;
   }
   static constexpr std::array<std::uint16_t, 4 * U> table = make();
+  /// True when the order moves runs of 32 consecutive elements (TQ2_0, I2_S): copied as such.
+  static constexpr bool runs_of_32 = [] {
+    for (std::size_t i = 0; i < 4 * U; ++i) {
+      if (i % 32 != 0 && table[i] != table[i - 1] + 1) return false;
+      if (i % 32 == 0 && table[i] % 32 != 0) return false;
+    }
+    return true;
+  }();
 
   /// Units of a row of `cols` elements (the last one may be partial).
   static constexpr std::size_t units(std::size_t cols) { return (cols + elements - 1) / elements; }
@@ -113,7 +122,11 @@ struct unit_order {
     for (std::size_t u = 0; u < full; ++u) {
       const T* s = src + u * elements;
       T* d = dst + u * elements;
-      for (std::size_t i = 0; i < elements; ++i) d[i] = s[table[i]];
+      if constexpr (runs_of_32) {
+        for (std::size_t i = 0; i < elements; i += 32) std::memcpy(d + i, s + table[i], 32 * sizeof(T));
+      } else {
+        for (std::size_t i = 0; i < elements; ++i) d[i] = s[table[i]];
+      }
     }
     if (full * elements < cols) {
       const T* s = src + full * elements;
