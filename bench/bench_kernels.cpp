@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -34,17 +35,29 @@ namespace {
 using ternq::pack::format;
 using ternq::testing::row_matrix;
 
-/// Bytes of weight copies a cold benchmark cycles through: twice the last-level cache (at least 64 MiB), so that
-/// every product reads its weights from memory. `--cold_mib=N` sets it (the smoke test keeps it small).
+/// Bytes of weight copies a cold benchmark cycles through: twice the last-level cache, between 64 and 512 MiB, so
+/// that every product reads its weights from memory. `--cold_mib=N` sets it (the smoke test keeps it small).
 std::size_t cold_bytes = 0;
 
-std::size_t default_cold_bytes() {
+/// The L3 cache one core sees: Linux's sysfs (glibc's sysconf reports the whole package's L3 on some AMD
+/// processors and virtual machines), else sysconf, else 0.
+std::size_t last_level_cache() {
+  if (std::FILE* f = std::fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r")) {
+    unsigned long long size = 0;
+    char unit = 0;
+    const int read = std::fscanf(f, "%llu%c", &size, &unit);
+    std::fclose(f);
+    if (read >= 1 && size > 0) return static_cast<std::size_t>(size) << (unit == 'K' ? 10 : unit == 'M' ? 20 : 0);
+  }
   long llc = -1;
 #ifdef _SC_LEVEL3_CACHE_SIZE
   llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
 #endif
-  const std::size_t two_llc = llc > 0 ? 2 * static_cast<std::size_t>(llc) : 0;
-  return std::max<std::size_t>(two_llc, std::size_t{64} << 20);
+  return llc > 0 ? static_cast<std::size_t>(llc) : 0;
+}
+
+std::size_t default_cold_bytes() {
+  return std::clamp<std::size_t>(2 * last_level_cache(), std::size_t{64} << 20, std::size_t{512} << 20);
 }
 
 /// Random codes (a third each of -1, 0, +1) with the format's grid, packed.

@@ -152,7 +152,7 @@ TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void reduce_rows(const __m512i (&a)[8], 
     }
     const __m512i v0 = pair_sums(u[0], u[1]);
     const __m512i v1 = pair_sums(u[2], u[3]);
-    // lane j of w: the full sums of (row 2 (j / 2) + {0, 2, 4, 6}, block j % 2)
+    // 128-bit lane j of w: the full sums of rows j / 2 + {0, 2, 4, 6}, block j % 2
     const __m512i w = pair_sums(v0, v1);
     const __m512i order = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
     const __m512i r = _mm512_permutexvar_epi32(order, w);
