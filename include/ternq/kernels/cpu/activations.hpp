@@ -12,7 +12,9 @@
 
 #include "ternq/core/error.hpp"
 #include "ternq/core/finite.hpp"
+#include "ternq/core/simd.hpp"
 #include "ternq/core/view.hpp"
+#include "ternq/kernels/cpu/detail/quantize_x86.hpp"
 
 namespace ternq::kernels {
 
@@ -58,9 +60,11 @@ inline float quantize_block_int8(const float* x, std::size_t n, std::int8_t* q, 
 
 }  // namespace detail
 
-/// Quantizes the rows of `x` (`n x cols`, rows contiguous) into `out` in blocks of `block`, reusing its storage.
-/// Throws `shape_mismatch` when `cols` is not a multiple of `block` and `non_finite` for an Inf/NaN activation.
-inline void quantize_activations(matrix_view<const float> x, std::size_t block, int8_activations& out) {
+/// Quantizes the rows of `x` (`n x cols`, rows contiguous) into `out` in blocks of `block`, reusing its storage,
+/// with the instruction-set variant `level` (every variant gives the same bytes). Throws `shape_mismatch` when
+/// `cols` is not a multiple of `block` and `non_finite` for an Inf/NaN activation.
+inline void quantize_activations(matrix_view<const float> x, std::size_t block, int8_activations& out,
+                                 simd_level level) {
   if (block == 0 || x.cols() % block != 0) {
     fail(errc::shape_mismatch, "quantize_activations: ", x.cols(), " columns are not a multiple of the ", block,
          "-element block");
@@ -77,12 +81,32 @@ inline void quantize_activations(matrix_view<const float> x, std::size_t block, 
     if (const std::size_t j = ternq::detail::first_non_finite(row); j < row.size()) {
       fail(errc::non_finite, "packed product: activation ", row[j], " at (", t, ", ", j, ") is not finite");
     }
+    const std::size_t k = t * out.blocks();
+    std::int8_t* q = out.q.data() + t * out.cols;
+#if TERNQ_HAS_AVX512_VARIANT
+    if (level == simd_level::avx512 && block % 16 == 0) {
+      detail::quantize_blocks_avx512(row.data(), out.blocks(), block, q, out.scale.data() + k, out.sum.data() + k,
+                                     detail::quantize_block_int8);
+      continue;
+    }
+#endif
+#if TERNQ_HAS_AVX2_VARIANT
+    if (level == simd_level::avx2 && block % 32 == 0) {
+      detail::quantize_blocks_avx2(row.data(), out.blocks(), block, q, out.scale.data() + k, out.sum.data() + k,
+                                   detail::quantize_block_int8);
+      continue;
+    }
+#endif
+    (void)level;
     for (std::size_t b = 0; b < out.blocks(); ++b) {
-      const std::size_t k = t * out.blocks() + b;
-      out.scale[k] = detail::quantize_block_int8(row.data() + b * block, block, out.q.data() + t * out.cols + b * block,
-                                                 out.sum[k]);
+      out.scale[k + b] = detail::quantize_block_int8(row.data() + b * block, block, q + b * block, out.sum[k + b]);
     }
   }
+}
+
+/// `quantize_activations` with the fastest variant this processor runs.
+inline void quantize_activations(matrix_view<const float> x, std::size_t block, int8_activations& out) {
+  quantize_activations(x, block, out, best_simd_level());
 }
 
 }  // namespace ternq::kernels
