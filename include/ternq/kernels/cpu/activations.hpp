@@ -49,9 +49,13 @@ inline float quantize_block_int8(const float* x, std::size_t n, std::int8_t* q, 
     return 0.0F;
   }
   const float inverse = 127.0F / amax;
+  // Below amax ~ 3.7e-37, 127 / amax overflows to Inf (and 0 * Inf is NaN): such blocks divide by amax first,
+  // which is exact enough and finite. The vectorized quantizers hand these blocks to this function.
+  const bool tiny = !std::isfinite(inverse);
   for (std::size_t j = 0; j < n; ++j) {
     // |x_j| <= amax, so the product is at most 127 up to one rounding: the clamp only guards that rounding.
-    const float v = std::clamp(std::nearbyint(x[j] * inverse), -127.0F, 127.0F);
+    const float scaled = tiny ? (x[j] / amax) * 127.0F : x[j] * inverse;
+    const float v = std::clamp(std::nearbyint(scaled), -127.0F, 127.0F);
     q[j] = static_cast<std::int8_t>(v);
     sum += q[j];
   }
