@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// ternq-eval: perplexity of a model on a text slice, and KL divergence / top-1 agreement against a reference model.
+// ternq-eval: perplexity of a model on a text slice, and KL divergence / top-1 agreement against a reference model;
+// a GGUF runs through the packed runtime (ternary layers multiplied from their blocks) unless --weights dequantized.
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -12,8 +13,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/checks.hpp"
+#include "cli/runtime_report.hpp"
 #include "cli/text_slice.hpp"
 #include "llama/forward.hpp"
+#include "llama/packed_model.hpp"
 #include "llama/source.hpp"
 #include "llama/streaming_forward.hpp"
 #include "tokenize/open.hpp"
@@ -21,7 +24,6 @@
 namespace {
 
 using ternq::llama::batch;
-
 
 struct options {
   std::string model_path;
@@ -35,7 +37,41 @@ struct options {
   std::string protocol = "all";
   bool json = false;
   unsigned threads = 0;  // 0: all
+  ternq::cli::runtime_options runtime;
 };
+
+/// How one model's forward pass runs: a GGUF through the packed runtime (ternary layers multiplied from their
+/// blocks in the mapped file) unless `--weights dequantized`; any other model, or a GGUF with `--weights
+/// dequantized`, block by block widened to fp32.
+struct model_run {
+  const ternq::llama::model_source* source = nullptr;
+  const ternq::llama::gguf_source* packed = nullptr;  // non-null: the packed runtime
+  ternq::cli::runtime_path report;                    // the packed runtime's layers are counted as they are loaded
+
+  /// The final hidden states of `passes`, streamed block by block.
+  std::vector<ternq::llama::matrix> hidden(const std::vector<batch>& passes, const ternq::cpu_exec& exec) {
+    if (packed == nullptr) return ternq::llama::final_hidden_streaming(*source, passes, exec);
+    return ternq::llama::final_hidden_streaming(*source, passes, exec, [&](std::size_t l) {
+      ternq::llama::packed_layer w = ternq::llama::packed_block(*packed, l, report.activations);
+      report.tally.add(w);
+      return w;
+    });
+  }
+  [[nodiscard]] ternq::llama::linear_weight output() const {
+    if (packed != nullptr) return ternq::llama::packed_output(*packed, report.activations);
+    return ternq::llama::linear_weight::dense(ternq::llama::output_matrix(*source));
+  }
+};
+
+model_run make_run(const ternq::llama::model_source& source, const ternq::cli::runtime_options& opt) {
+  model_run r;
+  r.source = &source;
+  const auto* g = dynamic_cast<const ternq::llama::gguf_source*>(&source);
+  if (g != nullptr && opt.weights == "packed") r.packed = g;
+  r.report.path = r.packed != nullptr ? "packed" : g != nullptr ? "dequantized" : "dense";
+  r.report.activations = opt.precision();
+  return r;
+}
 
 /// Which predictions of a window are scored, and what the window starts with.
 ///  - `all` (the default): every next token of each window, `window - 1` of them, the window's tokens as the
@@ -75,20 +111,20 @@ batch slice(const batch& b, std::size_t first, std::size_t n) {
 /// Streams the model (and the reference) block by block over every pass of at most 8 windows: one block of each
 /// model and the passes' hidden states are held, never a whole model. Each pass keeps its own shapes, so the
 /// figures equal those of a whole-model forward pass per pass.
-scores evaluate(const ternq::llama::model_source& m, const ternq::llama::model_source* reference, const batch& all,
-                const protocol& scored, const ternq::cpu_exec& exec) {
+scores evaluate(model_run& m, model_run* reference, const batch& all, const protocol& scored,
+                const ternq::cpu_exec& exec) {
   scores s;
   constexpr std::size_t windows_per_pass = 8;  // bounds the logits held at once
   std::vector<batch> passes;
   for (std::size_t w0 = 0; w0 < all.sequences; w0 += windows_per_pass) {
     passes.push_back(slice(all, w0, std::min(windows_per_pass, all.sequences - w0)));
   }
-  const std::vector<ternq::llama::matrix> hm = ternq::llama::final_hidden_streaming(m, passes, exec);
+  const std::vector<ternq::llama::matrix> hm = m.hidden(passes, exec);
   std::vector<ternq::llama::matrix> hr;
-  if (reference != nullptr) hr = ternq::llama::final_hidden_streaming(*reference, passes, exec);
-  const ternq::llama::matrix out_m = ternq::llama::output_matrix(m);
-  ternq::llama::matrix out_r;
-  if (reference != nullptr) out_r = ternq::llama::output_matrix(*reference);
+  if (reference != nullptr) hr = reference->hidden(passes, exec);
+  const ternq::llama::linear_weight out_m = m.output();
+  ternq::llama::linear_weight out_r;
+  if (reference != nullptr) out_r = reference->output();
   for (std::size_t p = 0; p < passes.size(); ++p) {
     const batch& b = passes[p];
     const Eigen::MatrixXd lp = ternq::llama::log_softmax(ternq::llama::apply_linear(hm[p], out_m, exec));
@@ -173,7 +209,10 @@ int run(const options& opt) {
     for (std::size_t q = 0; q < all.sequences; ++q) all.tokens[q * all.length] = before_text.front();
   }
   const ternq::cpu_exec exec{.threads = opt.threads == 0 ? std::nullopt : std::optional<unsigned>(opt.threads)};
-  const scores s = evaluate(*source, reference.get(), all, scored, exec);
+  model_run model = make_run(*source, opt.runtime);
+  std::optional<model_run> reference_run;
+  if (reference) reference_run = make_run(*reference, opt.runtime);
+  const scores s = evaluate(model, reference_run ? &*reference_run : nullptr, all, scored, exec);
   const double nll = s.nll / static_cast<double>(s.count);
 
   nlohmann::json out = {{"model", opt.model_path},
@@ -187,7 +226,9 @@ int run(const options& opt) {
                         {"dropped_characters", slice.dropped},
                         {"nll", nll},
                         {"ppl", std::exp(nll)}};
+  model.report.add_to(out);
   if (reference) {
+    reference_run->report.add_to(out, "reference_");
     out["reference"] = opt.reference_path;
     out["reference_nll"] = s.reference_nll / static_cast<double>(s.count);
     out["reference_ppl"] = std::exp(out["reference_nll"].get<double>());
@@ -205,6 +246,8 @@ int run(const options& opt) {
         slice.dropped);
     std::printf("tokens     %zu predicted in %zu windows of %zu (protocol %s)\n", s.count, all.sequences, all.length,
                 opt.protocol.c_str());
+    std::printf("weights    %s\n", model.report.describe().c_str());
+    if (reference) std::printf("reference  weights %s\n", reference_run->report.describe().c_str());
     std::printf("nll        %.4f nats/token\nperplexity %.4f\n", nll, std::exp(nll));
     if (reference) {
       std::printf("reference  perplexity %.4f (nll %.4f) of %s on the same tokens\n",
@@ -240,6 +283,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", opt.json, "print one JSON object");
   app.add_option("--threads", opt.threads, "worker threads of the forward pass (0: all; results do not depend on it)")
       ->check(ternq::cli::whole_number());
+  ternq::cli::add_runtime_options(app, opt.runtime);
   CLI11_PARSE(app, argc, argv);
   try {
     return run(opt);

@@ -4,6 +4,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <cstdio>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -18,8 +19,10 @@ TEST_CASE("CUDA TQ2_0 and Q2_0 products equal the CPU reference within the f32 b
   for (const ternq::pack::format f : {ternq::pack::format::tq2_0, ternq::pack::format::q2_0}) {
     CAPTURE(ternq::pack::name_of(f));
     const std::size_t block = ternq::pack::traits_of(f).block_elements;
-    for (const auto& [rows, cols, n] : {std::tuple<std::size_t, std::size_t, std::size_t>{1, block, 1},
-                                        {67, 3 * block, 1}, {130, 4 * block, 5}, {64, 1024, 64}, {4096, 4096, 1}}) {
+    for (const auto& shape : {std::tuple<std::size_t, std::size_t, std::size_t>{1, block, 1},
+                              {67, 3 * block, 1}, {130, 4 * block, 5}, {64, 1024, 64}, {4096, 4096, 1}}) {
+      // Plain copies, not structured bindings: Clang 14 cannot capture bindings in CAPTURE's lambda.
+      const std::size_t rows = std::get<0>(shape), cols = std::get<1>(shape), n = std::get<2>(shape);
       CAPTURE(rows);
       CAPTURE(n);
       const auto p = ternq::testing::random_packed(f, rows, cols, rows + cols + n, 0.4, true);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -116,15 +118,17 @@ inline void add_bias(matrix& x, const vector& b) {
 /// Rotary position embedding, in place, on `x` (`tokens x heads*head_dim`).
 /// Pair `j` of a head turns by `position * theta^(-2j / head_dim) / factor_j` (`factor_j` = 1 unless
 /// `cfg.rope_factors` gives them: Llama-3's scaling); the
-/// pairs are `(2j, 2j+1)` (interleaved) or `(j, j + head_dim/2)` (rotate-half).
-inline void apply_rope(matrix& x, const config& cfg, const batch& b, const cpu_exec& exec = {}) {
+/// pairs are `(2j, 2j+1)` (interleaved) or `(j, j + head_dim/2)` (rotate-half). Token `t` of a sequence is at
+/// position `first_position + t` (a decode step continues a sequence whose first tokens are cached).
+inline void apply_rope(matrix& x, const config& cfg, const batch& b, const cpu_exec& exec = {},
+                       std::size_t first_position = 0) {
   const std::size_t hd = cfg.head_dim();
   const std::size_t heads = static_cast<std::size_t>(x.cols()) / hd;
   const std::size_t pairs = hd / 2;
   // cos/sin of every (position, pair) once, by the same formula per element as a direct evaluation
   std::vector<float> cosines(b.length * pairs), sines(b.length * pairs);
   for (std::size_t t = 0; t < b.length; ++t) {
-    const auto pos = static_cast<double>(t);
+    const auto pos = static_cast<double>(first_position + t);
     for (std::size_t j = 0; j < pairs; ++j) {
       double freq = std::pow(static_cast<double>(cfg.rope_theta), -2.0 * static_cast<double>(j) / double(hd));
       if (!cfg.rope_factors.empty()) freq /= static_cast<double>(cfg.rope_factors[j]);
@@ -229,17 +233,60 @@ inline matrix apply_linear(const matrix& x, const matrix& w, const cpu_exec& exe
   return out;
 }
 
+/// `x W^T` for each of several weights that read the same input `x` (q, k and v; gate and up), in order. A weight
+/// type can overload it to share work between them (the packed runtime quantizes `x` once).
+template <class... Weights>
+std::array<matrix, sizeof...(Weights)> apply_linears(const matrix& x, const cpu_exec& exec, const Weights&... w) {
+  return {apply_linear(x, w, exec)...};
+}
+
 /// Does nothing; the observer of a plain forward pass.
 struct no_observer {
   template <class Layer>
   void operator()(std::size_t, activation_site, const matrix&, Layer&) const noexcept {}
 };
 
+/// The queries, keys and values of one block for its normed input `xa` (`tokens x dim`): the three projections
+/// with Qwen2's biases and Qwen3's per-head norms, before RoPE.
+struct attention_inputs {
+  matrix q, k, v;
+};
+
+template <class Layer>
+attention_inputs project_attention(const config& cfg, const Layer& w, const matrix& xa, const cpu_exec& exec = {}) {
+  auto [q, k, v] = apply_linears(xa, exec, w.wq, w.wk, w.wv);
+  attention_inputs a{std::move(q), std::move(k), std::move(v)};
+  add_bias(a.q, w.bq);
+  add_bias(a.k, w.bk);
+  add_bias(a.v, w.bv);
+  if (w.q_norm.size() != 0) head_rms_norm(a.q, w.q_norm, cfg.norm_eps, exec);
+  if (w.k_norm.size() != 0) head_rms_norm(a.k, w.k_norm, cfg.norm_eps, exec);
+  return a;
+}
+
+/// The feed-forward half of block `index` on the hidden state `h` (updated in place): RMSNorm, gate and up,
+/// SwiGLU, down, the residual. `observe` as in `block_forward`.
+template <class Layer, class Observer>
+void feed_forward(const config& cfg, std::size_t index, Layer& w, matrix& h, Observer&& observe,
+                  const cpu_exec& exec = {}) {
+  matrix hidden;
+  {
+    const matrix xf = rms_norm(h, w.ffn_norm, cfg.norm_eps, exec);
+    observe(index, activation_site::ffn_input, xf, w);
+    auto [gate, up] = apply_linears(xf, exec, w.w1, w.w3);
+    hidden = std::move(gate);
+    swiglu_in_place(hidden, up, exec);
+  }
+  observe(index, activation_site::ffn_hidden, hidden, w);
+  h += apply_linear(hidden, w.w2, exec);
+}
+
 /// One transformer block on the hidden state `h` (updated in place).
 /// `observe(layer_index, site, x, weights)` is called with each activation
 /// matrix right before the linear layers of `site` read it, and may replace
 /// those layers' weights (sequential calibration quantizes them there, so
-/// everything downstream sees the quantized layers).
+/// everything downstream sees the quantized layers). `Layer` is `layer` or any block type whose weights have an
+/// `apply_linear` (`packed_layer`).
 template <class Layer, class Observer>
 void block_forward(const config& cfg, std::size_t index, Layer& w, matrix& h, const batch& b, Observer&& observe,
                    const cpu_exec& exec = {}) {
@@ -250,30 +297,15 @@ void block_forward(const config& cfg, std::size_t index, Layer& w, matrix& h, co
     {
       const matrix xa = rms_norm(h, w.attn_norm, cfg.norm_eps, exec);
       observe(index, activation_site::attention_input, xa, w);
-      matrix q = apply_linear(xa, w.wq, exec);
-      matrix k = apply_linear(xa, w.wk, exec);
-      matrix v = apply_linear(xa, w.wv, exec);
-      add_bias(q, w.bq);
-      add_bias(k, w.bk);
-      add_bias(v, w.bv);
-      if (w.q_norm.size() != 0) head_rms_norm(q, w.q_norm, cfg.norm_eps, exec);
-      if (w.k_norm.size() != 0) head_rms_norm(k, w.k_norm, cfg.norm_eps, exec);
-      apply_rope(q, cfg, b, exec);
-      apply_rope(k, cfg, b, exec);
-      context = attention(cfg, q, k, v, b, exec);
+      attention_inputs a = project_attention(cfg, w, xa, exec);
+      apply_rope(a.q, cfg, b, exec);
+      apply_rope(a.k, cfg, b, exec);
+      context = attention(cfg, a.q, a.k, a.v, b, exec);
     }
     observe(index, activation_site::attention_output, context, w);
     h += apply_linear(context, w.wo, exec);
   }
-  matrix hidden;
-  {
-    const matrix xf = rms_norm(h, w.ffn_norm, cfg.norm_eps, exec);
-    observe(index, activation_site::ffn_input, xf, w);
-    hidden = apply_linear(xf, w.w1, exec);
-    swiglu_in_place(hidden, apply_linear(xf, w.w3, exec), exec);
-  }
-  observe(index, activation_site::ffn_hidden, hidden, w);
-  h += apply_linear(hidden, w.w2, exec);
+  feed_forward(cfg, index, w, h, observe, exec);
 }
 
 /// The final normed hidden states, `tokens x dim`, through every block.

@@ -73,6 +73,25 @@ enum class linear { q, k, v, o, gate, up, down };
 inline constexpr std::array<linear, 7> all_linears = {linear::q,    linear::k,  linear::v,   linear::o,
                                                       linear::gate, linear::up, linear::down};
 
+/// The shape of linear layer `l` of a block of `cfg`: `{rows (out), cols (in)}`.
+inline std::array<std::size_t, 2> linear_shape(const config& cfg, linear l) noexcept {
+  switch (l) {
+    case linear::q:
+      return {cfg.q_dim(), cfg.dim};
+    case linear::k:
+    case linear::v:
+      return {cfg.kv_dim(), cfg.dim};
+    case linear::o:
+      return {cfg.dim, cfg.q_dim()};
+    case linear::gate:
+    case linear::up:
+      return {cfg.hidden_dim, cfg.dim};
+    case linear::down:
+      return {cfg.dim, cfg.hidden_dim};
+  }
+  return {0, 0};
+}
+
 /// Short name (`q`, `gate`, ...), as reports print it.
 constexpr std::string_view linear_name(linear l) noexcept {
   constexpr std::array<std::string_view, 7> names = {"q", "k", "v", "o", "gate", "up", "down"};
@@ -98,6 +117,24 @@ inline std::string gguf_name(std::size_t layer_index, block_vector v) {
   static constexpr const char* names[] = {"attn_norm.weight", "ffn_norm.weight",    "attn_q.bias",       "attn_k.bias",
                                           "attn_v.bias",      "attn_q_norm.weight", "attn_k_norm.weight"};
   return "blk." + std::to_string(layer_index) + "." + names[static_cast<std::size_t>(v)];
+}
+
+/// The length of vector `v` of a block of `cfg`.
+inline std::size_t vector_length(const config& cfg, block_vector v) noexcept {
+  switch (v) {
+    case block_vector::attn_norm:
+    case block_vector::ffn_norm:
+      return cfg.dim;
+    case block_vector::q_bias:
+      return cfg.q_dim();
+    case block_vector::k_bias:
+    case block_vector::v_bias:
+      return cfg.kv_dim();
+    case block_vector::q_norm:
+    case block_vector::k_norm:
+      return cfg.head_dim();
+  }
+  return 0;
 }
 
 /// The Hugging Face name of a block vector, after "model.layers.N.".
@@ -170,9 +207,12 @@ inline std::string hf_name(std::size_t layer_index, block_tensor t) {
          std::string(std::visit([](auto which) { return hf_suffix(which); }, t));
 }
 
-struct layer {
-  matrix wq, wk, wv, wo;  ///< q_dim x dim, kv_dim x dim, kv_dim x dim, dim x q_dim
-  matrix w1, w2, w3;      ///< gate hidden x dim, down dim x hidden, up hidden x dim
+/// A transformer block's tensors, its seven linear weights of type `Weight`: dense `matrix` (`layer`), or a
+/// weight that may stay packed (`packed_layer`, packed_model.hpp). The forward pass is written once for both.
+template <class Weight>
+struct basic_layer {
+  Weight wq, wk, wv, wo;  ///< q_dim x dim, kv_dim x dim, kv_dim x dim, dim x q_dim
+  Weight w1, w2, w3;      ///< gate hidden x dim, down dim x hidden, up hidden x dim
   vector attn_norm, ffn_norm;
   vector bq, bk, bv;      ///< q/k/v biases (Qwen2; empty otherwise), in the rows' order
   vector q_norm, k_norm;  ///< per-head RMSNorm weights of q and k, head_dim each (Qwen3; empty otherwise)
@@ -196,9 +236,11 @@ struct layer {
     }
     return attn_norm;
   }
-  [[nodiscard]] const vector& values(block_vector v) const noexcept { return const_cast<layer*>(this)->values(v); }
+  [[nodiscard]] const vector& values(block_vector v) const noexcept {
+    return const_cast<basic_layer*>(this)->values(v);
+  }
 
-  [[nodiscard]] matrix& weight(linear l) noexcept {
+  [[nodiscard]] Weight& weight(linear l) noexcept {
     switch (l) {
       case linear::q:
         return wq;
@@ -217,8 +259,11 @@ struct layer {
     }
     return wq;
   }
-  [[nodiscard]] const matrix& weight(linear l) const noexcept { return const_cast<layer*>(this)->weight(l); }
+  [[nodiscard]] const Weight& weight(linear l) const noexcept { return const_cast<basic_layer*>(this)->weight(l); }
 };
+
+/// A block with dense fp32 weights.
+using layer = basic_layer<matrix>;
 
 struct model {
   config cfg;

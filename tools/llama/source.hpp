@@ -241,11 +241,17 @@ inline family family_of_architecture(const std::string& arch, const std::string&
        "\" is not supported; ternq runs llama (also Mistral), qwen2 and qwen3");
 }
 
+/// How a `gguf_source` reads its file: memory-mapped (the default; tensor data can then be viewed in place, as the
+/// packed runtime does), or through a stream (tensor data always copied).
+enum class gguf_access { mapped, streamed };
+
 /// A Llama-family GGUF (as `save_gguf` or llama.cpp's converter writes it, of any tensor type ternq reads);
-/// every tensor is dequantized with ggml's rules when it is read.
+/// `block` dequantizes every tensor with ggml's rules when it is read (packed_model.hpp keeps the ternary ones
+/// packed instead). Every block tensor's shape is checked against the configuration when it is read.
 class gguf_source final : public model_source {
  public:
-  explicit gguf_source(const std::filesystem::path& path) : r_(io::gguf_reader::open(path)), path_(path) {
+  explicit gguf_source(const std::filesystem::path& path, gguf_access access = gguf_access::mapped)
+      : r_(access == gguf_access::mapped ? io::gguf_reader::map(path) : io::gguf_reader::open(path)), path_(path) {
     const auto& md = r_.metadata();
     const std::string context = "gguf '" + path.string() + "'";
     if (!md.contains("general.architecture")) fail(errc::unsupported, context, ": general.architecture is missing");
@@ -282,9 +288,9 @@ class gguf_source final : public model_source {
   [[nodiscard]] layer block(std::size_t index) const override {
     layer w;
     for (const block_vector v : all_block_vectors) {
-      if (has_vector(cfg_.arch, v)) w.values(v) = read_vector(gguf_name(index, v));
+      if (has_vector(cfg_.arch, v)) w.values(v) = block_vector_values(index, v);
     }
-    for (const linear which : all_linears) w.weight(which) = read_matrix(gguf_name(index, which));
+    for (const linear which : all_linears) w.weight(which) = read_matrix(linear_tensor(index, which));
     return w;
   }
   void embedding_rows(std::size_t first, std::span<float> out) const override {
@@ -298,12 +304,44 @@ class gguf_source final : public model_source {
   [[nodiscard]] std::vector<std::filesystem::path> files() const override { return {path_}; }
   [[nodiscard]] const io::gguf_reader& reader() const noexcept { return r_; }
 
- private:
-  [[nodiscard]] matrix read_matrix(const std::string& n) const {
-    const auto& info = r_.tensor(n);
+  /// The tensor of linear layer `which` of block `index`, checked to be the `linear_shape` matrix of `cfg()`.
+  [[nodiscard]] const io::gguf_tensor_info& linear_tensor(std::size_t index, linear which) const {
+    if (index >= cfg_.n_layers) fail(errc::invalid_argument, context(), ": no block ", index);
+    const io::gguf_tensor_info& info = r_.tensor(gguf_name(index, which));
+    const auto [rows, cols] = linear_shape(cfg_, which);
+    if (info.ne.size() != 2 || info.rows() != rows || info.cols() != cols) {
+      fail(errc::shape_mismatch, context(), ": tensor '", info.name, "' (", pack::ggml_type_name(info.type),
+           ") has extents ", extents(info), "; the model's ", linear_name(which), " layer is ", rows, "x", cols,
+           " (ne [", cols, ", ", rows, "])");
+    }
+    return info;
+  }
+  /// Vector `v` of block `index` as floats, checked to have `vector_length` values.
+  [[nodiscard]] vector block_vector_values(std::size_t index, block_vector v) const {
+    const io::gguf_tensor_info& info = r_.tensor(gguf_name(index, v));
+    if (info.ne.size() != 1 || info.cols() != vector_length(cfg_, v)) {
+      fail(errc::shape_mismatch, context(), ": tensor '", info.name, "' has extents ", extents(info), ", expected [",
+           vector_length(cfg_, v), "]");
+    }
+    return read_vector(info.name);
+  }
+  /// A matrix tensor dequantized to fp32.
+  [[nodiscard]] matrix read_matrix(const io::gguf_tensor_info& info) const {
     matrix m(static_cast<Eigen::Index>(info.rows()), static_cast<Eigen::Index>(info.cols()));
     r_.read_rows(info, 0, std::span<float>(m.data(), static_cast<std::size_t>(m.size())));
     return m;
+  }
+
+ private:
+  [[nodiscard]] std::string context() const { return "gguf '" + path_.string() + "'"; }
+  static std::string extents(const io::gguf_tensor_info& info) {
+    std::string out = "[";
+    for (std::size_t k = 0; k < info.ne.size(); ++k) {
+      if (k != 0) out += ", ";
+      out += std::to_string(info.ne[k]);
+    }
+    out += ']';
+    return out;
   }
   [[nodiscard]] vector read_vector(const std::string& n) const {
     const std::vector<float> values = r_.read_floats(r_.tensor(n));

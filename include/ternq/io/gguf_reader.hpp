@@ -42,13 +42,21 @@ namespace ternq::io {
 /// Tensor types ternq does not know are `unsupported`.
 ///
 /// `open` keeps only the header in memory and reads tensor data on demand;
-/// `from_bytes` parses a buffer it owns and also gives views of the data.
+/// `map` maps the file read-only (tensor data still copied on demand with
+/// pread, or viewed in place with `tensor_bytes`); `from_bytes` parses a
+/// buffer it owns and also gives views of the data.
 class gguf_reader {
  public:
   /// Parses the file at `path`.
   static gguf_reader open(const std::filesystem::path& path) {
     return gguf_reader(
         std::make_shared<detail::gguf_source>(path, ternq::detail::concat("gguf_reader '", path.string(), "'")));
+  }
+  /// Maps the file at `path` read-only and parses it: `tensor_bytes` then views tensor data in the mapping (no
+  /// copy; pages are read from the file as they are touched). The file must not shrink while mapped.
+  static gguf_reader map(const std::filesystem::path& path) {
+    std::string name = ternq::detail::concat("gguf_reader '", path.string(), "'");
+    return gguf_reader(std::make_shared<detail::gguf_source>(mapped_file(path), std::move(name)));
   }
   /// Parses a whole file held in memory.
   static gguf_reader from_bytes(std::vector<std::uint8_t> bytes) {
@@ -89,11 +97,16 @@ class gguf_reader {
     read_tensor_data(info, out);
     return out;
   }
-  /// A view of a tensor's bytes; only for readers made by `from_bytes`.
+  /// Whether `tensor_bytes` views the data in place: readers made by `map` or `from_bytes`.
+  [[nodiscard]] bool views_data() const noexcept { return source_->in_memory(); }
+  /// Whether the reader maps its file (`map`).
+  [[nodiscard]] bool mapped() const noexcept { return source_->mapped(); }
+  /// A view of a tensor's bytes, valid while the reader (or a copy of it) lives; only for readers made by
+  /// `map` or `from_bytes`.
   [[nodiscard]] std::span<const std::uint8_t> tensor_bytes(const gguf_tensor_info& info) const {
     if (!source_->in_memory()) {
       fail(errc::invalid_argument, source_->name(),
-           ": tensor_bytes() needs a reader made by from_bytes(); use "
+           ": tensor_bytes() needs a reader made by map() or from_bytes(); use "
            "read_tensor_data()");
     }
     return source_->memory().subspan(static_cast<std::size_t>(data_offset_ + info.offset),

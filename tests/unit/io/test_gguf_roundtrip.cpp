@@ -172,11 +172,28 @@ TEST_CASE("gguf: a file on disk reads like the same bytes in memory, tensor data
   CHECK(from_disk.read_tensor_data(from_disk.tensor("b")) == p.data);
   CHECK_THROWS_WITH_AS(static_cast<void>(from_disk.tensor_bytes(from_disk.tensor("b"))),
                        ("[ternq.invalid_argument] gguf_reader '" + path.string() +
-                        "': tensor_bytes() needs a reader made by from_bytes(); use read_tensor_data()")
+                        "': tensor_bytes() needs a reader made by map() or from_bytes(); use read_tensor_data()")
                            .c_str(),
                        ternq::error);
   CHECK_THROWS_WITH_AS(static_cast<void>(from_memory.tensor("c")),
                        "[ternq.invalid_argument] gguf_reader: no tensor 'c'", ternq::error);
+  CHECK_FALSE(from_disk.views_data());
+  CHECK(from_memory.views_data());
+
+  // Mapped: the same header and data, and views of the tensor data inside the mapping.
+  const gguf_reader mapped = gguf_reader::map(path);
+  CHECK(mapped.mapped());
+  CHECK(mapped.views_data());
+  CHECK(mapped.metadata() == from_disk.metadata());
+  CHECK(mapped.tensors() == from_disk.tensors());
+  CHECK(mapped.read_floats(mapped.tensor("a")) == a);
+  CHECK(mapped.read_tensor_data(mapped.tensor("b")) == p.data);
+  const auto view = mapped.tensor_bytes(mapped.tensor("b"));
+  CHECK(std::equal(view.begin(), view.end(), p.data.begin(), p.data.end()));
+  const gguf_reader copy = mapped;  // copies share the mapping: views stay valid while any copy lives
+  CHECK(copy.tensor_bytes(copy.tensor("b")).data() == view.data());
+  CHECK_THROWS_WITH_AS(static_cast<void>(gguf_reader::map(dir / "absent.gguf")),
+                       doctest::Contains(("cannot open '" + (dir / "absent.gguf").string() + "'").c_str()), ternq::error);
 }
 
 TEST_CASE("gguf: a writer that is not closed leaves no file behind, and the previous file untouched") {

@@ -81,7 +81,8 @@ std::vector<shape> shapes_of(ternq::pack::format f) {
 TEST_CASE("the reference products equal a dense product of the dequantized operands") {
   for (const ternq::pack::format f : ternq::pack::all_formats) {
     CAPTURE(ternq::pack::name_of(f));
-    for (const auto& [rows, cols, n] : shapes_of(f)) {
+    for (const shape& sh : shapes_of(f)) {
+      const std::size_t rows = sh.rows, cols = sh.cols, n = sh.n;  // CAPTURE cannot name structured bindings (Clang 14)
       CAPTURE(rows);
       CAPTURE(cols);
       CAPTURE(n);
@@ -241,4 +242,19 @@ TEST_CASE("bad operands are refused with the problem named") {
                        "[ternq.shape_mismatch] packed product: activations quantized in blocks of 64 for TQ2_0's "
                        "blocks of 256",
                        ternq::error);
+}
+
+TEST_CASE("int8 activations: blocks so small that 127 / amax overflows quantize like any other") {
+  std::vector<float> x(64, 0.0F);
+  x[0] = 0x1p-127F;   // amax: 127 / 2^-127 is beyond the float range
+  x[1] = -0x1p-128F;  // half of it: -63.5 rounds to even, -64
+  for (const ternq::simd_level level : ternq::supported_simd_levels()) {
+    kernels::int8_activations q;
+    kernels::quantize_activations(ternq::row_major(x.data(), 1, 64), 64, q, level);
+    CHECK(q.codes(0)[0] == 127);
+    CHECK(q.codes(0)[1] == -64);
+    for (std::size_t j = 2; j < 64; ++j) CHECK(q.codes(0)[j] == 0);
+    CHECK(q.sums(0)[0] == 63);
+    CHECK(q.scales(0)[0] == 0x1p-127F / 127.0F);
+  }
 }

@@ -103,10 +103,12 @@ TEST_CASE("stories260K end to end: quantize to GGUF and a fake checkpoint, evalu
     const io::gguf_reader r = io::gguf_reader::open(gguf);
     CHECK(r.tensors().size() == 47);
     CHECK((r.tensor("blk.0.attn_q.weight").type == pack::ggml_type::q2_0) == ternary);
-    // The GGUF and the fake checkpoint are the same model.
+    // The GGUF and the fake checkpoint are the same model: the file's values, widened to fp32, give the same bits
+    // (the packed runtime, ternq-eval's default, is checked against this path in test_cli_runtime.cpp).
     const auto eval = [&](const std::filesystem::path& m) {
-      const auto e = run(eval_exe + " --model " + quote(m) + " --tokenizer " + quote(tok) + " --text " + quote(text) +
-                         " --offset 400000 --tokens 2048 --reference " + quote(model) + " --json");
+      const auto e =
+          run(eval_exe + " --model " + quote(m) + " --tokenizer " + quote(tok) + " --text " + quote(text) +
+              " --offset 400000 --tokens 2048 --reference " + quote(model) + " --weights dequantized --json");
       REQUIRE_MESSAGE(e.status == 0, e.output);
       return nlohmann::json::parse(e.output);
     };
@@ -168,7 +170,7 @@ TEST_CASE("stories260K act-order and SSR to Q2_0: orders folded, FFN padded, the
     // The file computes what the fake-quantized model (folded and padded, in floating point) computes.
     const auto eval = [&](const std::filesystem::path& m) {
       const auto e = run(eval_exe + " --model " + quote(m) + " --tokenizer " + quote(tok) + " --text " + quote(text) +
-                         " --offset 400000 --tokens 1024 --json");
+                         " --offset 400000 --tokens 1024 --weights dequantized --json");
       REQUIRE_MESSAGE(e.status == 0, e.output);
       return nlohmann::json::parse(e.output);
     };

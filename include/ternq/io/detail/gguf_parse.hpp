@@ -17,17 +17,21 @@
 #include "ternq/config.hpp"
 #include "ternq/core/error.hpp"
 #include "ternq/io/gguf_types.hpp"
+#include "ternq/io/mapped_file.hpp"
 #include "ternq/pack/bytes.hpp"
 
 namespace ternq::io {
 
 namespace detail {
 
-/// Where the bytes come from: a buffer in memory, or a file read in order.
+/// Where the bytes come from: a buffer in memory, a memory-mapped file, or a file read in order.
 class gguf_source {
  public:
   gguf_source(std::vector<std::uint8_t> bytes, std::string name)
       : name_(std::move(name)), bytes_(std::move(bytes)), size_(bytes_.size()) {}
+  /// A mapped file: parsed from the mapping, tensor data copied with pread (`mapped_file::read`) or viewed in place.
+  gguf_source(mapped_file map, std::string name)
+      : name_(std::move(name)), map_(std::move(map)), mapped_(true), size_(map_.size()) {}
   gguf_source(const std::filesystem::path& path, std::string name)
       : name_(std::move(name)), path_(path), file_backed_(true) {
     file_ = std::make_unique<std::ifstream>(path, std::ios::binary);
@@ -41,15 +45,23 @@ class gguf_source {
 
   [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  /// Whether the whole file is addressable in memory (a buffer or a mapping), so that `memory()` views it.
   [[nodiscard]] bool in_memory() const noexcept { return !file_backed_; }
-  [[nodiscard]] std::span<const std::uint8_t> memory() const noexcept { return bytes_; }
+  [[nodiscard]] bool mapped() const noexcept { return mapped_; }
+  [[nodiscard]] std::span<const std::uint8_t> memory() const noexcept {
+    if (mapped_) {
+      const std::span<const std::byte> b = map_.bytes();
+      return {reinterpret_cast<const std::uint8_t*>(b.data()), b.size()};
+    }
+    return bytes_;
+  }
 
   /// Reads `n` bytes at `offset`; the range must lie inside the source (the caller checks).
   void read(std::uint64_t offset, std::uint8_t* dst, std::size_t n) {
     TERNQ_ASSERT(offset <= size_ && n <= size_ - offset);
     if (n == 0) return;
     if (in_memory()) {
-      std::memcpy(dst, bytes_.data() + offset, n);
+      std::memcpy(dst, memory().data() + offset, n);
       return;
     }
     if (position_ != offset) {
@@ -68,6 +80,10 @@ class gguf_source {
   void read_at(std::uint64_t offset, std::uint8_t* dst, std::size_t n) const {
     TERNQ_ASSERT(offset <= size_ && n <= size_ - offset);
     if (n == 0) return;
+    if (mapped_) {
+      map_.read(static_cast<std::size_t>(offset), std::span<std::byte>(reinterpret_cast<std::byte*>(dst), n));
+      return;
+    }
     if (in_memory()) {
       std::memcpy(dst, bytes_.data() + offset, n);
       return;
@@ -81,6 +97,8 @@ class gguf_source {
  private:
   std::string name_;
   std::vector<std::uint8_t> bytes_;
+  mapped_file map_;
+  bool mapped_ = false;
   std::filesystem::path path_;
   bool file_backed_ = false;
   std::unique_ptr<std::ifstream> file_;

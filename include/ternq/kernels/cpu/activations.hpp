@@ -12,7 +12,9 @@
 
 #include "ternq/core/error.hpp"
 #include "ternq/core/finite.hpp"
+#include "ternq/core/simd.hpp"
 #include "ternq/core/view.hpp"
+#include "ternq/kernels/cpu/detail/quantize_x86.hpp"
 
 namespace ternq::kernels {
 
@@ -47,9 +49,13 @@ inline float quantize_block_int8(const float* x, std::size_t n, std::int8_t* q, 
     return 0.0F;
   }
   const float inverse = 127.0F / amax;
+  // Below amax ~ 3.7e-37, 127 / amax overflows to Inf (and 0 * Inf is NaN): such blocks divide by amax first,
+  // which is exact enough and finite. The vectorized quantizers hand these blocks to this function.
+  const bool tiny = !std::isfinite(inverse);
   for (std::size_t j = 0; j < n; ++j) {
     // |x_j| <= amax, so the product is at most 127 up to one rounding: the clamp only guards that rounding.
-    const float v = std::clamp(std::nearbyint(x[j] * inverse), -127.0F, 127.0F);
+    const float scaled = tiny ? (x[j] / amax) * 127.0F : x[j] * inverse;
+    const float v = std::clamp(std::nearbyint(scaled), -127.0F, 127.0F);
     q[j] = static_cast<std::int8_t>(v);
     sum += q[j];
   }
@@ -58,9 +64,11 @@ inline float quantize_block_int8(const float* x, std::size_t n, std::int8_t* q, 
 
 }  // namespace detail
 
-/// Quantizes the rows of `x` (`n x cols`, rows contiguous) into `out` in blocks of `block`, reusing its storage.
-/// Throws `shape_mismatch` when `cols` is not a multiple of `block` and `non_finite` for an Inf/NaN activation.
-inline void quantize_activations(matrix_view<const float> x, std::size_t block, int8_activations& out) {
+/// Quantizes the rows of `x` (`n x cols`, rows contiguous) into `out` in blocks of `block`, reusing its storage,
+/// with the instruction-set variant `level` (every variant gives the same bytes). Throws `shape_mismatch` when
+/// `cols` is not a multiple of `block` and `non_finite` for an Inf/NaN activation.
+inline void quantize_activations(matrix_view<const float> x, std::size_t block, int8_activations& out,
+                                 simd_level level) {
   if (block == 0 || x.cols() % block != 0) {
     fail(errc::shape_mismatch, "quantize_activations: ", x.cols(), " columns are not a multiple of the ", block,
          "-element block");
@@ -77,12 +85,32 @@ inline void quantize_activations(matrix_view<const float> x, std::size_t block, 
     if (const std::size_t j = ternq::detail::first_non_finite(row); j < row.size()) {
       fail(errc::non_finite, "packed product: activation ", row[j], " at (", t, ", ", j, ") is not finite");
     }
+    const std::size_t k = t * out.blocks();
+    std::int8_t* q = out.q.data() + t * out.cols;
+#if TERNQ_HAS_AVX512_VARIANT
+    if (level == simd_level::avx512 && block % 16 == 0) {
+      detail::quantize_blocks_avx512(row.data(), out.blocks(), block, q, out.scale.data() + k, out.sum.data() + k,
+                                     detail::quantize_block_int8);
+      continue;
+    }
+#endif
+#if TERNQ_HAS_AVX2_VARIANT
+    if (level == simd_level::avx2 && block % 32 == 0) {
+      detail::quantize_blocks_avx2(row.data(), out.blocks(), block, q, out.scale.data() + k, out.sum.data() + k,
+                                   detail::quantize_block_int8);
+      continue;
+    }
+#endif
+    (void)level;
     for (std::size_t b = 0; b < out.blocks(); ++b) {
-      const std::size_t k = t * out.blocks() + b;
-      out.scale[k] = detail::quantize_block_int8(row.data() + b * block, block, out.q.data() + t * out.cols + b * block,
-                                                 out.sum[k]);
+      out.scale[k + b] = detail::quantize_block_int8(row.data() + b * block, block, q + b * block, out.sum[k + b]);
     }
   }
+}
+
+/// `quantize_activations` with the fastest variant this processor runs.
+inline void quantize_activations(matrix_view<const float> x, std::size_t block, int8_activations& out) {
+  quantize_activations(x, block, out, best_simd_level());
 }
 
 }  // namespace ternq::kernels

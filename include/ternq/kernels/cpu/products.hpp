@@ -9,6 +9,10 @@
 #include "ternq/core/parallel.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/kernels/cpu/activations.hpp"
+#include "ternq/kernels/cpu/detail/avx2_2bit.hpp"
+#include "ternq/kernels/cpu/detail/avx2_base3.hpp"
+#include "ternq/kernels/cpu/detail/avx512_base3.hpp"
+#include "ternq/kernels/cpu/detail/avx512_2bit.hpp"
 #include "ternq/kernels/cpu/packed_view.hpp"
 #include "ternq/kernels/cpu/reference.hpp"
 
@@ -43,10 +47,38 @@ struct row_kernels {
   f32_rows_fn f32 = nullptr;
 };
 
-inline row_kernels select_kernels(simd_level level, pack::format f) {
+inline row_kernels select_kernels([[maybe_unused]] simd_level level, [[maybe_unused]] pack::format f) {
   row_kernels k;
-  (void)level;
-  (void)f;
+#if TERNQ_HAS_AVX2_VARIANT
+  if (level == simd_level::avx2) avx2_base3::select(f, k.int8, k.f32);
+#endif
+#if TERNQ_HAS_AVX512_VARIANT
+  if (level == simd_level::avx512) avx512_base3::select(f, k.int8, k.f32);
+#endif
+#if TERNQ_HAS_AVX512_VARIANT
+  if (level == simd_level::avx512) {
+    using pack::format;
+    switch (f) {
+      case format::tq2_0: k = {&avx512_2bit::rows_int8<format::tq2_0>, &avx512_2bit::rows_f32<format::tq2_0>}; break;
+      case format::q2_0: k = {&avx512_2bit::rows_int8<format::q2_0>, &avx512_2bit::rows_f32<format::q2_0>}; break;
+      case format::pq2_0: k = {&avx512_2bit::rows_int8<format::pq2_0>, &avx512_2bit::rows_f32<format::pq2_0>}; break;
+      case format::i2_s: k = {&avx512_2bit::rows_int8<format::i2_s>, &avx512_2bit::rows_f32<format::i2_s>}; break;
+      default: break;
+    }
+  }
+#endif
+#if TERNQ_HAS_AVX2_VARIANT
+  if (level == simd_level::avx2) {
+    using pack::format;
+    switch (f) {
+      case format::tq2_0: k = {&avx2_2bit::rows_int8<format::tq2_0>, &avx2_2bit::rows_f32<format::tq2_0>}; break;
+      case format::q2_0: k = {&avx2_2bit::rows_int8<format::q2_0>, &avx2_2bit::rows_f32<format::q2_0>}; break;
+      case format::pq2_0: k = {&avx2_2bit::rows_int8<format::pq2_0>, &avx2_2bit::rows_f32<format::pq2_0>}; break;
+      case format::i2_s: k = {&avx2_2bit::rows_int8<format::i2_s>, &avx2_2bit::rows_f32<format::i2_s>}; break;
+      default: break;
+    }
+  }
+#endif
   if (k.int8 == nullptr) k.int8 = &rows_int8_portable;
   if (k.f32 == nullptr) k.f32 = &rows_f32_portable;
   return k;
@@ -96,7 +128,7 @@ inline void matmul(const packed_view& w, matrix_view<const float> x, matrix_view
   }
   if (options.activations == activation_precision::int8) {
     int8_activations q;
-    quantize_activations(x, w.block_elements(), q);
+    quantize_activations(x, w.block_elements(), q, options.exec.simd_variant());
     matmul(w, q, y, options.exec);
     return;
   }
