@@ -749,7 +749,7 @@ int main(int argc, char** argv) {
   app.add_option("--tensors", opt.tensors_path, "safetensors file: quantize every 2-D tensor on its own");
   app.add_option("--grams", opt.grams_path, "safetensors file with the Gram matrix of each tensor, by name");
   app.add_option("--method", opt.method,
-                 "absmean|twn|optimal|optimal_aga|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq|catq_std");
+                 "absmean|twn|optimal|optimal_aga|itf|itf_aga|gptq_[act_|ssr_|random_]<grid>|catq[_std][_paper]");
   app.add_option("--group-size", opt.group_size,
                  "columns per group (0: one group per row); default: the block of the chosen format (256 tq2_0/tq1_0, "
                  "64 q2_0, 128 pq2_0/ptq1_0, per row i2_s), 128 for f16/f32, tensor mode and the embedded layer")

@@ -29,10 +29,12 @@ struct method_choice {
 
 /// The names `--method` accepts: the data-free and standalone methods, CAT-Q
 /// (`catq_std`: with the standard-deviation scale prior instead of §4's
-/// absmean), and `gptq_[act_|ssr_|random_]<grid>` for the blockwise driver with any
+/// absmean; `catq_paper`, `catq_std_paper`: with `catq::paper()`'s 1000-step
+/// setup instead of the 100-step defaults), and `gptq_[act_|ssr_|random_]<grid>` for the blockwise driver with any
 /// grid (`gptq_itf_aga`, `gptq_act_itf_aga`, `gptq_ssr_itf_aga`, ...).
 inline std::vector<std::string> method_names() {
-  std::vector<std::string> names = {"absmean", "twn", "optimal", "itf", "itf_aga", "optimal_aga", "catq", "catq_std"};
+  std::vector<std::string> names = {"absmean", "twn", "optimal", "itf", "itf_aga", "optimal_aga", "catq",
+                                    "catq_std", "catq_paper", "catq_std_paper"};
   for (const char* order : {"", "act_", "ssr_", "random_"}) {
     for (const char* grid : {"absmean", "twn", "optimal", "itf", "itf_aga", "optimal_aga"}) {
       names.push_back(std::string("gptq_") + order + grid);
@@ -80,9 +82,10 @@ inline method_choice parse_method(std::string_view name, group_size_option group
       c.permutes = !std::holds_alternative<sequential>(order);
       return c;
     }
-  } else if (name == "catq" || name == "catq_std") {
-    catq m{.group_size = group_size};
-    if (name == "catq_std") m.priors.scale = catq_scale_prior::standard_deviation;
+  } else if (name == "catq" || name == "catq_std" || name == "catq_paper" || name == "catq_std_paper") {
+    catq m = name.ends_with("_paper") ? catq::paper() : catq{};
+    m.group_size = group_size;
+    if (name.starts_with("catq_std")) m.priors.scale = catq_scale_prior::standard_deviation;
     c.method = m;
     c.needs_gram = true;
     return c;
@@ -95,7 +98,7 @@ inline method_choice parse_method(std::string_view name, group_size_option group
   // The nearest name first; the list spells the gptq_ family as its pattern rather than its 24 names.
   const std::string hint = did_you_mean(name, method_names());
   fail(errc::invalid_argument, "unknown method '", name, "'", hint.empty() ? "" : ": ", hint,
-       " (known: absmean, twn, optimal, itf, itf_aga, optimal_aga, catq, catq_std, and "
+       " (known: absmean, twn, optimal, itf, itf_aga, optimal_aga, catq, catq_std, catq_paper, catq_std_paper, and "
        "gptq_[act_|ssr_|random_]<grid> with <grid> one of absmean, twn, optimal, itf, itf_aga, optimal_aga)");
 }
 

@@ -68,6 +68,20 @@ TEST_CASE("every --method name parses into the method it names") {
   CHECK(std::get<catq>(catq_default.method).priors.scale == catq_scale_prior::absmean);
   CHECK(std::get<catq>(catq_std.method).priors.scale == catq_scale_prior::standard_deviation);
   CHECK((catq_std.needs_gram && !catq_std.asymmetric && !catq_std.permutes));
+  // The _paper names keep ALGORITHMS.md §4's 1000-step setup; the plain names the 100-step defaults.
+  for (const char* name : {"catq_paper", "catq_std_paper"}) {
+    const auto c = cli::parse_method(name, 64, 0);
+    REQUIRE(std::holds_alternative<catq>(c.method));
+    const catq& m = std::get<catq>(c.method);
+    const catq paper = catq::paper();
+    CHECK((m.steps == paper.steps && m.lr == paper.lr && m.s0 == paper.s0 && m.patience == paper.patience));
+    CHECK((m.refit_scales == paper.refit_scales && m.beta1 == paper.beta1 && m.beta2 == paper.beta2));
+    CHECK(m.group_size == group_size_option{64});
+    CHECK(m.priors.scale == (std::string_view(name) == "catq_paper" ? catq_scale_prior::absmean
+                                                                   : catq_scale_prior::standard_deviation));
+  }
+  CHECK(std::get<catq>(catq_default.method).steps == catq{}.steps);
+  CHECK(std::get<catq>(catq_default.method).steps != catq::paper().steps);
 
   const auto ssr_itf_aga = cli::parse_method("gptq_ssr_itf_aga", 64, 0);
   REQUIRE(std::holds_alternative<gptq>(ssr_itf_aga.method));
