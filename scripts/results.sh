@@ -4,14 +4,20 @@
 # three shared models (../shared/models), calibrated on the start of the TinyStories head and evaluated on a
 # disjoint slice of it and on WikiText-2. Needs gnuplot (Debian: gnuplot-nox) and python3 for the tables.
 # The raw measurements go to docs/results/rows.jsonl; scripts/results_report.py turns them into the report.
-# Usage: scripts/results.sh [--quick | --deployable | --report-only]
+# Usage: scripts/results.sh [--quick | --deployable | --only METHOD[,METHOD...] | --report-only]
 #   --quick: one model, fewer methods, to try the script (writes under build/release/results-quick)
 #   --deployable: measure only the METHOD@FORMAT rows (the GGUF files) again, keeping the committed others
+#   --only: measure only these methods again (every model and group), keeping the committed others
 #   --report-only: rewrite the report and the plot from the committed rows.jsonl without measuring
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=${TERNQ_SHARED_DIR:-$root/../shared}
 mode=${1:-}
+only=${2:-}
+if [[ "$mode" == "--only" && -z "$only" ]]; then
+  echo "usage: scripts/results.sh --only METHOD[,METHOD...]"
+  exit 2
+fi
 
 "$root/scripts/install-deps.sh"
 command -v gnuplot >/dev/null || { echo "results.sh needs gnuplot (apt-get install gnuplot-nox)"; exit 1; }
@@ -47,7 +53,7 @@ models=("stories260K stories260K.bin tok512.bin"
 methods=(fp absmean twn optimal itf itf_aga
          gptq_absmean gptq_twn gptq_optimal gptq_itf gptq_itf_aga
          gptq_act_optimal gptq_ssr_optimal gptq_act_itf_aga gptq_ssr_itf_aga
-         catq catq_std
+         catq catq_std catq_paper catq_std_paper
          optimal@q2_0 optimal_aga@q2_0 gptq_optimal@q2_0 gptq_act_optimal@q2_0 gptq_ssr_optimal@q2_0
          gptq_optimal_aga@q2_0 gptq_act_optimal_aga@q2_0 gptq_ssr_optimal_aga@q2_0
          gptq_act_optimal_aga+fit@q2_0 gptq_ssr_optimal_aga+fit@q2_0)
@@ -68,8 +74,20 @@ if [[ "$mode" == "--deployable" ]]; then
   groups=(64)
 fi
 
+all_methods=("${methods[@]}")
+if [[ "$mode" == "--only" ]]; then
+  IFS=, read -r -a methods <<<"$only"
+  for method in "${methods[@]}"; do
+    [[ " ${all_methods[*]} " == *" $method "* ]] || { echo "results.sh: --only: '$method' is not one of its methods"; exit 2; }
+  done
+fi
+
 rows="$out/rows.jsonl"
-if [[ "$mode" == "--deployable" ]]; then
+if [[ "$mode" == "--only" ]]; then
+  committed="$work/committed.jsonl"
+  cp "$rows" "$committed"
+  : >"$rows"
+elif [[ "$mode" == "--deployable" ]]; then
   # keep every committed row but the files', which are measured again below
   python3 - "$rows" <<'PY'
 import json, sys
@@ -137,6 +155,27 @@ PY
       done
     done
   done
+fi
+
+if [[ "$mode" == "--only" ]]; then
+  # The new rows replace the committed ones of the same model, group and method; every row then goes back to
+  # the order a full run writes (model, group, method as listed above).
+  model_names=()
+  for entry in "${models[@]}"; do model_names+=("${entry%% *}"); done
+  python3 - "$committed" "$rows" "${model_names[*]}" "${groups[*]}" "${all_methods[*]}" <<'PY'
+import json, sys
+committed, rows_path, models, groups, methods = sys.argv[1:]
+models, groups, methods = models.split(), [int(g) for g in groups.split()], methods.split()
+key = lambda r: (r["model"], r["group"], r["method"])
+merged = {key(r): r for r in map(json.loads, filter(str.strip, open(committed)))}
+merged.update({key(r): r for r in map(json.loads, filter(str.strip, open(rows_path)))})
+def position(r):
+    return tuple(seq.index(v) if v in seq else len(seq)
+                 for seq, v in ((models, r["model"]), (groups, r["group"]), (methods, r["method"])))
+with open(rows_path, "w") as f:
+    for r in sorted(merged.values(), key=position):
+        f.write(json.dumps(r) + "\n")
+PY
 fi
 
 "$root/scripts/results_report.py" "$rows" "$out" "$md"
