@@ -16,7 +16,6 @@
 #include "ternq/core/parallel.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/linalg/tasks.hpp"
-#include "ternq/linalg/tiled_products.hpp"
 
 namespace ternq {
 
@@ -51,9 +50,9 @@ struct gram_options {
 ///
 /// Numerics: see `gram_products`; in both modes the running sum is in
 /// double, so long calibration runs lose nothing to the number of batches.
-/// Each chunk's lower triangle is computed in fixed 256x256 tiles, one
-/// Eigen GEMM per tile, on `options.exec`'s threads: bit-identical for any
-/// thread count.
+/// Each chunk's lower triangle is computed in fixed 512x512 tiles, one
+/// Eigen GEMM (or rank update) per tile, on `options.exec`'s threads:
+/// bit-identical for any thread count.
 class gram_accumulator {
  public:
   /// An empty accumulator for activations with `features` input features (`m`).
@@ -110,6 +109,8 @@ class gram_accumulator {
   using chunk_type = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   /// Tokens per chunk: the float sums of `float_chunks` run over this many tokens; bounds the scratch memory.
   static constexpr std::size_t chunk_tokens = 1024;
+  /// Rows and columns per tile of `C` (512: Eigen's GEMM and rank update run near their full-matrix rate).
+  static constexpr Eigen::Index tile = 512;
 
   template <class T>
   void add_tokens(const matrix_view<const T>& x, const char* context) {
@@ -134,11 +135,11 @@ class gram_accumulator {
   }
 
   /// `C += X_c^T X_c` on the lower triangle, one product per tile on or below
-  /// the diagonal (diagonal tiles whole; their upper part is overwritten by `sync`).
+  /// the diagonal (a symmetric rank update on diagonal tiles).
   template <class S>
   void add_chunk(const chunk_type<S>& chunk) {
     const Eigen::Index m = sum_.rows();
-    const Eigen::Index t = linalg::product_tile;
+    const Eigen::Index t = tile;
     const auto count = static_cast<std::size_t>((m + t - 1) / t);
     tiles_.clear();
     for (std::size_t i = 0; i < count; ++i) {
@@ -150,12 +151,23 @@ class gram_accumulator {
       const Eigen::Index j0 = tiles_[k].second * t;
       const Eigen::Index h = std::min(t, m - i0);
       const Eigen::Index w = std::min(t, m - j0);
+      const auto xi = chunk.middleCols(i0, h);
       if constexpr (std::is_same_v<S, double>) {
-        sum_.block(i0, j0, h, w).noalias() += chunk.middleCols(i0, h).transpose() * chunk.middleCols(j0, w);
+        if (i0 == j0) {
+          sum_.block(i0, i0, h, h).template selfadjointView<Eigen::Lower>().rankUpdate(xi.transpose());
+        } else {
+          sum_.block(i0, j0, h, w).noalias() += xi.transpose() * chunk.middleCols(j0, w);
+        }
       } else {
-        const Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> tile =
-            chunk.middleCols(i0, h).transpose() * chunk.middleCols(j0, w);
-        sum_.block(i0, j0, h, w) += tile.template cast<double>();
+        Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> tile(h, w);
+        if (i0 == j0) {
+          tile.setZero();
+          tile.template selfadjointView<Eigen::Lower>().rankUpdate(xi.transpose());
+          sum_.block(i0, i0, h, h).template triangularView<Eigen::Lower>() += tile.template cast<double>();
+        } else {
+          tile.noalias() = xi.transpose() * chunk.middleCols(j0, w);
+          sum_.block(i0, j0, h, w) += tile.template cast<double>();
+        }
       }
     });
   }

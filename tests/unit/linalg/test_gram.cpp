@@ -39,7 +39,7 @@ TEST_CASE("integer activations: C is exact where float accumulation would round"
 }
 
 TEST_CASE("float chunks against double products on LLM-like activations with outlier channels") {
-  // 25x outlier channels, correlated channels, non-zero means; 600 features (three tiles), 5000 tokens (5 chunks)
+  // 25x outlier channels, correlated channels, non-zero means; 600 features (2x2 tiles), 5000 tokens (5 chunks)
   const auto x = ternq::testing::llm_like_activations(5000, 600, 12);
   ternq::gram_accumulator exact(600, {.products = ternq::gram_products::double_products});
   ternq::gram_accumulator chunks(600, {.exec = ternq::cpu_exec{.threads = 1}});
@@ -58,12 +58,12 @@ TEST_CASE("float chunks against double products on LLM-like activations with out
 }
 
 TEST_CASE("C does not depend on the thread count") {
-  const auto x = ternq::testing::llm_like_activations(2100, 700, 13);  // three tiles, three chunks
+  const auto x = ternq::testing::llm_like_activations(2100, 1100, 13);  // 3x3 tiles, three chunks
   for (auto products : {ternq::gram_products::float_chunks, ternq::gram_products::double_products}) {
-    ternq::gram_accumulator one(700, {.products = products, .exec = ternq::cpu_exec{.threads = 1}});
+    ternq::gram_accumulator one(1100, {.products = products, .exec = ternq::cpu_exec{.threads = 1}});
     one.add(x);
     for (unsigned threads : {2U, 3U}) {
-      ternq::gram_accumulator other(700, {.products = products, .exec = ternq::cpu_exec{.threads = threads}});
+      ternq::gram_accumulator other(1100, {.products = products, .exec = ternq::cpu_exec{.threads = threads}});
       other.add(x);
       CHECK(other.matrix() == one.matrix());
     }
