@@ -256,17 +256,12 @@ class cpu_gptq_steps {
       gptq_block_report& part = parts[c];
       const auto rc = static_cast<Eigen::Index>(r1 - r0);
       const auto rb = static_cast<Eigen::Index>(r0);
-      // The chunk's block row by row, through a contiguous column-major copy: reading it row by row
-      // straight from W would touch one page per column for every row.
+      // The chunk's block as a contiguous column-major copy (the inner loop runs along its columns) and
+      // row by row for the grid fit; reading the rows straight from W would touch a page per column per row.
       weights_matrix start = w_.block(rb, static_cast<Eigen::Index>(first), rc, s);
-      row_block wb;
-      if (compensate) {
-        const weights_matrix compensated = start + comp_.middleRows(rb, rc);
-        wb = compensated;
-      } else {
-        wb = start;
-      }
-      row_block values;  // up-front factor: the stored values, for the residual
+      weights_matrix work = compensate ? weights_matrix(start + comp_.middleRows(rb, rc)) : start;
+      row_block wb = work;
+      weights_matrix values;  // up-front factor: the stored values, for the residual
       if (upfront_) values.resize(rc, s);
       std::vector<std::int8_t> codes(static_cast<std::size_t>(rc) * size);
       std::vector<atq_grid> grids(static_cast<std::size_t>(rc));
@@ -288,10 +283,13 @@ class cpu_gptq_steps {
           std::copy(scratch.best_err.begin(), scratch.best_err.end(), &err_(static_cast<Eigen::Index>(i), 0));
           part.output_error += scratch.best_error;
           account_weight_error(out, alpha_f, 0.0F, original, i, columns, part);
-          if (upfront_) stored_values(out, alpha_f, 0.0F, &values(r, 0));
+          if (upfront_) {
+            for (Eigen::Index j = 0; j < s; ++j)
+              values(r, j) = stored_value(out[static_cast<std::size_t>(j)], alpha_f, 0.0F);
+          }
         }
       } else {
-        quantize_rows(r0, rc, first, group, options, aga, asymmetric, metric, wb, codes, grids, original, columns, q,
+        quantize_rows(r0, first, group, options, aga, asymmetric, metric, work, wb, codes, grids, original, columns, q,
                       upfront_ ? &values : nullptr, part);
       }
       if (upfront_) {  // the residual W - Q replaces the block's weights
@@ -357,39 +355,61 @@ class cpu_gptq_steps {
 
  private:
   using err_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using code_block = Eigen::Matrix<std::int8_t, Eigen::Dynamic, Eigen::Dynamic>;
 
   /// `quantize_block` on one chunk of rows for the grids other than
-  /// `optimal_aga`: AGA on the chunk when `aga`, then every row's inner
-  /// loop with its stored grid; `values`, when given, receives the stored
-  /// values (`alpha q + mu`) row by row.
-  void quantize_rows(std::size_t r0, Eigen::Index rc, std::size_t first, std::size_t group, const gptq& options,
-                     bool aga, bool asymmetric, const Eigen::MatrixXd& metric, row_block& wb,
+  /// `optimal_aga`: AGA on the chunk when `aga`, then the inner loop with
+  /// every row's stored grid on `work` (the chunk's block, column-major);
+  /// `values`, when given, receives the stored values (`alpha q + mu`).
+  void quantize_rows(std::size_t r0, std::size_t first, std::size_t group, const gptq& options, bool aga,
+                     bool asymmetric, const Eigen::MatrixXd& metric, weights_matrix& work, const row_block& wb,
                      const std::vector<std::int8_t>& codes, std::vector<atq_grid>& grids,
                      const matrix_view<const T>& original, std::span<const std::size_t> columns, ternary_matrix& q,
-                     row_block* values, gptq_block_report& part) {
-    const Eigen::Index s = wb.cols();
+                     weights_matrix* values, gptq_block_report& part) {
+    const Eigen::Index rc = work.rows();
+    const Eigen::Index s = work.cols();
     const auto size = static_cast<std::size_t>(s);
     if (aga) {
-      Eigen::MatrixXd td(rc, s);
-      for (Eigen::Index r = 0; r < rc; ++r) {
-        for (Eigen::Index j = 0; j < s; ++j) td(r, j) = codes[static_cast<std::size_t>(r * s + j)];
-      }
+      const Eigen::MatrixXd td =
+          Eigen::Map<const Eigen::Matrix<std::int8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(codes.data(),
+                                                                                                        rc, s)
+              .template cast<double>();
       std::vector<aga_outcome> outcome(grids.size());
       for (std::size_t r = 0; r < grids.size(); ++r) outcome[r].grid = grids[r];
       const Eigen::MatrixXd wd = wb.template cast<double>();
       part.grid.aga_fallbacks += aga_align_rows(wd, td, metric, std::span<aga_outcome>(outcome));
       for (std::size_t r = 0; r < grids.size(); ++r) grids[r] = outcome[r].grid;  // codes are re-rounded below
     }
+    std::vector<float> alpha(static_cast<std::size_t>(rc));
+    std::vector<float> mu(static_cast<std::size_t>(rc), 0.0F);
     for (Eigen::Index r = 0; r < rc; ++r) {
-      const std::size_t i = r0 + static_cast<std::size_t>(r);
-      const float alpha_f = round_to(options.precision, static_cast<float>(grids[static_cast<std::size_t>(r)].alpha));
-      const float mu_f =
-          asymmetric ? round_to(options.precision, static_cast<float>(grids[static_cast<std::size_t>(r)].mu)) : 0.0F;
-      q.scale(i, group) = alpha_f;
-      if (asymmetric) q.offset(i, group) = mu_f;
+      const auto k = static_cast<std::size_t>(r);
+      const std::size_t i = r0 + k;
+      alpha[k] = round_to(options.precision, static_cast<float>(grids[k].alpha));
+      if (asymmetric) mu[k] = round_to(options.precision, static_cast<float>(grids[k].mu));
+      q.scale(i, group) = alpha[k];
+      if (asymmetric) q.offset(i, group) = mu[k];
+    }
+    code_block block_codes(rc, s);
+    weights_matrix err(rc, s);
+    std::vector<double> error(static_cast<std::size_t>(rc), 0.0);
+    inner_loop_rows(work, alpha, mu, block_codes, err, error);
+    for (Eigen::Index r = 0; r < rc; ++r) {
+      const auto k = static_cast<std::size_t>(r);
+      const std::size_t i = r0 + k;
       const auto out = q.row_codes(i).subspan(first, size);
-      quantize_row(&wb(r, 0), &err_(static_cast<Eigen::Index>(i), 0), out, alpha_f, mu_f, original, i, columns, part);
-      if (values != nullptr) stored_values(out, alpha_f, mu_f, &(*values)(r, 0));
+      for (Eigen::Index j = 0; j < s; ++j) out[static_cast<std::size_t>(j)] = block_codes(r, j);
+      part.output_error += error[k];
+      account_weight_error(out, alpha[k], mu[k], original, i, columns, part);
+    }
+    err_.middleRows(static_cast<Eigen::Index>(r0), rc) = err;
+    if (values != nullptr) {
+      for (Eigen::Index j = 0; j < s; ++j) {
+        for (Eigen::Index r = 0; r < rc; ++r) {
+          const auto k = static_cast<std::size_t>(r);
+          (*values)(r, j) = stored_value(block_codes(r, j), alpha[k], mu[k]);
+        }
+      }
     }
   }
 
@@ -420,11 +440,9 @@ class cpu_gptq_steps {
     if (comp_.rows() > target.rows()) comp_.bottomRows(comp_.rows() - target.rows()).setZero();
   }
 
-  /// A row's stored values `alpha q + mu`, exactly as the inner loop computes them.
-  static void stored_values(std::span<const std::int8_t> codes, float alpha_f, float mu_f, T* out) {
-    const T alpha = static_cast<T>(alpha_f);
-    const T mu = static_cast<T>(mu_f);
-    for (std::size_t j = 0; j < codes.size(); ++j) out[j] = alpha * static_cast<T>(codes[j]) + mu;
+  /// A stored value `alpha q + mu`, exactly as the inner loop computes it.
+  static T stored_value(std::int8_t code, float alpha_f, float mu_f) {
+    return static_cast<T>(alpha_f) * static_cast<T>(code) + static_cast<T>(mu_f);
   }
 
   /// The grid of every row of `wb` (one group per row) by the block's grid method.
@@ -478,6 +496,42 @@ class cpu_gptq_steps {
     return error;
   }
 
+  /// `inner_loop` on every row of `work` (a chunk's block, column-major,
+  /// modified in place) at once: for each row exactly the operations of
+  /// `inner_loop`, in the same order, so the same bits, but each step runs
+  /// along a column over all rows (vectorizable, and the rows' chains of
+  /// division and rounding overlap). Writes the codes and `err` (both
+  /// chunk-shaped) and adds each row's `sum e^2` to `error`.
+  void inner_loop_rows(weights_matrix& work, const std::vector<float>& alpha_f, const std::vector<float>& mu_f,
+                       code_block& codes, weights_matrix& err, std::vector<double>& error) const {
+    const Eigen::Index rc = work.rows();
+    const Eigen::Index s = work.cols();
+    std::vector<T> alpha(alpha_f.begin(), alpha_f.end());
+    std::vector<T> mu(mu_f.begin(), mu_f.end());
+    for (Eigen::Index j = 0; j < s; ++j) {
+      const T d = u_t_(j, j);
+      const T* x = &work(0, j);
+      std::int8_t* c = &codes(0, j);
+      T* e = &err(0, j);
+      for (Eigen::Index r = 0; r < rc; ++r) {
+        const auto k = static_cast<std::size_t>(r);
+        // nearest_level_code, without its branch
+        const T centred = x[r] - mu[k];
+        const T half = alpha[k] * T(0.5);
+        const int code = alpha[k] > T(0) ? static_cast<int>(centred >= half) - static_cast<int>(centred <= -half) : 0;
+        const T value = alpha[k] * static_cast<T>(code) + mu[k];
+        e[r] = (x[r] - value) / d;
+        c[r] = static_cast<std::int8_t>(code);
+        error[k] += static_cast<double>(e[r]) * static_cast<double>(e[r]);
+      }
+      for (Eigen::Index l = j + 1; l < s; ++l) {
+        const T u = u_t_(j, l);
+        T* y = &work(0, l);
+        for (Eigen::Index r = 0; r < rc; ++r) y[r] -= e[r] * u;
+      }
+    }
+  }
+
   /// Adds the `E_w` of one row's stored block values against the original weights.
   static void account_weight_error(std::span<const std::int8_t> codes, float alpha_f, float mu_f,
                                    const matrix_view<const T>& original, std::size_t i,
@@ -487,14 +541,6 @@ class cpu_gptq_steps {
       const double d = static_cast<double>(original(i, columns[j])) - static_cast<double>(stored);
       part.weight_error += d * d;
     }
-  }
-
-  /// The inner loop with the plain grid, then its weight error.
-  void quantize_row(T* work, T* err, std::span<std::int8_t> out, float alpha_f, float mu_f,
-                    const matrix_view<const T>& original, std::size_t i, std::span<const std::size_t> columns,
-                    gptq_block_report& part) const {
-    part.output_error += inner_loop(work, err, out, alpha_f, mu_f);
-    account_weight_error(out, alpha_f, mu_f, original, i, columns, part);
   }
 
   /// Scratch of `align_symmetric_row`: one run's state and the best run's.
