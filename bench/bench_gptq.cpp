@@ -195,6 +195,7 @@ int main(int argc, char** argv) {
     const ternq::gptq seq{.grid = ternq::itf_aga{.group_size = block}};
     const ternq::gptq act{.grid = ternq::itf_aga{.group_size = block}, .order = ternq::act_order{}};
     const ternq::gptq with_ssr{.grid = ternq::itf_aga{.group_size = block}, .order = ternq::ssr{}};
+    const ternq::gptq seq_fp32{.grid = ternq::itf_aga{.group_size = block}, .factor = ternq::factor_precision::fp32};
     for (unsigned t : {1U, 2U}) {
       const std::string th = "/threads:" + std::to_string(t);
       const std::string sgemm = "sgemm_updates/" + n + th;
@@ -204,12 +205,16 @@ int main(int argc, char** argv) {
           ->UseManualTime();
       benchmark::RegisterBenchmark(("gptq_act_itf_aga/" + n + th).c_str(), driver, l, act, t, "act" + n + th);
       benchmark::RegisterBenchmark(("gptq_ssr_itf_aga/" + n + th).c_str(), driver, l, with_ssr, t, "ssr" + n + th);
+      benchmark::RegisterBenchmark(("gptq_itf_aga_fp32_factor/" + n + th).c_str(), driver, l, seq_fp32, t,
+                                   "fp32" + n + th);
       ratios.push_back({"update step FLOP rate / Eigen SGEMM " + n + th, "gptq_update_step/" + n + th + "/manual_time",
                         sgemm, false, 0.5});
       ratios.push_back({"whole driver n m^2 FLOP rate / SGEMM " + n + th, "gptq_itf_aga/" + n + th, sgemm, false, 0.5});
       ratios.push_back(
           {"whole driver with act-order / SGEMM " + n + th, "gptq_act_itf_aga/" + n + th, sgemm, false, 0.5});
       ratios.push_back({"whole driver with SSR / SGEMM " + n + th, "gptq_ssr_itf_aga/" + n + th, sgemm, false, 0.5});
+      ratios.push_back(
+          {"whole driver, fp32 factor / SGEMM " + n + th, "gptq_itf_aga_fp32_factor/" + n + th, sgemm, false, 0.5});
     }
     if (std::find(gram_cols.begin(), gram_cols.end(), s.cols) == gram_cols.end()) {
       gram_cols.push_back(s.cols);

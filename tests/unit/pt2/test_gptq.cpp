@@ -467,3 +467,35 @@ TEST_CASE("static orders on a rank-deficient LLM-like Gram matrix: the up-front 
     }
   }
 }
+
+TEST_CASE("factor_precision::fp32: E_x within its budget of fp64, thread-independent, redone in double on failure") {
+  // full rank (4096 tokens for 512 channels) and rank-deficient (256 tokens) LLM-like Gram matrices
+  for (std::size_t tokens : {4096U, 256U}) {
+    layer l;
+    l.w = ternq::testing::llm_like_weights(128, 512, 71);
+    ternq::gram_accumulator acc(512);
+    acc.add(ternq::testing::llm_like_activations(tokens, 512, 71));
+    l.c = acc.matrix();
+    for (const ternq::block_order& order : std::vector<ternq::block_order>{ternq::sequential{}, ternq::act_order{}}) {
+      ternq::gptq options{.grid = ternq::itf_aga{.group_size = 128}, .order = order};
+      const auto fp64 = run(l.w, l.c, options);
+      options.factor = ternq::factor_precision::fp32;
+      const auto fp32 = run(l.w, l.c, options);
+      const double e64 = ternq::output_error(l.w, fp64.matrix, l.c);
+      const double e32 = ternq::output_error(l.w, fp32.matrix, l.c);
+      MESSAGE(tokens, " tokens, order ", order.index(), ": E_x fp32 factor ", e32, ", fp64 ", e64);
+      CHECK(e32 == doctest::Approx(e64).epsilon(tokens >= 512 ? 2e-3 : 2e-2));
+      check_identical(run(l.w, l.c, options, 3).matrix, fp32.matrix);
+    }
+  }
+  // 1 + 1e-9 is 1 in float: the float factorization fails, the double one does not
+  Eigen::MatrixXd c(2, 2);
+  c << 1, 1, 1, 1 + 1e-9;
+  const row_matrix w = ternq::testing::gaussian_matrix(3, 2, 1);
+  const ternq::gptq fp64{.grid = ternq::absmean{}, .damping = 0.0, .damping_retries = 0};
+  ternq::gptq fp32 = fp64;
+  fp32.factor = ternq::factor_precision::fp32;
+  const auto r = run(w, c, fp32);
+  CHECK(r.report.retries.empty());
+  check_identical(r.matrix, run(w, c, fp64).matrix);
+}

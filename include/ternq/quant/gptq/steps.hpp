@@ -71,7 +71,8 @@ namespace ternq {
 ///
 /// `T` is the working precision of `W` (the input's scalar type: float
 /// weights are compensated in float, as in GPTQ, so the `n m^2` update runs
-/// at SGEMM speed); the Hessian's factors are kept in double (see
+/// at SGEMM speed); the Hessian's factors are kept in double, the up-front
+/// one in float on request (`factor_precision::fp32`; see
 /// docs/algorithms/gptq.md).
 template <class T>
 class cpu_gptq_steps {
@@ -85,8 +86,10 @@ class cpu_gptq_steps {
     explicit_inverse,  ///< always the explicit inverse (the reference the up-front factor is tested against)
   };
 
-  explicit cpu_gptq_steps(unsigned threads, hessian_form form = hessian_form::automatic)
-      : threads_(std::max(1U, threads)), form_(form) {}
+  /// `factor`: the precision of the up-front factor (see `factor_precision`).
+  explicit cpu_gptq_steps(unsigned threads, hessian_form form = hessian_form::automatic,
+                          factor_precision factor = factor_precision::fp64)
+      : threads_(std::max(1U, threads)), form_(form), factor_(factor) {}
 
   /// Copies `w` into the working weights, column `order[p]` at position `p`.
   void load_weights(const matrix_view<const T>& w, std::span<const std::size_t> order) {
@@ -122,24 +125,35 @@ class cpu_gptq_steps {
     upfront_ = order_known && form_ == hessian_form::automatic;
     std::vector<char> dead;
     linalg::damped_hessian_info info;
+    v_.resize(0, 0);
+    v_single_.resize(0, 0);
+    hinv_.resize(0, 0);
+    single_ = false;
     if (upfront_) {
-      hinv_.resize(0, 0);
       // H in reversed order: its lower Cholesky factor, reversed, is V (H = V V^T)
       const std::vector<std::size_t> reversed(order.rbegin(), order.rend());
-      info = linalg::build_damped_hessian(gram, std::span<const std::size_t>(reversed), lambda, v_, dead, threads_);
+      const std::span<const std::size_t> r(reversed);
+      if (factor_ == factor_precision::fp32) {
+        info = linalg::build_damped_hessian(gram, r, lambda, v_single_, dead, threads_);
+        single_ = linalg::cholesky_lower_by_tiles(v_single_, threads_);
+        if (single_) {
+          linalg::reverse_in_place(v_single_, threads_);
+        } else {
+          v_single_.resize(0, 0);  // failed in float: redone in double below
+        }
+      }
+      if (!single_) {
+        info = linalg::build_damped_hessian(gram, r, lambda, v_, dead, threads_);
+        if (!linalg::cholesky_lower_by_tiles(v_, threads_)) return std::nullopt;
+        linalg::reverse_in_place(v_, threads_);
+      }
       std::reverse(dead.begin(), dead.end());
     } else {
-      v_.resize(0, 0);
       info = linalg::build_damped_hessian(gram, order, lambda, hinv_, dead, threads_);
+      if (!linalg::invert_spd_lower(hinv_, threads_)) return std::nullopt;
     }
     for (std::size_t p = 0; p < dead.size(); ++p) {
       if (dead[p]) w_.col(static_cast<Eigen::Index>(p)).setZero();
-    }
-    if (upfront_) {
-      if (!linalg::cholesky_lower_by_tiles(v_, threads_)) return std::nullopt;
-      linalg::reverse_in_place(v_, threads_);
-    } else if (!linalg::invert_spd_lower(hinv_, threads_)) {
-      return std::nullopt;
     }
     return info;
   }
@@ -417,7 +431,12 @@ class cpu_gptq_steps {
   /// (upper triangular, exact zeros below the diagonal).
   [[nodiscard]] Eigen::MatrixXd upper_inverse(Eigen::Index f, Eigen::Index s) const {
     Eigen::MatrixXd u = Eigen::MatrixXd::Identity(s, s);
-    v_.block(f, f, s, s).triangularView<Eigen::Upper>().solveInPlace(u);
+    if (single_) {
+      const Eigen::MatrixXd v = v_single_.block(f, f, s, s).cast<double>();
+      v.triangularView<Eigen::Upper>().solveInPlace(u);
+    } else {
+      v_.block(f, f, s, s).triangularView<Eigen::Upper>().solveInPlace(u);
+    }
     return u;
   }
 
@@ -431,7 +450,12 @@ class cpu_gptq_steps {
     linalg::parallel_tasks(bands, threads_, [&](std::size_t b) {
       const Eigen::Index r0 = static_cast<Eigen::Index>(b) * linalg::product_tile;
       const Eigen::Index h = std::min(linalg::product_tile, f - r0);
-      const weights_matrix v = v_.block(r0, f, h, s).template cast<T>();
+      weights_matrix v;
+      if (single_) {
+        v = v_single_.block(r0, f, h, s).template cast<T>();
+      } else {
+        v = v_.block(r0, f, h, s).template cast<T>();
+      }
       kt_.middleRows(r0, h).noalias() = v * un.template triangularView<Eigen::Upper>();
     });
     comp_.resize(w_.rows(), s);
@@ -600,8 +624,11 @@ class cpu_gptq_steps {
   weights_matrix w_;      // working weights, column-major, padded leading dimension (up-front: residuals before first)
   Eigen::MatrixXd hinv_;  // explicit inverse: lower triangle, inverse Hessian of the remaining positions
   Eigen::MatrixXd v_;     // up-front factor: upper triangle, H = V V^T
-  weights_matrix comp_;   // up-front factor: the next block's compensation, n x g
-  Eigen::MatrixXd u_;     // upper Cholesky factor of the current block's P
+  factor_precision factor_ = factor_precision::fp64;
+  bool single_ = false;       // this pass's up-front factor is in float (v_single_)
+  Eigen::MatrixXf v_single_;  // up-front factor in float
+  weights_matrix comp_;       // up-front factor: the next block's compensation, n x g
+  Eigen::MatrixXd u_;         // upper Cholesky factor of the current block's P
   Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> u_t_;  // u_ in working precision
   err_matrix err_;                                                         // Err = D U^{-1}, n x g
   Eigen::MatrixXd k_;                                                      // K = Hinv[F, B] U^{-1}, |F| x g
