@@ -520,11 +520,17 @@ class cpu_gptq_steps {
     return error;
   }
 
+  /// Columns per panel of `inner_loop_rows`.
+  static constexpr Eigen::Index inner_panel = 32;
+
   /// `inner_loop` on every row of `work` (a chunk's block, column-major,
-  /// modified in place) at once: for each row exactly the operations of
-  /// `inner_loop`, in the same order, so the same bits, but each step runs
-  /// along a column over all rows (vectorizable, and the rows' chains of
-  /// division and rounding overlap). Writes the codes and `err` (both
+  /// modified in place) at once, each step along a column over all rows
+  /// (vectorizable, and the rows' chains of division and rounding
+  /// overlap), in panels of `inner_panel` columns: inside a panel the later
+  /// columns absorb `e U[j, j']` one column `j` at a time, as in
+  /// `inner_loop`; the columns after the panel absorb the whole panel at
+  /// once, `W[:, later] -= Err[:, panel] U[panel, later]`, one GEMM (GPTQ's
+  /// lazy batch inside the block). Writes the codes and `err` (both
   /// chunk-shaped) and adds each row's `sum e^2` to `error`.
   void inner_loop_rows(weights_matrix& work, const std::vector<float>& alpha_f, const std::vector<float>& mu_f,
                        code_block& codes, weights_matrix& err, std::vector<double>& error) const {
@@ -532,26 +538,32 @@ class cpu_gptq_steps {
     const Eigen::Index s = work.cols();
     std::vector<T> alpha(alpha_f.begin(), alpha_f.end());
     std::vector<T> mu(mu_f.begin(), mu_f.end());
-    for (Eigen::Index j = 0; j < s; ++j) {
-      const T d = u_t_(j, j);
-      const T* x = &work(0, j);
-      std::int8_t* c = &codes(0, j);
-      T* e = &err(0, j);
-      for (Eigen::Index r = 0; r < rc; ++r) {
-        const auto k = static_cast<std::size_t>(r);
-        // nearest_level_code, without its branch
-        const T centred = x[r] - mu[k];
-        const T half = alpha[k] * T(0.5);
-        const int code = alpha[k] > T(0) ? static_cast<int>(centred >= half) - static_cast<int>(centred <= -half) : 0;
-        const T value = alpha[k] * static_cast<T>(code) + mu[k];
-        e[r] = (x[r] - value) / d;
-        c[r] = static_cast<std::int8_t>(code);
-        error[k] += static_cast<double>(e[r]) * static_cast<double>(e[r]);
+    for (Eigen::Index j0 = 0; j0 < s; j0 += inner_panel) {
+      const Eigen::Index j1 = std::min(s, j0 + inner_panel);
+      for (Eigen::Index j = j0; j < j1; ++j) {
+        const T d = u_t_(j, j);
+        const T* x = &work(0, j);
+        std::int8_t* c = &codes(0, j);
+        T* e = &err(0, j);
+        for (Eigen::Index r = 0; r < rc; ++r) {
+          const auto k = static_cast<std::size_t>(r);
+          // nearest_level_code, without its branch
+          const T centred = x[r] - mu[k];
+          const T half = alpha[k] * T(0.5);
+          const int code = alpha[k] > T(0) ? static_cast<int>(centred >= half) - static_cast<int>(centred <= -half) : 0;
+          const T value = alpha[k] * static_cast<T>(code) + mu[k];
+          e[r] = (x[r] - value) / d;
+          c[r] = static_cast<std::int8_t>(code);
+          error[k] += static_cast<double>(e[r]) * static_cast<double>(e[r]);
+        }
+        for (Eigen::Index l = j + 1; l < j1; ++l) {
+          const T u = u_t_(j, l);
+          T* y = &work(0, l);
+          for (Eigen::Index r = 0; r < rc; ++r) y[r] -= e[r] * u;
+        }
       }
-      for (Eigen::Index l = j + 1; l < s; ++l) {
-        const T u = u_t_(j, l);
-        T* y = &work(0, l);
-        for (Eigen::Index r = 0; r < rc; ++r) y[r] -= e[r] * u;
+      if (j1 < s) {
+        work.rightCols(s - j1).noalias() -= err.middleCols(j0, j1 - j0) * u_t_.block(j0, j1, j1 - j0, s - j1);
       }
     }
   }
@@ -560,11 +572,19 @@ class cpu_gptq_steps {
   static void account_weight_error(std::span<const std::int8_t> codes, float alpha_f, float mu_f,
                                    const matrix_view<const T>& original, std::size_t i,
                                    std::span<const std::size_t> columns, gptq_block_report& part) {
-    for (std::size_t j = 0; j < codes.size(); ++j) {
+    constexpr std::size_t lanes = 4;  // independent sums, so the additions overlap
+    double sum[lanes] = {};
+    const auto squared = [&](std::size_t j) {
       const float stored = alpha_f * static_cast<float>(codes[j]) + mu_f;
       const double d = static_cast<double>(original(i, columns[j])) - static_cast<double>(stored);
-      part.weight_error += d * d;
+      return d * d;
+    };
+    std::size_t j = 0;
+    for (; j + lanes <= codes.size(); j += lanes) {
+      for (std::size_t l = 0; l < lanes; ++l) sum[l] += squared(j + l);
     }
+    for (; j < codes.size(); ++j) sum[0] += squared(j);
+    part.weight_error += (sum[0] + sum[1]) + (sum[2] + sum[3]);
   }
 
   /// Scratch of `align_symmetric_row`: one run's state and the best run's.
