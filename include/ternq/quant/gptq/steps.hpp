@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -161,30 +162,51 @@ class cpu_gptq_steps {
   /// SSR scoring (ALGORITHMS.md §3): with `wbar` the mean of the remaining
   /// columns `[first, m)` of the compensated weights, the cosine similarity
   /// of each remaining column with `wbar` (0 for a zero column or a zero
-  /// `wbar`). `wbar` is summed column after column (vectorized along the
-  /// rows) in fixed row bands; each column's dot product and norm are Eigen
-  /// reductions over a column of fixed alignment.
+  /// `wbar`). Two passes over the remaining columns, each reading them in
+  /// memory order: `wbar` as the sum of fixed 256-column panels' sums (a
+  /// panel per task, added in panel order), then each column's squared norm
+  /// and dot product with `wbar` in one sweep, in four double lanes each.
   [[nodiscard]] std::vector<double> ssr_scores(std::size_t first) const {
     const auto n = static_cast<Eigen::Index>(rows_);
     const auto f = static_cast<Eigen::Index>(first);
     const Eigen::Index r = w_.cols() - f;
-    Eigen::VectorXd wbar(n);
-    const auto bands = static_cast<std::size_t>((n + linalg::product_tile - 1) / linalg::product_tile);
-    linalg::parallel_tasks(bands, threads_, [&](std::size_t b) {
-      const Eigen::Index r0 = static_cast<Eigen::Index>(b) * linalg::product_tile;
-      const Eigen::Index h = std::min(linalg::product_tile, n - r0);
-      auto band = wbar.segment(r0, h);
-      band.setZero();
-      for (Eigen::Index j = f; j < w_.cols(); ++j) band += w_.col(j).segment(r0, h).template cast<double>();
-      band /= static_cast<double>(r);
+    constexpr Eigen::Index panel = 256;
+    const Eigen::Index panels = (r + panel - 1) / panel;
+    Eigen::MatrixXd partial(n, panels);
+    linalg::parallel_tasks(static_cast<std::size_t>(panels), threads_, [&](std::size_t p) {
+      const Eigen::Index c0 = f + static_cast<Eigen::Index>(p) * panel;
+      auto sum = partial.col(static_cast<Eigen::Index>(p));
+      sum.setZero();
+      for (Eigen::Index j = c0; j < std::min(c0 + panel, w_.cols()); ++j)
+        sum += w_.col(j).head(n).template cast<double>();
     });
+    Eigen::VectorXd wbar = partial.col(0);
+    for (Eigen::Index p = 1; p < panels; ++p) wbar += partial.col(p);
+    wbar /= static_cast<double>(r);
     const double wbar_norm = wbar.norm();
     std::vector<double> scores(static_cast<std::size_t>(r), 0.0);
     parallel_for(scores.size(), threads_, [&](std::size_t c0, std::size_t c1) {
       for (std::size_t c = c0; c < c1; ++c) {
-        const auto col = w_.col(f + static_cast<Eigen::Index>(c)).head(n).template cast<double>();
-        const double norm = col.norm();
-        if (norm > 0.0 && wbar_norm > 0.0) scores[c] = col.dot(wbar) / (norm * wbar_norm);
+        const T* x = &w_(0, f + static_cast<Eigen::Index>(c));
+        constexpr Eigen::Index lanes = 4;
+        double squares[lanes] = {};
+        double dots[lanes] = {};
+        Eigen::Index i = 0;
+        for (; i + lanes <= n; i += lanes) {
+          for (Eigen::Index l = 0; l < lanes; ++l) {
+            const auto v = static_cast<double>(x[i + l]);
+            squares[l] += v * v;
+            dots[l] += v * wbar(i + l);
+          }
+        }
+        for (; i < n; ++i) {
+          const auto v = static_cast<double>(x[i]);
+          squares[0] += v * v;
+          dots[0] += v * wbar(i);
+        }
+        const double norm = std::sqrt((squares[0] + squares[1]) + (squares[2] + squares[3]));
+        const double dot = (dots[0] + dots[1]) + (dots[2] + dots[3]);
+        if (norm > 0.0 && wbar_norm > 0.0) scores[c] = dot / (norm * wbar_norm);
       }
     });
     return scores;
