@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The GPTQ driver on LLM-sized fp32 layers against Eigen's SGEMM doing the same n m^2 flops; ITF against a plain read.
+// The GPTQ driver and Gram accumulation on LLM-sized fp32 layers against Eigen's SGEMM/SSYRK; ITF against a read.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -104,8 +104,10 @@ void driver(benchmark::State& state, const layer* l, ternq::gptq options, unsign
   const double flops = update_flops(static_cast<std::size_t>(l->w.rows()), static_cast<std::size_t>(l->w.cols()));
   state.counters["update_GFLOP/s"] = flops * 1e-9 / report.seconds.update;
   state.counters["nm2_GFLOP/s"] = flops * 1e-9 / total;
+  state.counters["s_total"] = total;
   state.counters["s_setup"] = report.seconds.setup;
   state.counters["s_order"] = report.seconds.order;
+  state.counters["s_factor"] = report.seconds.factor;
   state.counters["s_quantize"] = report.seconds.quantize;
   state.counters["s_update"] = report.seconds.update;
   state.counters["s_downdate"] = report.seconds.downdate;
@@ -127,6 +129,43 @@ void update_step(benchmark::State& state, const layer* l, ternq::gptq options, u
   }
 }
 
+/// Tokens of the Gram benchmarks: two chunks of the accumulator.
+constexpr std::size_t gram_tokens = 2048;
+
+/// Symmetric rank-k update of a `cols x cols` matrix by `tokens` in chunks of 1024, Eigen's
+/// `rankUpdate` on one thread: in float (the baseline), or in double after converting each chunk
+/// (what `gram_accumulator` did before it had float chunks and tiles).
+template <class S>
+void syrk(benchmark::State& state, const row_matrix* x) {
+  const Eigen::Index m = x->cols();
+  Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> c(m, m);
+  Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic> chunk;
+  for (auto _ : state) {
+    c.setZero();
+    for (Eigen::Index t0 = 0; t0 < x->rows(); t0 += 1024) {
+      chunk = x->middleRows(t0, std::min<Eigen::Index>(1024, x->rows() - t0)).template cast<S>();
+      c.template selfadjointView<Eigen::Lower>().rankUpdate(chunk.transpose());
+    }
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(static_cast<double>(m) * static_cast<double>(m + 1) * static_cast<double>(x->rows()) * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+}
+
+/// `gram_accumulator::add` of the same tokens.
+void gram(benchmark::State& state, const row_matrix* x, ternq::gram_products products, unsigned threads) {
+  const auto m = static_cast<std::size_t>(x->cols());
+  for (auto _ : state) {
+    ternq::gram_accumulator acc(m, {.products = products, .exec = ternq::cpu_exec{.threads = threads}});
+    acc.add(*x);
+    benchmark::DoNotOptimize(acc.matrix().data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(static_cast<double>(m) * static_cast<double>(m + 1) * static_cast<double>(x->rows()) * 1e-9,
+                         benchmark::Counter::kIsIterationInvariantRate);
+}
+
 /// The baseline: read every byte of `w` once.
 void plain_read(benchmark::State& state, const row_matrix* w) {
   ternq::bench::plain_read(state, w->data(), static_cast<std::size_t>(w->size()) * sizeof(float));
@@ -146,26 +185,56 @@ void itf_alone(benchmark::State& state, const row_matrix* w) {
 int main(int argc, char** argv) {
   const auto shapes = ternq::bench::take_shape_flags(argc, argv, {{4096, 4096}, {11008, 4096}, {4096, 11008}});
   std::vector<std::unique_ptr<layer>> layers;
+  std::vector<std::unique_ptr<row_matrix>> activations;  // of the Gram benchmarks, one per distinct cols
+  std::vector<std::size_t> gram_cols;
   std::vector<ternq::bench::ratio_spec> ratios;
   for (const auto& s : shapes) {
     layers.push_back(make_layer(s));
     const layer* l = layers.back().get();
     const std::string n = ternq::bench::shape_name(s);
     const ternq::gptq seq{.grid = ternq::itf_aga{.group_size = block}};
+    const ternq::gptq act{.grid = ternq::itf_aga{.group_size = block}, .order = ternq::act_order{}};
     const ternq::gptq with_ssr{.grid = ternq::itf_aga{.group_size = block}, .order = ternq::ssr{}};
+    const ternq::gptq seq_fp32{.grid = ternq::itf_aga{.group_size = block}, .factor = ternq::factor_precision::fp32};
     for (unsigned t : {1U, 2U}) {
       const std::string th = "/threads:" + std::to_string(t);
-      benchmark::RegisterBenchmark(("sgemm_updates/" + n + th).c_str(), sgemm_updates, s.rows, s.cols, t);
+      const std::string sgemm = "sgemm_updates/" + n + th;
+      benchmark::RegisterBenchmark(sgemm.c_str(), sgemm_updates, s.rows, s.cols, t);
       benchmark::RegisterBenchmark(("gptq_itf_aga/" + n + th).c_str(), driver, l, seq, t, "seq" + n + th);
       benchmark::RegisterBenchmark(("gptq_update_step/" + n + th).c_str(), update_step, l, seq, t, "seq" + n + th)
           ->UseManualTime();
+      benchmark::RegisterBenchmark(("gptq_act_itf_aga/" + n + th).c_str(), driver, l, act, t, "act" + n + th);
       benchmark::RegisterBenchmark(("gptq_ssr_itf_aga/" + n + th).c_str(), driver, l, with_ssr, t, "ssr" + n + th);
+      benchmark::RegisterBenchmark(("gptq_itf_aga_fp32_factor/" + n + th).c_str(), driver, l, seq_fp32, t,
+                                   "fp32" + n + th);
       ratios.push_back({"update step FLOP rate / Eigen SGEMM " + n + th, "gptq_update_step/" + n + th + "/manual_time",
-                        "sgemm_updates/" + n + th, false, 0.5});
-      ratios.push_back({"whole driver n m^2 FLOP rate / SGEMM " + n + th, "gptq_itf_aga/" + n + th,
-                        "sgemm_updates/" + n + th, false, 0.5});
-      ratios.push_back({"whole driver with SSR / SGEMM " + n + th, "gptq_ssr_itf_aga/" + n + th,
-                        "sgemm_updates/" + n + th, false, 0.0});
+                        sgemm, false, 0.5});
+      ratios.push_back({"whole driver n m^2 FLOP rate / SGEMM " + n + th, "gptq_itf_aga/" + n + th, sgemm, false, 0.5});
+      ratios.push_back(
+          {"whole driver with act-order / SGEMM " + n + th, "gptq_act_itf_aga/" + n + th, sgemm, false, 0.5});
+      ratios.push_back({"whole driver with SSR / SGEMM " + n + th, "gptq_ssr_itf_aga/" + n + th, sgemm, false, 0.5});
+      ratios.push_back(
+          {"whole driver, fp32 factor / SGEMM " + n + th, "gptq_itf_aga_fp32_factor/" + n + th, sgemm, false, 0.5});
+    }
+    if (std::find(gram_cols.begin(), gram_cols.end(), s.cols) == gram_cols.end()) {
+      gram_cols.push_back(s.cols);
+      activations.push_back(std::make_unique<row_matrix>(ternq::testing::llm_like_activations(gram_tokens, s.cols, 7)));
+      const row_matrix* x = activations.back().get();
+      const std::string g = std::to_string(gram_tokens) + "x" + std::to_string(s.cols);
+      benchmark::RegisterBenchmark(("ssyrk/" + g).c_str(), syrk<float>, x);
+      benchmark::RegisterBenchmark(("dsyrk/" + g).c_str(), syrk<double>, x);
+      ratios.push_back({"double SYRK (the Gram before) / SSYRK " + g, "dsyrk/" + g, "ssyrk/" + g, false, 0.0});
+      for (unsigned t : {1U, 2U}) {
+        const std::string th = "/threads:" + std::to_string(t);
+        benchmark::RegisterBenchmark(("gram_float_chunks/" + g + th).c_str(), gram, x,
+                                     ternq::gram_products::float_chunks, t);
+        benchmark::RegisterBenchmark(("gram_double_products/" + g + th).c_str(), gram, x,
+                                     ternq::gram_products::double_products, t);
+        ratios.push_back({"Gram, float chunks / one-thread SSYRK " + g + th, "gram_float_chunks/" + g + th,
+                          "ssyrk/" + g, false, 0.0});
+        ratios.push_back({"Gram, double products / one-thread SSYRK " + g + th, "gram_double_products/" + g + th,
+                          "ssyrk/" + g, false, 0.0});
+      }
     }
     benchmark::RegisterBenchmark(("plain_read/" + n).c_str(), plain_read, &l->w);
     benchmark::RegisterBenchmark(("itf/" + n).c_str(), itf_alone, &l->w);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
-// The linalg layer and the core it builds on: Gram accumulation, damped Hessian, SPD inverse, tiled products (Eigen).
+// The linalg layer and the core it builds on: Gram accumulation, damped Hessian, Cholesky, SPD inverse, tiled products.
 #pragma once
 
 #include "ternq/core.hpp"
 
+#include "ternq/linalg/cholesky.hpp"
 #include "ternq/linalg/damping.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/linalg/gram.hpp"

@@ -133,7 +133,7 @@ inline std::vector<layer_result> quantize_block(const config& cfg, std::size_t i
   const auto start = std::chrono::steady_clock::now();
   auto observer = [&](std::size_t, activation_site site, const matrix& x, layer& weights) {
     const auto gram_start = std::chrono::steady_clock::now();
-    gram_accumulator gram(static_cast<std::size_t>(x.cols()));
+    gram_accumulator gram(static_cast<std::size_t>(x.cols()), {.exec = exec});
     gram.add(x);
     const Eigen::MatrixXd& c = gram.matrix();
     t.gram += detail::seconds_since(gram_start);

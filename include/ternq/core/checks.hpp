@@ -32,6 +32,16 @@ template <class T>
 template <class T>
 void require_finite(const matrix_view<T>& v, std::string_view context, std::string_view what) {
   if (v.empty()) return;
+  if (!v.rows_contiguous() && v.cols_contiguous()) {
+    // column-major data: scan it in memory order (a row-major walk would touch one page per element of a
+    // large matrix) and search in row-major order only to name the first offender
+    bool finite = true;
+    for (std::size_t j = 0; j < v.cols() && finite; ++j) {
+      const std::span<const T> col(&v(0, j), v.rows());
+      finite = detail::first_non_finite(col) == col.size();
+    }
+    if (finite) return;
+  }
   for (std::size_t i = 0; i < v.rows(); ++i) {
     if (v.rows_contiguous()) {
       const std::span<const T> row(&v(i, 0), v.cols());

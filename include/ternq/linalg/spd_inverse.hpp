@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The inverse of a symmetric positive definite matrix in its lower triangle: Eigen's Cholesky, then panel products.
+// The inverse of a symmetric positive definite matrix in its lower triangle: tiled Cholesky, trtri and lauum on Eigen.
 #pragma once
 
 #include <algorithm>
@@ -8,12 +8,10 @@
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 
+#include "ternq/linalg/cholesky.hpp"
 #include "ternq/linalg/tasks.hpp"
 
 namespace ternq::linalg {
-
-/// Columns per panel of the inversion below.
-inline constexpr Eigen::Index inverse_panel = 256;
 
 /// Replaces the lower triangle of the symmetric positive definite `a`
 /// (only its lower triangle is read) by the lower triangle of `a^{-1}`;
@@ -21,39 +19,54 @@ inline constexpr Eigen::Index inverse_panel = 256;
 /// unspecified, when the Cholesky factorization fails (not numerically
 /// positive definite).
 ///
-/// Steps, all through Eigen: `a = L L^T` in place (Eigen's LLT), and `L^T`
-/// mirrored into the upper triangle, which frees the strictly lower one.
-/// Then column panel `J = [j, j + w)` of `a^{-1} = L^{-T} L^{-1}` restricted
-/// to rows `j..m` (all the lower triangle needs) is
-/// `L[j:, j:]^{-T} (L[j:, j:]^{-1} E)`, with `E` the identity columns `J`
-/// on rows `j..m`: two triangular solves on the trailing block, which only
-/// read the upper triangle (the rows above `j` of `L^{-1} E` are zero and
-/// `L^{-T}` is upper triangular, so the trailing block suffices). Each
-/// panel writes its part of the strictly lower triangle; the diagonal is
-/// written last. `2 m^3 / 3` flops after the factorization, panels in
-/// parallel (fixed shapes: bit-identical for any thread count), scratch
-/// `m x 256` per thread and no second `m x m` matrix.
+/// Three tiled steps on fixed `cholesky_tile` tiles, each an Eigen call
+/// per tile (GEMMs for all but `O(m^2 t)` of the flops): the Cholesky
+/// factor `a = L L^T` (`cholesky_lower_by_tiles`); `X = L^{-1}` in place,
+/// tile column by tile column from the last, `X[>j, j] = -X[>j, >j] L[>j, j]
+/// X[j, j]` with `X[j, j] = L[j, j]^{-1}` (LAPACK's trtri); then
+/// `a^{-1} = X^T X`, tile column by tile column from the first,
+/// `(X^T X)[i, j] = X[>=i, i]^T X[>=i, j]` (LAPACK's lauum). The tiles of a
+/// tile column are computed into an `m x 256` scratch panel on any thread
+/// and then written back, so the result is bit-identical for any thread
+/// count. `m^3` flops in all.
 inline bool invert_spd_lower(Eigen::MatrixXd& a, unsigned threads) {
   const Eigen::Index m = a.rows();
-  {
-    Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>, Eigen::Lower> llt(a);
-    if (llt.info() != Eigen::Success) return false;
+  if (!cholesky_lower_by_tiles(a, threads)) return false;
+  const Eigen::Index t = cholesky_tile;
+  const Eigen::Index count = (m + t - 1) / t;
+  Eigen::MatrixXd panel;
+  // X = L^{-1}, lower triangular, the strictly upper part of diagonal tiles zeroed
+  for (Eigen::Index jt = count - 1; jt >= 0; --jt) {
+    const Eigen::Index j0 = jt * t;
+    const Eigen::Index w = std::min(t, m - j0);
+    const Eigen::Index j1 = j0 + w;
+    Eigen::MatrixXd xjj = Eigen::MatrixXd::Identity(w, w);
+    a.block(j0, j0, w, w).triangularView<Eigen::Lower>().solveInPlace(xjj);
+    if (j1 < m) {
+      panel.resize(m - j1, w);
+      parallel_tasks(static_cast<std::size_t>(count - 1 - jt), threads, [&](std::size_t task) {
+        const Eigen::Index i0 = j1 + static_cast<Eigen::Index>(task) * t;
+        const Eigen::Index h = std::min(t, m - i0);
+        // -(X[i, j+1..i] L[j+1..i, j]) X[j, j]
+        const Eigen::MatrixXd y = a.block(i0, j1, h, i0 + h - j1) * a.block(j1, j0, i0 + h - j1, w);
+        panel.middleRows(i0 - j1, h).noalias() = -(y * xjj.triangularView<Eigen::Lower>());
+      });
+      a.block(j1, j0, m - j1, w) = panel;
+    }
+    a.block(j0, j0, w, w) = xjj.triangularView<Eigen::Lower>();
   }
-  a.triangularView<Eigen::StrictlyUpper>() = a.transpose();  // U = L^T, diagonal shared
-  Eigen::VectorXd diagonal(m);
-  const auto panels = static_cast<std::size_t>((m + inverse_panel - 1) / inverse_panel);
-  parallel_tasks(panels, threads, [&](std::size_t p) {
-    const Eigen::Index c0 = static_cast<Eigen::Index>(p) * inverse_panel;
-    const Eigen::Index w = std::min(inverse_panel, m - c0);
-    const auto u = a.block(c0, c0, m - c0, m - c0).triangularView<Eigen::Upper>();
-    Eigen::MatrixXd x = Eigen::MatrixXd::Zero(m - c0, w);
-    x.topRows(w).diagonal().setOnes();
-    u.transpose().solveInPlace(x);  // L^{-1} E
-    u.solveInPlace(x);              // L^{-T} L^{-1} E
-    diagonal.segment(c0, w) = x.topRows(w).diagonal();
-    a.block(c0, c0, m - c0, w).triangularView<Eigen::StrictlyLower>() = x.triangularView<Eigen::StrictlyLower>();
-  });
-  a.diagonal() = diagonal;
+  // a^{-1} = X^T X, lower triangle
+  for (Eigen::Index jt = 0; jt < count; ++jt) {
+    const Eigen::Index j0 = jt * t;
+    const Eigen::Index w = std::min(t, m - j0);
+    panel.resize(m - j0, w);
+    parallel_tasks(static_cast<std::size_t>(count - jt), threads, [&](std::size_t task) {
+      const Eigen::Index i0 = j0 + static_cast<Eigen::Index>(task) * t;
+      const Eigen::Index h = std::min(t, m - i0);
+      panel.middleRows(i0 - j0, h).noalias() = a.block(i0, i0, m - i0, h).transpose() * a.block(i0, j0, m - i0, w);
+    });
+    a.block(j0, j0, m - j0, w) = panel;
+  }
   return true;
 }
 

@@ -35,6 +35,21 @@ void subtract_product_by_row_tiles(Eigen::MatrixBase<Target>& target, const Eige
   });
 }
 
+/// `target = lhs * rhs` (`n x k` times `k x p`), one Eigen GEMM per fixed
+/// band of `product_tile` rows.
+template <class Target, class Lhs, class Rhs>
+void assign_product_by_row_tiles(Eigen::MatrixBase<Target>& target, const Eigen::MatrixBase<Lhs>& lhs,
+                                 const Eigen::MatrixBase<Rhs>& rhs, unsigned threads) {
+  const Eigen::Index n = target.rows();
+  if (n == 0 || target.cols() == 0) return;
+  const auto tiles = static_cast<std::size_t>((n + product_tile - 1) / product_tile);
+  parallel_tasks(tiles, threads, [&](std::size_t t) {
+    const Eigen::Index r0 = static_cast<Eigen::Index>(t) * product_tile;
+    const Eigen::Index h = std::min(product_tile, n - r0);
+    target.middleRows(r0, h).noalias() = lhs.middleRows(r0, h) * rhs;
+  });
+}
+
 /// The symmetric downdate `A[f, f] -= K K^T` of the trailing block that
 /// starts at `f` (`K` has `A.rows() - f` rows), written to the lower
 /// triangle only (the strictly upper part of diagonal tiles is written too

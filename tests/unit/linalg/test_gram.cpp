@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// gram_accumulator: exact sums, batching invariance, layouts, merging, errors.
+// gram_accumulator: exact double products, the float chunks' bound, batching invariance, layouts, threads, errors.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -21,21 +22,59 @@ TEST_CASE("integer activations: C is exact where float accumulation would round"
   for (Eigen::Index t = 0; t < x.rows(); ++t) {
     for (Eigen::Index j = 0; j < x.cols(); ++j) x(t, j) = static_cast<float>(static_cast<int>(r.below(2001)) - 1000);
   }
-  ternq::gram_accumulator acc(m);
+  ternq::gram_accumulator acc(m, {.products = ternq::gram_products::double_products});
+  ternq::gram_accumulator chunks(m);  // float_chunks: within the stated bound
   acc.add(x);
+  chunks.add(x);
   CHECK(acc.tokens() == tokens);
   for (Eigen::Index a = 0; a < 6; ++a) {
     for (Eigen::Index b = 0; b < 6; ++b) {
       std::int64_t exact = 0;
       for (Eigen::Index t = 0; t < x.rows(); ++t) exact += std::int64_t(x(t, a)) * std::int64_t(x(t, b));
       CHECK(acc.matrix()(a, b) == static_cast<double>(exact));
+      const double bound = 1025.0 * 0x1.0p-24 * std::sqrt(acc.matrix()(a, a) * acc.matrix()(b, b));
+      CHECK(std::abs(chunks.matrix()(a, b) - static_cast<double>(exact)) <= bound);
+    }
+  }
+}
+
+TEST_CASE("float chunks against double products on LLM-like activations with outlier channels") {
+  // 25x outlier channels, correlated channels, non-zero means; 600 features (2x2 tiles), 5000 tokens (5 chunks)
+  const auto x = ternq::testing::llm_like_activations(5000, 600, 12);
+  ternq::gram_accumulator exact(600, {.products = ternq::gram_products::double_products});
+  ternq::gram_accumulator chunks(600, {.exec = ternq::cpu_exec{.threads = 1}});
+  exact.add(x);
+  chunks.add(x);
+  const Eigen::MatrixXd& c = exact.matrix();
+  const Eigen::MatrixXd d = chunks.matrix() - c;
+  const Eigen::ArrayXd root = c.diagonal().array().sqrt();
+  const Eigen::MatrixXd scaled = (d.array().abs() / (root.matrix() * root.matrix().transpose()).array()).matrix();
+  MESSAGE("float chunks: max |dC_ij| / sqrt(C_ii C_jj) = ", scaled.maxCoeff(),
+          ", ||dC||_F / ||C||_F = ", d.norm() / c.norm());
+  CHECK(scaled.maxCoeff() <= 1025.0 * 0x1.0p-24);  // the bound of gram_products::float_chunks
+  CHECK(scaled.maxCoeff() <= 1e-6);                // what is measured: a few 1e-7
+  CHECK(d.norm() <= 3e-7 * c.norm());
+  CHECK((chunks.matrix() - chunks.matrix().transpose()).norm() == 0.0);  // exactly symmetric
+}
+
+TEST_CASE("C does not depend on the thread count") {
+  const auto x = ternq::testing::llm_like_activations(2100, 1100, 13);  // 3x3 tiles, three chunks
+  for (auto products : {ternq::gram_products::float_chunks, ternq::gram_products::double_products}) {
+    ternq::gram_accumulator one(1100, {.products = products, .exec = ternq::cpu_exec{.threads = 1}});
+    one.add(x);
+    for (unsigned threads : {2U, 3U}) {
+      ternq::gram_accumulator other(1100, {.products = products, .exec = ternq::cpu_exec{.threads = threads}});
+      other.add(x);
+      CHECK(other.matrix() == one.matrix());
     }
   }
 }
 
 TEST_CASE("batching, layout and merging do not change C") {
   const auto x = ternq::testing::llm_like_activations(3000, 40, 4);  // > one internal chunk
-  ternq::gram_accumulator whole(40), batched(40), transposed(40), left(40), right(40);
+  const ternq::gram_options exact{.products = ternq::gram_products::double_products};
+  ternq::gram_accumulator whole(40, exact), batched(40, exact), transposed(40, exact), left(40, exact),
+      right(40, exact);
   whole.add(x);
   for (Eigen::Index t0 = 0; t0 < x.rows(); t0 += 700) {
     batched.add(x.middleRows(t0, std::min<Eigen::Index>(700, x.rows() - t0)));

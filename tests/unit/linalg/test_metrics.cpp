@@ -14,7 +14,7 @@
 TEST_CASE("E_x from the Gram matrix equals ||(W - What) X||^2 computed from X") {
   const auto w = ternq::testing::llm_like_weights(300, 96, 12);  // more rows than one metric block
   const auto x = ternq::testing::llm_like_activations(400, 96, 12);
-  ternq::gram_accumulator acc(96);
+  ternq::gram_accumulator acc(96, {.products = ternq::gram_products::double_products});  // C to 1e-15
   acc.add(x);
   const auto q = ternq::quantize(w, ternq::twn{.group_size = 32});
   const Eigen::MatrixXd what = ternq::eigen::dequantize(q).cast<double>();

@@ -42,6 +42,14 @@ ternq::gptq_result run(const auto& w, const auto& c, const ternq::gptq& options,
   return ternq::gptq_quantize(ternq::cpu_exec{.threads = threads}, w, c, options);
 }
 
+/// `run` with the explicit inverse for every order (the reference form of the CPU steps).
+ternq::gptq_result run_explicit(const auto& w, const auto& c, const ternq::gptq& options, unsigned threads = 1) {
+  const auto wv = ternq::as_const_view(w);
+  using steps_type = ternq::cpu_gptq_steps<typename decltype(wv)::value_type>;
+  steps_type steps(threads, steps_type::hessian_form::explicit_inverse);
+  return ternq::gptq_quantize_with(steps, wv, ternq::as_const_view(c), options);
+}
+
 void check_same(const ternq::ternary_matrix& q, const ternq::testing::reference_result& ref) {
   REQUIRE(q.codes().size() == ref.codes.size());
   CHECK(std::equal(ref.codes.begin(), ref.codes.end(), q.codes().begin()));
@@ -69,10 +77,12 @@ TEST_CASE("sequential blocks with a scalar grid give classic GPTQ's codes and gr
       const auto ref = ternq::testing::classic_gptq(wd, l.c, 0.01, 64, ternq::testing::absmean_rule(), false);
       const auto got = run(wd, l.c, {.grid = ternq::absmean{.group_size = 64}});
       check_same(got.matrix, ref);
+      check_same(run_explicit(wd, l.c, {.grid = ternq::absmean{.group_size = 64}}).matrix, ref);
       const auto ref_twn = ternq::testing::classic_gptq(wd, l.c, 0.05, 64, ternq::testing::twn_rule(), false);
       check_same(run(wd, l.c, {.grid = ternq::twn{.group_size = 64}, .damping = 0.05}).matrix, ref_twn);
       const auto ref_itf = ternq::testing::classic_gptq(wd, l.c, 0.01, 64, ternq::testing::itf_rule(), true);
       check_same(run(wd, l.c, {.grid = ternq::itf{.group_size = 64}}).matrix, ref_itf);
+      check_same(run_explicit(wd, l.c, {.grid = ternq::itf{.group_size = 64}}).matrix, ref_itf);
     }
   }
 }
@@ -110,9 +120,12 @@ TEST_CASE("every order equals the literal block-OBS transcription; SSR blocks ar
       check_same(run(wd, l.c, {.grid = ternq::absmean{.group_size = 64}}).matrix,
                  ternq::testing::block_obs_reference(wd, l.c, 0.01, 64, rule, false, reference_order::fixed, identity,
                                                      false, false));
-      check_same(run(wd, l.c, {.grid = ternq::absmean{.group_size = 64}, .order = ternq::act_order{}}).matrix,
-                 ternq::testing::block_obs_reference(wd, l.c, 0.01, 64, rule, false, reference_order::fixed, act, false,
-                                                     false));
+      for (bool explicit_inverse : {false, true}) {
+        const ternq::gptq options{.grid = ternq::absmean{.group_size = 64}, .order = ternq::act_order{}};
+        check_same((explicit_inverse ? run_explicit(wd, l.c, options) : run(wd, l.c, options)).matrix,
+                   ternq::testing::block_obs_reference(wd, l.c, 0.01, 64, rule, false, reference_order::fixed, act,
+                                                       false, false));
+      }
       check_same(run(wd, l.c, {.grid = ternq::absmean{.group_size = 64}, .order = ternq::random_order{seed}}).matrix,
                  ternq::testing::block_obs_reference(wd, l.c, 0.01, 64, rule, false, reference_order::fixed, rnd, false,
                                                      false));
@@ -257,7 +270,8 @@ TEST_CASE("the report: E_w and damped E_x per block add up; counters; symmetric 
 
 TEST_CASE("results are bit-identical for threads 1, 2 and 3 (several tiles, panels and row chunks)") {
   const layer l = make_layer(300, 640, 41, true, 0.01);
-  for (const ternq::block_order& order : std::vector<ternq::block_order>{ternq::sequential{}, ternq::ssr{}}) {
+  for (const ternq::block_order& order :
+       std::vector<ternq::block_order>{ternq::sequential{}, ternq::act_order{}, ternq::ssr{}}) {
     const ternq::gptq options{.grid = ternq::itf_aga{.group_size = 128}, .order = order};
     const auto one = run(l.w, l.c, options, 1);
     for (unsigned t : {2U, 3U}) {
@@ -371,4 +385,117 @@ TEST_CASE("any storage order of the weights and a float Gram matrix give the sam
   const Eigen::MatrixXf cf = l.c.cast<float>();
   const Eigen::MatrixXd cfd = cf.cast<double>();  // the same values in double
   check_identical(run(l.w, cf, options).matrix, run(l.w, cfd, options).matrix);
+}
+
+// The up-front factor (every order but SSR) replaces the explicit inverse: the same blocks, other roundings.
+TEST_CASE("static orders: the up-front factor gives the explicit inverse's result, block by block") {
+  const std::vector<ternq::gptq_grid> grids = {ternq::absmean{.group_size = 64}, ternq::itf{.group_size = 64},
+                                               ternq::itf_aga{.group_size = 64}, ternq::optimal_aga{.group_size = 64}};
+  for (std::uint64_t seed : {51ULL, 52ULL, 53ULL}) {
+    for (bool llm : {true, false}) {
+      const layer l = make_layer(64, 300, seed, llm, llm ? 0.02 : 0.0);
+      const Eigen::MatrixXd wd = l.w.cast<double>();
+      for (const auto& grid : grids) {
+        for (const ternq::block_order& order :
+             std::vector<ternq::block_order>{ternq::sequential{}, ternq::act_order{}, ternq::random_order{seed}}) {
+          INFO("seed ", seed, " llm ", llm, " grid ", grid.index(), " order ", order.index());
+          for (auto metric : {ternq::aga_metric::compensated, ternq::aga_metric::gram_block}) {
+            if (metric == ternq::aga_metric::gram_block && grid.index() != 4) continue;
+            const ternq::gptq options{.grid = grid, .order = order, .metric = metric};
+            // double weights: identical codes and grids; every block's damped output error within rounding
+            const auto up = run(wd, l.c, options);
+            const auto ref = run_explicit(wd, l.c, options);
+            check_identical(up.matrix, ref.matrix);
+            REQUIRE(up.report.blocks.size() == ref.report.blocks.size());
+            for (std::size_t b = 0; b < up.report.blocks.size(); ++b) {
+              CHECK(up.report.blocks[b].output_error ==
+                    doctest::Approx(ref.report.blocks[b].output_error).epsilon(1e-10));
+              CHECK(up.report.blocks[b].weight_error == ref.report.blocks[b].weight_error);
+            }
+            // float weights (compensated in float, other roundings): a near-tie may flip a code (seed 52,
+            // optimal_aga, random order: one flip, E_x +1.6e-4); E_x within 0.1% block by block
+            const auto upf = run(l.w, l.c, options);
+            const auto reff = run_explicit(l.w, l.c, options);
+            std::size_t differ = 0;
+            for (std::size_t k = 0; k < upf.matrix.codes().size(); ++k) {
+              differ += upf.matrix.codes()[k] != reff.matrix.codes()[k] ? 1 : 0;
+            }
+            CHECK(differ <= upf.matrix.codes().size() / 1000);
+            double sum_up = 0.0;
+            double sum_ref = 0.0;
+            for (std::size_t b = 0; b < upf.report.blocks.size(); ++b) {
+              sum_up += upf.report.blocks[b].output_error;
+              sum_ref += reff.report.blocks[b].output_error;
+              CHECK(sum_up == doctest::Approx(sum_ref).epsilon(1e-3));
+            }
+            CHECK(ternq::output_error(l.w, upf.matrix, l.c) ==
+                  doctest::Approx(ternq::output_error(l.w, reff.matrix, l.c)).epsilon(1e-3));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("static orders on a rank-deficient LLM-like Gram matrix: the up-front factor stays within 0.1% of E_x") {
+  // 512 tokens for 1024 channels, as in bench_gptq: H is C + 1% damping, far from well conditioned
+  layer l;
+  l.w = ternq::testing::llm_like_weights(128, 1024, 61);
+  ternq::gram_accumulator acc(1024);
+  acc.add(ternq::testing::llm_like_activations(512, 1024, 61));
+  l.c = acc.matrix();
+  for (const ternq::block_order& order : std::vector<ternq::block_order>{ternq::sequential{}, ternq::act_order{}}) {
+    const ternq::gptq options{.grid = ternq::itf_aga{.group_size = 128}, .order = order};
+    const auto up = run(l.w, l.c, options);
+    const auto ref = run_explicit(l.w, l.c, options);
+    std::size_t differ = 0;
+    for (std::size_t k = 0; k < up.matrix.codes().size(); ++k) {
+      differ += up.matrix.codes()[k] != ref.matrix.codes()[k] ? 1 : 0;
+    }
+    const double e_up = ternq::output_error(l.w, up.matrix, l.c);
+    const double e_ref = ternq::output_error(l.w, ref.matrix, l.c);
+    MESSAGE("order ", order.index(), ": codes differ ", differ, " of ", up.matrix.codes().size(), ", E_x ", e_up,
+            " against ", e_ref);
+    CHECK(differ <= up.matrix.codes().size() / 1000);
+    CHECK(e_up == doctest::Approx(e_ref).epsilon(1e-3));
+    double sum_up = 0.0;
+    double sum_ref = 0.0;
+    for (std::size_t b = 0; b < up.report.blocks.size(); ++b) {
+      sum_up += up.report.blocks[b].output_error;
+      sum_ref += ref.report.blocks[b].output_error;
+      CHECK(sum_up == doctest::Approx(sum_ref).epsilon(1e-3));
+    }
+  }
+}
+
+TEST_CASE("factor_precision::fp32: E_x within its budget of fp64, thread-independent, redone in double on failure") {
+  // full rank (4096 tokens for 512 channels) and rank-deficient (256 tokens) LLM-like Gram matrices
+  for (std::size_t tokens : {4096U, 256U}) {
+    layer l;
+    l.w = ternq::testing::llm_like_weights(128, 512, 71);
+    ternq::gram_accumulator acc(512);
+    acc.add(ternq::testing::llm_like_activations(tokens, 512, 71));
+    l.c = acc.matrix();
+    for (const ternq::block_order& order : std::vector<ternq::block_order>{ternq::sequential{}, ternq::act_order{}}) {
+      ternq::gptq options{.grid = ternq::itf_aga{.group_size = 128}, .order = order};
+      const auto fp64 = run(l.w, l.c, options);
+      options.factor = ternq::factor_precision::fp32;
+      const auto fp32 = run(l.w, l.c, options);
+      const double e64 = ternq::output_error(l.w, fp64.matrix, l.c);
+      const double e32 = ternq::output_error(l.w, fp32.matrix, l.c);
+      MESSAGE(tokens, " tokens, order ", order.index(), ": E_x fp32 factor ", e32, ", fp64 ", e64);
+      CHECK(e32 == doctest::Approx(e64).epsilon(tokens >= 512 ? 2e-3 : 2e-2));
+      check_identical(run(l.w, l.c, options, 3).matrix, fp32.matrix);
+    }
+  }
+  // 1 + 1e-9 is 1 in float: the float factorization fails, the double one does not
+  Eigen::MatrixXd c(2, 2);
+  c << 1, 1, 1, 1 + 1e-9;
+  const row_matrix w = ternq::testing::gaussian_matrix(3, 2, 1);
+  const ternq::gptq fp64{.grid = ternq::absmean{}, .damping = 0.0, .damping_retries = 0};
+  ternq::gptq fp32 = fp64;
+  fp32.factor = ternq::factor_precision::fp32;
+  const auto r = run(w, c, fp32);
+  CHECK(r.report.retries.empty());
+  check_identical(r.matrix, run(w, c, fp64).matrix);
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The driver's dense algebra: SPD inverse, symmetric swaps, tiled products, damped Hessian, block orders.
+// The driver's dense algebra: SPD inverse, tiled Cholesky, symmetric swaps, tiled products, damped Hessian, orders.
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -49,6 +49,50 @@ TEST_CASE("invert_spd_lower: the lower triangle of the inverse, for sizes around
   CHECK_FALSE(ternq::linalg::invert_spd_lower(indefinite, 1));
 }
 
+TEST_CASE("cholesky_lower_by_tiles: Eigen's factor for sizes around the tile, any thread count, failures") {
+  for (Eigen::Index m : {1, 2, 17, 255, 256, 257, 520}) {
+    const Eigen::MatrixXd h = spd(m, static_cast<std::uint64_t>(m) + 11);
+    Eigen::MatrixXd a = h;
+    a.triangularView<Eigen::StrictlyUpper>().setConstant(std::numeric_limits<double>::quiet_NaN());  // never read
+    REQUIRE(ternq::linalg::cholesky_lower_by_tiles(a, 2));
+    const Eigen::MatrixXd expected = h.llt().matrixL();
+    const Eigen::MatrixXd got = a.triangularView<Eigen::Lower>();
+    CHECK((got - expected).norm() <= 1e-12 * expected.norm());
+    Eigen::MatrixXf af = h.cast<float>();
+    REQUIRE(ternq::linalg::cholesky_lower_by_tiles(af, 1));
+    const Eigen::MatrixXd gotf = af.triangularView<Eigen::Lower>().toDenseMatrix().cast<double>();
+    CHECK((gotf - expected).norm() <= 1e-4 * expected.norm());
+  }
+  const Eigen::MatrixXd h = spd(700, 12);
+  Eigen::MatrixXd one = h;
+  REQUIRE(ternq::linalg::cholesky_lower_by_tiles(one, 1));
+  for (unsigned threads : {2U, 3U}) {
+    Eigen::MatrixXd other = h;
+    REQUIRE(ternq::linalg::cholesky_lower_by_tiles(other, threads));
+    CHECK(Eigen::MatrixXd(one.triangularView<Eigen::Lower>()) == Eigen::MatrixXd(other.triangularView<Eigen::Lower>()));
+  }
+  Eigen::MatrixXd indefinite(2, 2);
+  indefinite << 1, 3, 3, 1;
+  CHECK_FALSE(ternq::linalg::cholesky_lower_by_tiles(indefinite, 1));
+  Eigen::MatrixXd late = spd(600, 13);  // the failure is in a later tile
+  late(550, 550) = -1.0;
+  CHECK_FALSE(ternq::linalg::cholesky_lower_by_tiles(late, 2));
+}
+
+TEST_CASE("reverse_in_place turns the lower factor of the reversed matrix into V with A = V V^T") {
+  for (Eigen::Index m : {1, 2, 7, 8, 301}) {
+    const Eigen::MatrixXd a = spd(m, static_cast<std::uint64_t>(m) + 21);
+    Eigen::MatrixXd r = a.reverse();  // rows and columns in reverse order
+    REQUIRE(ternq::linalg::cholesky_lower_by_tiles(r, 2));
+    const Eigen::MatrixXd lower = r.triangularView<Eigen::Lower>();
+    Eigen::MatrixXd v = lower;
+    ternq::linalg::reverse_in_place(v, 3);
+    CHECK(v == lower.reverse());
+    CHECK(Eigen::MatrixXd(v.triangularView<Eigen::StrictlyLower>()).isZero(0.0));
+    CHECK((v * v.transpose() - a).norm() <= 1e-12 * a.norm());
+  }
+}
+
 TEST_CASE("swap_symmetric_lower is the symmetric transposition on the trailing block") {
   const Eigen::MatrixXd h = spd(40, 7);
   for (auto [first, q, p] :
@@ -76,6 +120,15 @@ TEST_CASE("tiled products equal the plain products and do not depend on the thre
     Eigen::MatrixXf other = t0;
     ternq::linalg::subtract_product_by_row_tiles(other, lhs, rhs, threads);
     CHECK(other == one);
+  }
+  Eigen::MatrixXf assigned = t0;
+  ternq::linalg::assign_product_by_row_tiles(assigned, lhs, rhs, 1);
+  const Eigen::MatrixXf product = lhs * rhs;
+  CHECK((assigned - product).norm() <= 1e-5F * product.norm());
+  for (unsigned threads : {2U, 3U}) {
+    Eigen::MatrixXf other = t0;
+    ternq::linalg::assign_product_by_row_tiles(other, lhs, rhs, threads);
+    CHECK(other == assigned);
   }
   const Eigen::MatrixXd h = spd(700, 4);
   const Eigen::MatrixXd k = ternq::testing::gaussian_matrix(600, 32, 5).cast<double>();
@@ -113,6 +166,27 @@ TEST_CASE("build_damped_hessian: permuted, damped by the mean diagonal, dead col
       CHECK(h(p, q) == doctest::Approx(expected));
     }
   }
+  // any thread count (column panels), and a float H is the double one rounded
+  Eigen::MatrixXd big = spd(200, 10);
+  big.row(70).setZero();
+  big.col(70).setZero();
+  std::vector<std::size_t> reversed(200);
+  std::iota(reversed.rbegin(), reversed.rend(), std::size_t{0});
+  const auto bv = ternq::linalg::view_of(std::as_const(big));
+  Eigen::MatrixXd one;
+  ternq::linalg::build_damped_hessian(bv, reversed, 0.01, one, dead, 1);
+  for (unsigned threads : {2U, 3U}) {
+    Eigen::MatrixXd other;
+    std::vector<char> other_dead;
+    const auto other_info = ternq::linalg::build_damped_hessian(bv, reversed, 0.01, other, other_dead, threads);
+    CHECK(other_info.dead_columns == 1);
+    CHECK(other_dead == dead);
+    CHECK(Eigen::MatrixXd(other.triangularView<Eigen::Lower>()) == Eigen::MatrixXd(one.triangularView<Eigen::Lower>()));
+  }
+  Eigen::MatrixXf single;
+  ternq::linalg::build_damped_hessian(bv, reversed, 0.01, single, dead, 2);
+  CHECK(Eigen::MatrixXf(single.triangularView<Eigen::Lower>()) ==
+        Eigen::MatrixXf(one.cast<float>().triangularView<Eigen::Lower>()));
 }
 
 TEST_CASE("block orders: act-order by decreasing diag(H), random is a seeded permutation") {

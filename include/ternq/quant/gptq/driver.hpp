@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The GPTQ-style blockwise driver with an explicit inverse Hessian, so any block order works (ALGORITHMS.md §3).
+// The GPTQ-style blockwise driver (ALGORITHMS.md §3): any block order, SSR chosen as it goes, the others up front.
 #pragma once
 
 #include <chrono>
@@ -60,7 +60,7 @@ std::optional<std::string> gptq_pass(Steps& steps, const matrix_view<const T>& w
     step_timer t(report.seconds.setup);
     order = initial_column_order(options.order, gram);
     steps.load_weights(w, order);
-    const auto info = steps.load_inverse(gram, std::span<const std::size_t>(order), lambda);
+    const auto info = steps.load_inverse(gram, std::span<const std::size_t>(order), lambda, !use_ssr);
     if (!info) return std::string("hessian");
     report.dead_columns = info->dead_columns;
   }
@@ -220,7 +220,7 @@ gptq_result gptq_quantize_with(Steps& steps, const matrix_view<const T>& w, cons
 template <class T, class G>
 gptq_result gptq_quantize(const cpu_exec& exec, const matrix_view<const T>& w, const matrix_view<const G>& gram,
                           const gptq& options) {
-  cpu_gptq_steps<T> steps(exec.thread_count());
+  cpu_gptq_steps<T> steps(exec.thread_count(), cpu_gptq_steps<T>::hessian_form::automatic, options.factor);
   return gptq_quantize_with(steps, w, gram, options);
 }
 
