@@ -20,17 +20,24 @@ namespace ternq::linalg {
 /// thread count (see tests).
 inline constexpr Eigen::Index product_tile = 256;
 
+/// Calls `band(r0, h)` for the fixed bands of `product_tile` rows covering
+/// `[0, rows)`, in parallel; each band's product is then one Eigen GEMM.
+template <class Band>
+void for_each_row_tile(Eigen::Index rows, unsigned threads, Band&& band) {
+  const auto tiles = static_cast<std::size_t>((rows + product_tile - 1) / product_tile);
+  parallel_tasks(tiles, threads, [&](std::size_t t) {
+    const Eigen::Index r0 = static_cast<Eigen::Index>(t) * product_tile;
+    band(r0, std::min(product_tile, rows - r0));
+  });
+}
+
 /// `target -= lhs * rhs` (`n x k` times `k x p`), one Eigen GEMM per
 /// fixed band of `product_tile` rows.
 template <class Target, class Lhs, class Rhs>
 void subtract_product_by_row_tiles(Eigen::MatrixBase<Target>& target, const Eigen::MatrixBase<Lhs>& lhs,
                                    const Eigen::MatrixBase<Rhs>& rhs, unsigned threads) {
-  const Eigen::Index n = target.rows();
-  if (n == 0 || target.cols() == 0) return;
-  const auto tiles = static_cast<std::size_t>((n + product_tile - 1) / product_tile);
-  parallel_tasks(tiles, threads, [&](std::size_t t) {
-    const Eigen::Index r0 = static_cast<Eigen::Index>(t) * product_tile;
-    const Eigen::Index h = std::min(product_tile, n - r0);
+  if (target.rows() == 0 || target.cols() == 0) return;
+  for_each_row_tile(target.rows(), threads, [&](Eigen::Index r0, Eigen::Index h) {
     target.middleRows(r0, h).noalias() -= lhs.middleRows(r0, h) * rhs;
   });
 }
@@ -40,12 +47,8 @@ void subtract_product_by_row_tiles(Eigen::MatrixBase<Target>& target, const Eige
 template <class Target, class Lhs, class Rhs>
 void assign_product_by_row_tiles(Eigen::MatrixBase<Target>& target, const Eigen::MatrixBase<Lhs>& lhs,
                                  const Eigen::MatrixBase<Rhs>& rhs, unsigned threads) {
-  const Eigen::Index n = target.rows();
-  if (n == 0 || target.cols() == 0) return;
-  const auto tiles = static_cast<std::size_t>((n + product_tile - 1) / product_tile);
-  parallel_tasks(tiles, threads, [&](std::size_t t) {
-    const Eigen::Index r0 = static_cast<Eigen::Index>(t) * product_tile;
-    const Eigen::Index h = std::min(product_tile, n - r0);
+  if (target.rows() == 0 || target.cols() == 0) return;
+  for_each_row_tile(target.rows(), threads, [&](Eigen::Index r0, Eigen::Index h) {
     target.middleRows(r0, h).noalias() = lhs.middleRows(r0, h) * rhs;
   });
 }
