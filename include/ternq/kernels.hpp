@@ -7,4 +7,5 @@
 #include "ternq/kernels/cpu/packed_view.hpp"
 #include "ternq/kernels/cpu/products.hpp"
 #include "ternq/kernels/cpu/reference.hpp"
+#include "ternq/kernels/cpu/widen.hpp"
 #include "ternq/kernels/cuda/block_math.hpp"
