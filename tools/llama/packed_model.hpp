@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The packed runtime: a GGUF's ternary linear layers multiplied straight from their blocks by the packed-matrix
 // kernels (ternq/kernels.hpp), viewed in the memory-mapped file, never widened to fp32. Layers the file stores as
-// F32/F16/BF16/Q8_0 stay dense fp32 matrices as in the rest of the runtime. `packed_layer` runs through the same
-// `block_forward` as `layer`: only `apply_linear` differs.
+// F16/BF16 (an output head, a layer no ternary block holds) stay at their stored size too: each product widens one
+// tile of rows at a time. F32 and Q8_0 layers are dense fp32 matrices as in the rest of the runtime. `packed_layer`
+// runs through the same `block_forward` as `layer`: only `apply_linear` differs.
 #pragma once
 
 #include <algorithm>
@@ -30,10 +31,11 @@
 
 namespace ternq::llama {
 
-/// A linear layer's weight (`out x in`) as the packed runtime holds it: either the packed blocks of a ternary
-/// tensor, multiplied by the kernels with activations of the weight's precision, or a dense fp32 matrix. Packed
-/// bytes are borrowed (a view into a mapped GGUF, which must outlive the weight) or owned (copied from a reader
-/// that cannot view its data). Move-only: a move keeps an owned buffer, and so the view into it, in place.
+/// A linear layer's weight (`out x in`) as the packed runtime holds it: the packed blocks of a ternary tensor,
+/// multiplied by the kernels with activations of the weight's precision; the fp16/bf16 values of a half-precision
+/// tensor, widened a tile of rows at a time by each product; or a dense fp32 matrix. Packed and half bytes are
+/// borrowed (a view into a mapped GGUF, which must outlive the weight) or owned (copied from a reader that cannot
+/// view its data). Move-only: a move keeps an owned buffer, and so the view into it, in place.
 class linear_weight {
  public:
   linear_weight() = default;
@@ -58,6 +60,26 @@ class linear_weight {
     w.activations_ = activations;
     return w;
   }
+  /// Half-precision values (`rows x cols`, row-major, two bytes each) viewed in place (`bytes` must outlive the
+  /// weight).
+  static linear_weight half_borrowed(kernels::half_encoding e, std::size_t rows, std::size_t cols,
+                                     std::span<const std::uint8_t> bytes) {
+    if (bytes.size() != 2 * rows * cols) {
+      fail(errc::shape_mismatch, "half-precision weight: ", bytes.size(), " bytes for ", rows, "x", cols, " values");
+    }
+    linear_weight w;
+    w.half_ = half_values{e, rows, cols, bytes};
+    w.stored_ = e == kernels::half_encoding::fp16 ? pack::ggml_type::f16 : pack::ggml_type::bf16;
+    return w;
+  }
+  /// Half-precision values owned by the weight.
+  static linear_weight half_owned(kernels::half_encoding e, std::size_t rows, std::size_t cols,
+                                  std::vector<std::uint8_t> bytes) {
+    linear_weight w = half_borrowed(e, rows, cols, bytes);
+    w.owned_ = std::move(bytes);  // the buffer moves, so the view stays on it
+    w.half_->bytes = std::span<const std::uint8_t>(w.owned_);
+    return w;
+  }
   /// Packed bytes owned by the weight; checked as `kernels::make_packed_view` checks them.
   static linear_weight owned(pack::format f, std::size_t rows, std::size_t cols, std::vector<std::uint8_t> bytes,
                              kernels::activation_precision activations) {
@@ -69,37 +91,78 @@ class linear_weight {
     return w;
   }
 
+  /// A half-precision tensor's values, as stored.
+  struct half_values {
+    kernels::half_encoding encoding = kernels::half_encoding::fp16;
+    std::size_t rows = 0, cols = 0;
+    std::span<const std::uint8_t> bytes;  ///< rows x cols values, little-endian
+  };
+
   [[nodiscard]] bool is_packed() const noexcept { return view_.has_value(); }
+  /// Whether the weight keeps fp16/bf16 values (`half_values()`), widened by each product.
+  [[nodiscard]] bool is_half() const noexcept { return half_.has_value(); }
+  /// The half-precision values; requires `is_half()`.
+  [[nodiscard]] const half_values& half_precision() const { return half_.value(); }
   /// The packed tensor; requires `is_packed()`.
   [[nodiscard]] const kernels::packed_view& packed() const { return view_.value(); }
-  /// The dense matrix; empty for a packed weight.
+  /// The dense matrix; empty for a packed or half-precision weight.
   [[nodiscard]] const matrix& values() const noexcept { return dense_; }
   /// Whether the packed bytes belong to the weight (else they are a view into the file's mapping).
   [[nodiscard]] bool owns_bytes() const noexcept { return !owned_.empty(); }
   [[nodiscard]] pack::ggml_type stored_type() const noexcept { return stored_; }
   [[nodiscard]] kernels::activation_precision activations() const noexcept { return activations_; }
   [[nodiscard]] std::size_t rows() const noexcept {
-    return view_ ? view_->rows : static_cast<std::size_t>(dense_.rows());
+    return view_ ? view_->rows : half_ ? half_->rows : static_cast<std::size_t>(dense_.rows());
   }
   [[nodiscard]] std::size_t cols() const noexcept {
-    return view_ ? view_->cols : static_cast<std::size_t>(dense_.cols());
+    return view_ ? view_->cols : half_ ? half_->cols : static_cast<std::size_t>(dense_.cols());
   }
-  /// Bytes of weight data the weight reads: the packed tensor's, or the dense matrix's floats.
+  /// Bytes of weight data the weight reads: the packed tensor's, the half-precision values', or the dense
+  /// matrix's floats.
   [[nodiscard]] std::size_t data_bytes() const noexcept {
-    return view_ ? view_->bytes.size() : static_cast<std::size_t>(dense_.size()) * sizeof(float);
+    if (view_) return view_->bytes.size();
+    if (half_) return half_->bytes.size();
+    return static_cast<std::size_t>(dense_.size()) * sizeof(float);
   }
 
  private:
   std::optional<kernels::packed_view> view_;
+  std::optional<half_values> half_;
   std::vector<std::uint8_t> owned_;
   matrix dense_;
   pack::ggml_type stored_ = pack::ggml_type::f32;
   kernels::activation_precision activations_ = kernels::activation_precision::int8;
 };
 
+/// `x W^T` for half-precision values: the tiles of `linear_tile` rows that `apply_linear` of a dense matrix uses,
+/// each widened to float into a per-thread tile and multiplied as there, so the result is bit for bit the dense
+/// matrix's (widening is exact). The widened copy is one tile per thread, never the whole matrix.
+inline matrix apply_half_linear(const matrix& x, const linear_weight::half_values& w, const cpu_exec& exec = {}) {
+  const auto rows = static_cast<Eigen::Index>(w.rows), cols = static_cast<Eigen::Index>(w.cols);
+  if (x.cols() != cols) {
+    fail(errc::shape_mismatch, "apply_linear: input of width ", x.cols(), " for a ", w.rows, "x", w.cols, " weight");
+  }
+  matrix out(x.rows(), rows);
+  const simd_level level = exec.simd_variant();
+  const auto tiles = static_cast<std::size_t>((rows + linear_tile - 1) / linear_tile);
+  parallel_for(tiles, exec.thread_count(), [&](std::size_t t0, std::size_t t1) {
+    matrix tile;
+    for (std::size_t t = t0; t < t1; ++t) {
+      const Eigen::Index r0 = static_cast<Eigen::Index>(t) * linear_tile;
+      const Eigen::Index n = std::min(linear_tile, rows - r0);
+      tile.resize(n, cols);
+      const auto first = static_cast<std::size_t>(r0 * cols), count = static_cast<std::size_t>(n * cols);
+      kernels::widen(w.encoding, w.bytes.subspan(2 * first, 2 * count), std::span<float>(tile.data(), count), level);
+      out.middleCols(r0, n).noalias() = x * tile.transpose();
+    }
+  });
+  return out;
+}
+
 /// `x W^T` (`x` is `tokens x in`): a packed weight through `kernels::matmul` (int8 or f32 activations, as the
-/// weight says), a dense one as `apply_linear` of its matrix.
+/// weight says), a half-precision one through `apply_half_linear`, a dense one as `apply_linear` of its matrix.
 inline matrix apply_linear(const matrix& x, const linear_weight& w, const cpu_exec& exec = {}) {
+  if (w.is_half()) return apply_half_linear(x, w.half_precision(), exec);
   if (!w.is_packed()) return apply_linear(x, w.values(), exec);
   matrix out(x.rows(), static_cast<Eigen::Index>(w.rows()));
   const auto n = static_cast<std::size_t>(x.rows());
@@ -136,12 +199,17 @@ std::array<matrix, sizeof...(Weights)> apply_linears(const matrix& x, const cpu_
 /// A block whose linear weights may stay packed.
 using packed_layer = basic_layer<linear_weight>;
 
-/// One weight of `source`'s tensor `info` (already checked to be the layer's shape): a ternary tensor packed
-/// (viewed in the mapping when the reader views its data, else copied), any other type dequantized to fp32.
-/// Errors name the file and the tensor.
+/// One weight of `source`'s tensor `info` (already checked to be the layer's shape): a ternary tensor packed and an
+/// F16/BF16 one kept as stored (each viewed in the mapping when the reader views its data, else copied), any other
+/// type dequantized to fp32. Errors name the file and the tensor.
 inline linear_weight load_linear_weight(const gguf_source& source, const io::gguf_tensor_info& info,
                                         kernels::activation_precision activations) {
   const io::gguf_reader& r = source.reader();
+  if (info.type == pack::ggml_type::f16 || info.type == pack::ggml_type::bf16) {
+    const auto e = info.type == pack::ggml_type::f16 ? kernels::half_encoding::fp16 : kernels::half_encoding::bf16;
+    if (r.views_data()) return linear_weight::half_borrowed(e, info.rows(), info.cols(), r.tensor_bytes(info));
+    return linear_weight::half_owned(e, info.rows(), info.cols(), r.read_tensor_data(info));
+  }
   const std::optional<pack::format> f = pack::format_of(info.type);
   if (!f) return linear_weight::dense(source.read_matrix(info), info.type);
   try {
@@ -170,7 +238,7 @@ inline packed_layer packed_block(const gguf_source& source, std::size_t index,
 }
 
 /// The output matrix (`vocab x dim`, the embedding's when tied) for the packed runtime: packed when the file
-/// stores it ternary, else fp32.
+/// stores it ternary, fp16/bf16 as stored, else fp32.
 inline linear_weight packed_output(const gguf_source& source, kernels::activation_precision activations) {
   const io::gguf_tensor_info& info =
       source.reader().tensor(source.has_classifier() ? "output.weight" : "token_embd.weight");
@@ -182,12 +250,13 @@ inline linear_weight packed_output(const gguf_source& source, kernels::activatio
   return load_linear_weight(source, info, activations);
 }
 
-/// What a packed runtime holds: linear layers by stored type, and their bytes (packed views, dense floats).
+/// What a packed runtime holds: linear layers by stored type, and their bytes (packed views; dense: fp16/bf16 values
+/// as stored, other types as fp32).
 struct weight_tally {
   std::map<pack::ggml_type, std::size_t> layers;  ///< linear layers per stored type
   std::size_t packed_layers = 0;
   std::size_t dense_layers = 0;
-  std::size_t owned_layers = 0;  ///< packed layers whose bytes were copied (the reader did not map the file)
+  std::size_t owned_layers = 0;  ///< packed or half layers whose bytes were copied (the reader did not map the file)
   std::size_t packed_bytes = 0;
   std::size_t dense_bytes = 0;
 

@@ -228,11 +228,86 @@ TEST_CASE("packed runtime: float layers stay dense beside packed ones") {
   CHECK(tally.dense_layers == 2);
   CHECK(tally.describe() == "12 packed (Q2_0 12), 2 dense (F16 1, Q8_0 1)");
   CHECK_FALSE(pm.layers[1].w2.is_packed());
+  CHECK(pm.layers[1].w2.is_half());  // F16 kept at its stored size
+  CHECK_FALSE(pm.layers[0].wv.is_half());
   CHECK_FALSE(pm.layers[0].wv.is_packed());
   const llama::batch b = tools_test::random_batch(1, 10, 64, 9);
   const llama::matrix dense = llama::logits(llama::materialize(source), b);
   const difference d = compare(llama::logits(pm, b), dense);
   CHECK(d.max_abs <= f32_tolerance * d.scale);
+}
+
+TEST_CASE("packed runtime: F16 and BF16 weights stay at their stored size and give the dense product's bits") {
+  tools_test::temp_dir dir("packed-half");
+  llama::model m = wide_model(5);
+  auto ternary = ternarize(m, format::q2_0);
+  // Block 0's up projection as BF16, block 1's down projection and the output head as F16: their values rounded
+  // first, so the file holds them exactly.
+  ternary.erase({0, llama::linear::up});
+  ternary.erase({1, llama::linear::down});
+  for (float& v : m.layers[0].weight(llama::linear::up).reshaped()) v = bf16_bits_to_fp32(fp32_to_bf16_bits(v));
+  for (float& v : m.layers[1].weight(llama::linear::down).reshaped()) v = fp16_bits_to_fp32(fp32_to_fp16_bits(v));
+  REQUIRE(m.classifier.has_value());
+  for (float& v : m.classifier->reshaped()) v = fp16_bits_to_fp32(fp32_to_fp16_bits(v));
+  llama::gguf_storage storage;
+  storage.format = format::q2_0;
+  storage.keep["blk.0.ffn_up.weight"] = pack::ggml_type::bf16;
+  storage.keep["output.weight"] = pack::ggml_type::f16;
+  const auto path = dir.path() / "half.gguf";
+  llama::save_gguf(m, ternary, storage, nullptr, path, "half");
+
+  const llama::gguf_source mapped(path);
+  REQUIRE(mapped.reader().mapped());
+  const llama::packed_model pm = llama::load_packed_model(mapped, activation_precision::f32);
+  const llama::linear_weight& up = pm.layers[0].weight(llama::linear::up);
+  const llama::linear_weight& down = pm.layers[1].weight(llama::linear::down);
+  REQUIRE(up.is_half());
+  REQUIRE(down.is_half());
+  REQUIRE(pm.output().is_half());
+  CHECK(up.stored_type() == pack::ggml_type::bf16);
+  CHECK(down.stored_type() == pack::ggml_type::f16);
+  for (const llama::linear_weight* w : {&up, &down, &pm.output()}) {
+    CHECK_FALSE(w->is_packed());
+    CHECK_FALSE(w->owns_bytes());
+    CHECK(w->values().size() == 0);  // no fp32 copy
+    CHECK(w->data_bytes() == 2 * w->rows() * w->cols());
+  }
+  const auto file_bytes = [&](const std::string& name) {
+    return mapped.reader().tensor_bytes(mapped.reader().tensor(name)).data();
+  };
+  CHECK(up.half_precision().bytes.data() == file_bytes("blk.0.ffn_up.weight"));
+  CHECK(pm.output().half_precision().bytes.data() == file_bytes("output.weight"));
+  llama::weight_tally tally;
+  for (const auto& l : pm.layers) tally.add(l);
+  CHECK(tally.describe() == "12 packed (Q2_0 12), 2 dense (F16 1, BF16 1)");
+
+  // Each product is the dense fp32 matrix's bit for bit, for any thread count and variant (widening is exact and
+  // the tiles are the dense path's), with one token and with several.
+  const llama::model dense = llama::materialize(mapped);
+  for (const Eigen::Index tokens : {1, 7}) {
+    const llama::matrix x = llama::matrix::Random(tokens, 256);
+    const llama::matrix xh = llama::matrix::Random(tokens, 512);
+    for (const ternq::simd_level level : ternq::supported_simd_levels()) {
+      for (const unsigned threads : {1U, 3U}) {
+        const cpu_exec exec{.threads = threads, .simd = level};
+        CHECK(llama::apply_linear(x, up, exec) == llama::apply_linear(x, dense.layers[0].weight(llama::linear::up)));
+        CHECK(llama::apply_linear(xh, down, exec) ==
+              llama::apply_linear(xh, dense.layers[1].weight(llama::linear::down)));
+        CHECK(llama::apply_linear(x, pm.output(), exec) == llama::apply_linear(x, dense.output()));
+      }
+    }
+  }
+  const llama::batch b = tools_test::random_batch(1, 10, 64, 3);
+  const difference d = compare(llama::logits(pm, b), llama::logits(dense, b));
+  CHECK(d.max_abs <= f32_tolerance * d.scale);
+
+  // A streamed reader copies the values once, at their stored size; the products are the same.
+  const llama::gguf_source streamed(path, llama::gguf_access::streamed);
+  const llama::packed_model copied = llama::load_packed_model(streamed, activation_precision::f32);
+  REQUIRE(copied.output().is_half());
+  CHECK(copied.output().owns_bytes());
+  CHECK(copied.output().data_bytes() == pm.output().data_bytes());
+  CHECK(llama::logits(copied, b) == llama::logits(pm, b));
 }
 
 TEST_CASE("packed runtime: a tensor whose shape does not fit the model, or a non-finite scale, is refused by name") {
