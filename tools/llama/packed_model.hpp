@@ -69,7 +69,7 @@ class linear_weight {
     }
     linear_weight w;
     w.half_ = half_values{e, rows, cols, bytes};
-    w.stored_ = e == kernels::half_encoding::fp16 ? pack::ggml_type::f16 : pack::ggml_type::bf16;
+    w.stored_ = kernels::ggml_type_of(e);
     return w;
   }
   /// Half-precision values owned by the weight.

@@ -9,8 +9,8 @@
 
 #include "ternq/config.hpp"
 #include "ternq/core/error.hpp"
-#include "ternq/core/half.hpp"
 #include "ternq/core/simd.hpp"
+#include "ternq/pack/float_types.hpp"
 
 #if TERNQ_HAS_AVX512_VARIANT
 #include <immintrin.h>
@@ -21,18 +21,16 @@ namespace ternq::kernels {
 /// The half-precision encodings a matrix can be widened from.
 enum class half_encoding { fp16, bf16 };
 
-namespace detail {
-
-inline std::uint16_t load_u16_le(const std::uint8_t* p) noexcept {
-  return static_cast<std::uint16_t>(p[0] | (p[1] << 8));
+/// The GGUF type that stores values of encoding `e`.
+constexpr pack::ggml_type ggml_type_of(half_encoding e) noexcept {
+  return e == half_encoding::fp16 ? pack::ggml_type::f16 : pack::ggml_type::bf16;
 }
 
-inline void widen_portable(half_encoding e, const std::uint8_t* in, float* out, std::size_t n) noexcept {
-  if (e == half_encoding::fp16) {
-    for (std::size_t i = 0; i < n; ++i) out[i] = fp16_bits_to_fp32(load_u16_le(in + 2 * i));
-  } else {
-    for (std::size_t i = 0; i < n; ++i) out[i] = bf16_bits_to_fp32(load_u16_le(in + 2 * i));
-  }
+namespace detail {
+
+/// The portable conversion is pack's decoder of float tensors (the scalar conversions of core/half.hpp).
+inline void widen_portable(half_encoding e, const std::uint8_t* in, float* out, std::size_t n) {
+  pack::decode_floats(ggml_type_of(e), std::span<const std::uint8_t>(in, 2 * n), std::span<float>(out, n));
 }
 
 #if TERNQ_HAS_AVX512_VARIANT
@@ -45,8 +43,7 @@ inline void widen_portable(half_encoding e, const std::uint8_t* in, float* out, 
 #endif
 /// 16 values per step: `vcvtph2ps` for fp16, a 16-bit shift for bf16; the tail through the portable loop. x86 is
 /// little-endian, as the stored values are.
-TERNQ_TARGET_AVX512 inline void widen_avx512(half_encoding e, const std::uint8_t* in, float* out,
-                                             std::size_t n) noexcept {
+TERNQ_TARGET_AVX512 inline void widen_avx512(half_encoding e, const std::uint8_t* in, float* out, std::size_t n) {
   std::size_t i = 0;
   if (e == half_encoding::fp16) {
     for (; i + 16 <= n; i += 16) {
