@@ -34,13 +34,7 @@ inline void widen_portable(half_encoding e, const std::uint8_t* in, float* out, 
 }
 
 #if TERNQ_HAS_AVX512_VARIANT
-// GCC 12's AVX-512 intrinsics pass a self-initialized "undefined" vector as the unused merge source, which
-// -W(maybe-)uninitialized reports once inlined (GCC bug 105593): silenced for this function only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
 /// 16 values per step: `vcvtph2ps` for fp16, a 16-bit shift for bf16; the tail through the portable loop. x86 is
 /// little-endian, as the stored values are.
 TERNQ_TARGET_AVX512 inline void widen_avx512(half_encoding e, const std::uint8_t* in, float* out, std::size_t n) {
@@ -58,9 +52,7 @@ TERNQ_TARGET_AVX512 inline void widen_avx512(half_encoding e, const std::uint8_t
   }
   widen_portable(e, in + 2 * i, out + i, n - i);
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+TERNQ_AVX512_WARNINGS_END
 #endif
 
 }  // namespace detail

@@ -21,13 +21,7 @@
 #include "ternq/kernels/cpu/detail/two_bit.hpp"
 #include "ternq/pack/bytes.hpp"
 
-// GCC 12's AVX-512 intrinsics pass a self-initialized "undefined" vector as the unused merge source, which
-// -W(maybe-)uninitialized reports once inlined (GCC bug 105593): silenced for these kernels only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
 
 namespace ternq::kernels::detail::avx512_2bit {
 
@@ -457,8 +451,6 @@ TERNQ_TARGET_AVX512 void rows_f32(const packed_view& w, matrix_view<const float>
 
 }  // namespace ternq::kernels::detail::avx512_2bit
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+TERNQ_AVX512_WARNINGS_END
 
 #endif  // TERNQ_HAS_AVX512_VARIANT

@@ -17,13 +17,7 @@
 namespace ternq::kernels::detail {
 
 #if TERNQ_HAS_AVX512_VARIANT
-// GCC 12's AVX-512 intrinsics start some results from an "undefined" vector that -Wuninitialized reports once
-// inlined (GCC bug 105593); the values are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
 namespace avx512_base3 {
 
 // Lane r of a vector holds 8 bytes of row r. A digit group (64 bytes) holds the codes of elements 8g..8g+7 of 8
@@ -381,9 +375,7 @@ inline void select(pack::format f, base3::int8_rows_fn& int8, base3::f32_rows_fn
 }
 
 }  // namespace avx512_base3
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+TERNQ_AVX512_WARNINGS_END
 #endif
 
 }  // namespace ternq::kernels::detail

@@ -13,13 +13,7 @@
 #include <cstring>
 #include <limits>
 
-// GCC 12's AVX-512 intrinsics pass a self-initialized "undefined" vector as the unused merge source, which
-// -W(maybe-)uninitialized reports once inlined (GCC bug 105593): silenced for these functions only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
 
 namespace ternq::kernels::detail {
 
@@ -118,8 +112,6 @@ TERNQ_TARGET_AVX512 void quantize_blocks_avx512(const float* x, std::size_t bloc
 
 }  // namespace ternq::kernels::detail
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+TERNQ_AVX512_WARNINGS_END
 
 #endif  // TERNQ_HAS_AVX2_VARIANT
