@@ -16,7 +16,7 @@ enum class simd_level {
   portable,  ///< baseline instructions only
   avx2,      ///< x86-64 AVX2 (no FMA: contraction would change results)
   /// x86-64 AVX-512 F/BW/VL/DQ with VNNI (Ice Lake, Zen 4 and later). The packed-matrix kernels have a variant
-  /// for it; the quantizers run their AVX2 variant at this level.
+  /// for it; the quantizers run their AVX2 variant at this level, the exact symmetric optimum an AVX-512 search.
   avx512,
 };
 

@@ -60,7 +60,8 @@ TERNQ_TARGET_AVX2 void run_rows_avx2(Rows& rows, std::size_t begin, std::size_t 
 template <class Rows>
 void run_rows(simd_level level, Rows& rows, std::size_t begin, std::size_t end) {
 #if TERNQ_HAS_AVX2_VARIANT
-  // The quantizers have no AVX-512 variant: that level runs their AVX2 one.
+  // The group-wise loops have no AVX-512 variant: that level runs their AVX2 one (the exact optimum
+  // dispatches its own AVX-512 search per group, see optimal_symmetric_workspace::simd).
   if (level == simd_level::avx2 || level == simd_level::avx512) {
     run_rows_avx2(rows, begin, end);
     return;

@@ -16,6 +16,7 @@
 #include "ternq/core/checks.hpp"
 #include "ternq/core/error.hpp"
 #include "ternq/core/parallel.hpp"
+#include "ternq/core/simd.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
@@ -109,9 +110,11 @@ ternary_matrix optimal_aga_quantize(const cpu_exec& exec, const matrix_view<cons
     const auto n = static_cast<Eigen::Index>(layout.size(k));
     blocks[k] = c.block(b, b, n, n).template cast<double>();
   }
+  const simd_level simd = exec.simd_variant();
   detail::for_each_row_chunk(w.rows(), exec.thread_count(), [&](std::size_t, std::size_t r0, std::size_t r1) {
     std::vector<T> scratch(w.rows_contiguous() ? 0 : w.cols());
     optimal_symmetric_workspace<T> ws;
+    ws.simd = simd;
     const auto rows = static_cast<Eigen::Index>(r1 - r0);
     std::vector<detail::symmetric_aga_state> state(r1 - r0);
     std::vector<std::int8_t> trial;

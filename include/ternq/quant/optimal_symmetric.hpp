@@ -10,14 +10,18 @@
 #include <functional>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "ternq/core/error.hpp"
 #include "ternq/core/finite.hpp"
 #include "ternq/core/parallel.hpp"
+#include "ternq/core/simd.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
+#include "ternq/quant/detail/optimal_symmetric_avx512.hpp"
+#include "ternq/quant/detail/prefix_optimum.hpp"
 #include "ternq/quant/detail/reduce.hpp"
 #include "ternq/quant/detail/select.hpp"
 #include "ternq/quant/detail/threshold.hpp"
@@ -41,71 +45,6 @@ void check_group_sizes(std::span<const T> w, std::span<std::int8_t> codes, const
   }
 }
 
-/// Best `(f, k)` so far of the objective `f(k) = S_k^2 / k`, with the
-/// magnitude `tau` of the k-th largest |w|. Ties in `f` go to the smaller
-/// `k`. Candidates are compared by cross-multiplication (`S^2 k' > S'^2 k`),
-/// which keeps divisions out of the hot loops.
-struct prefix_optimum {
-  double s2 = 0.0;  ///< S_k^2 of the best k (scaled, see objective_scale)
-  std::size_t k = 0;
-  double tau = 0.0;
-
-  /// True when `s^2 / k_new` is at least `margin` times below the best.
-  [[nodiscard]] bool beats_or_ties(double s, std::size_t k_new, double margin = 1.0) const noexcept {
-    return s * s * static_cast<double>(k) * margin >= s2 * static_cast<double>(k_new);
-  }
-
-  void offer(double s, std::size_t k_new, double tau_new) noexcept {
-    const double lhs = s * s * static_cast<double>(k);
-    const double rhs = s2 * static_cast<double>(k_new);
-    if (k == 0 || lhs > rhs || (lhs == rhs && k_new < k)) {
-      s2 = s * s;
-      k = k_new;
-      tau = tau_new;
-    }
-  }
-};
-
-/// A power of two `f` with `top * f` in [1, 2). The objective is evaluated
-/// on magnitudes times `f`: exact (a power-of-two scaling does not change
-/// rounding), and `S^2` neither overflows nor underflows whatever the range
-/// of the data.
-/// The shift is clamped to the normal exponent range so that `f` itself is
-/// finite (for denormal `top`, `top * f` is then below 1, still far from
-/// underflow when squared).
-inline double objective_scale(double top) noexcept {
-  return std::ldexp(1.0, std::clamp(-std::ilogb(top), -1022, 1022));
-}
-
-/// Scans the prefixes of `sorted` (descending magnitudes) that end a run of
-/// equal values, starting from `k0` elements of (scaled) sum `s0` already
-/// taken. Within a run of equal values `f` is convex in the count, so the
-/// optimum never splits a run: only run ends are candidates, and
-/// `|w| >= tau` then selects exactly `k` elements.
-template <class T>
-TERNQ_ALWAYS_INLINE void scan_sorted_prefixes(std::span<const T> sorted, std::size_t k0, double s0, double scale,
-                                              prefix_optimum& best) noexcept {
-  double s = s0;
-  for (std::size_t t = 0; t < sorted.size(); ++t) {
-    s += static_cast<double>(sorted[t]) * scale;
-    if (t + 1 < sorted.size() && sorted[t + 1] == sorted[t]) continue;
-    best.offer(s, k0 + t + 1, static_cast<double>(sorted[t]));
-  }
-}
-
-/// Codes `sign(w) [|w| >= tau]` and their least-squares scale; `tau > 0` is a data magnitude.
-template <class T>
-TERNQ_ALWAYS_INLINE float ternarize_at_least(std::span<const T> w, std::span<std::int8_t> codes,
-                                             const prefix_optimum& best) {
-  if (best.k == 0) {
-    std::fill(codes.begin(), codes.end(), std::int8_t{0});
-    return 0.0F;
-  }
-  // |x| >= tau  <=>  |x| > (the T value just below tau), tau being a T value.
-  const T tau = static_cast<T>(best.tau);
-  return ternarize_above(w, codes, next_down(tau));
-}
-
 }  // namespace detail
 
 /// The normative reference: sorts `|w|` and scans every prefix. `O(g log g)`;
@@ -123,9 +62,13 @@ float optimal_symmetric_fit_group_sorted(std::span<const T> w, std::span<std::in
   return detail::ternarize_at_least(w, codes, best);
 }
 
-/// Scratch memory for `optimal_symmetric_fit_group`, reusable across groups.
+/// Scratch memory for `optimal_symmetric_fit_group`, reusable across groups, and the instruction-set variant the
+/// search may use (set it from `cpu_exec::simd_variant()`, which checks that the processor has it).
 template <class T>
 struct optimal_symmetric_workspace {
+  /// At `avx512`, float groups of 17 to 128 weights are sorted in registers
+  /// (`optimal_symmetric_fit_group_avx512`); the result is the same.
+  simd_level simd = simd_level::portable;
   std::vector<std::uint32_t> bucket;  // bucket of each element
   std::vector<std::uint32_t> count;   // elements per bucket
   std::vector<double> sum;            // scaled sum of each bucket
@@ -159,6 +102,13 @@ TERNQ_ALWAYS_INLINE float optimal_symmetric_fit_group(std::span<const T> w, std:
   detail::check_group_sizes(w, codes, "optimal_symmetric_fit_group");
   const std::size_t n = w.size();
   if (n <= 16) return optimal_symmetric_fit_group_sorted(w, codes);
+#if TERNQ_HAS_AVX512_VARIANT
+  if constexpr (std::is_same_v<T, float>) {
+    if (ws.simd == simd_level::avx512 && n <= detail::optimal_avx512_max_group) {
+      return detail::optimal_symmetric_fit_group_avx512(w, codes);
+    }
+  }
+#endif
 
   const T top = detail::max_abs(w);
   std::size_t buckets = 8;
@@ -305,6 +255,7 @@ namespace detail {
 template <class T>
 struct optimal_symmetric_fitter {
   optimal_symmetric_workspace<T> ws;
+  explicit optimal_symmetric_fitter(simd_level simd) { ws.simd = simd; }
   TERNQ_ALWAYS_INLINE group_grid operator()(std::span<const T> group, std::span<std::int8_t> codes) {
     return group_grid{optimal_symmetric_fit_group(group, codes, ws), 0.0F};
   }
@@ -315,7 +266,7 @@ struct optimal_symmetric_fitter {
 template <class T>
 ternary_matrix quantize_view(const cpu_exec& exec, const matrix_view<const T>& w, const optimal_symmetric& method) {
   return quantize_groups(exec, w, method.group_size, false, "quantize(optimal_symmetric)",
-                         [] { return detail::optimal_symmetric_fitter<T>{}; });
+                         [simd = exec.simd_variant()] { return detail::optimal_symmetric_fitter<T>(simd); });
 }
 
 }  // namespace ternq

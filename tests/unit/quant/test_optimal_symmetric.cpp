@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "llm_like.hpp"
+#include "ternq/core/simd.hpp"
 #include "ternq/quant/absmean.hpp"
 #include "ternq/quant/optimal_symmetric.hpp"
 #include "ternq/quant/twn.hpp"
@@ -99,6 +100,58 @@ TEST_CASE("the bucketed search agrees with the sorted reference bit for bit") {
         CHECK(a_fast == a_sorted);
         CHECK(fast == sorted);
       }
+    }
+  }
+}
+
+TEST_CASE("the AVX-512 search (groups of 17 to 128) agrees with the sorted reference bit for bit") {
+  if (!ternq::simd_supported(ternq::simd_level::avx512)) {
+    MESSAGE("skipped: this processor or build has no AVX-512 variant");
+    return;
+  }
+  ternq::testing::rng r(7);
+  ternq::optimal_symmetric_workspace<float> ws;
+  ws.simd = ternq::simd_level::avx512;
+  for (std::size_t g = 17; g <= 128; ++g) {
+    for (int kind = 0; kind < 4; ++kind) {
+      for (int trial = 0; trial < 8; ++trial) {
+        const auto wd = random_group(r, g, kind);
+        std::vector<float> w(wd.begin(), wd.end());
+        if (trial == 5) w[g / 2] = 1e-41F;            // a denormal among normal values
+        if (trial == 6) std::fill(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(g / 3), 0.0F);  // zeros
+        if (trial == 7) w[g - 1] = 40.0F * (kind + 1);  // one outlier, last in the group
+        std::vector<std::int8_t> fast(g), sorted(g);
+        const float a_fast = ternq::optimal_symmetric_fit_group<float>(w, fast, ws);
+        const float a_sorted = ternq::optimal_symmetric_fit_group_sorted<float>(w, sorted);
+        CAPTURE(g);
+        CAPTURE(kind);
+        CAPTURE(trial);
+        CHECK(a_fast == a_sorted);
+        CHECK(fast == sorted);
+      }
+    }
+  }
+  // Exact ties of the objective at different k ({3, 1, 1, 1}: 9 = 36 / 4; a group of 0.5-multiples has many) take
+  // the reference's tie rule: the smaller k.
+  for (std::size_t g : {17U, 64U, 100U, 128U}) {
+    std::vector<float> w(g, 0.0F);
+    w[0] = -3.0F;
+    w[1] = w[2] = w[3] = 1.0F;
+    std::vector<std::int8_t> fast(g), sorted(g);
+    CHECK(ternq::optimal_symmetric_fit_group<float>(w, fast, ws) ==
+          ternq::optimal_symmetric_fit_group_sorted<float>(w, sorted));
+    CHECK(fast == sorted);
+    CHECK(std::count(fast.begin(), fast.end(), std::int8_t{0}) == static_cast<std::ptrdiff_t>(g - 1));
+  }
+  // Degenerate groups: all zero, all equal, denormals only.
+  for (std::size_t g : {17U, 33U, 128U}) {
+    for (const float v : {0.0F, -2.0F, 3e-42F}) {
+      std::vector<float> w(g, v);
+      w[g / 2] = v / 2;
+      std::vector<std::int8_t> fast(g), sorted(g);
+      CHECK(ternq::optimal_symmetric_fit_group<float>(w, fast, ws) ==
+            ternq::optimal_symmetric_fit_group_sorted<float>(w, sorted));
+      CHECK(fast == sorted);
     }
   }
 }
