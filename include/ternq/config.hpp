@@ -30,6 +30,17 @@
 #define TERNQ_ALWAYS_INLINE_LAMBDA
 #endif
 
+/// TERNQ_NOINLINE keeps a function out of line: the row kernels' tile functions (each instantiation then gets its
+/// own register allocation), and arithmetic that must be compiled once, with the translation unit's own flags,
+/// rather than inside an instruction-set variant whose target has FMA (where `a * b + c` may be contracted).
+#ifndef TERNQ_NOINLINE
+#if defined(__GNUC__) || defined(__clang__)
+#define TERNQ_NOINLINE __attribute__((noinline))
+#else
+#define TERNQ_NOINLINE
+#endif
+#endif
+
 /// TERNQ_HAS_AVX2_VARIANT is 1 where ternq can compile an AVX2 variant of its
 /// hot loops next to the portable one (x86-64 with GCC or Clang); the variant
 /// is only *run* when the processor supports it and the caller allows it

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 
+#include "ternq/config.hpp"
 #include "ternq/core/error.hpp"
 
 namespace ternq {
@@ -187,7 +188,10 @@ itf_sums itf_accumulate(std::span<const T> w, std::span<const std::int8_t> t) {
 /// the spec says; for all +-1 codes the literal `mu = mean(w)` would raise
 /// `E_w`, which ITF must never do). `*degenerate` (when given) reports it.
 /// The solution may have `alpha < 0`; `itf_solve_grid` below flips it.
-inline atq_grid itf_grid_from_sums(const itf_sums& s, atq_grid previous, bool* degenerate = nullptr) {
+/// Kept out of line so that every instruction-set variant calls the same
+/// compiled solve: inlined into a variant whose target has FMA, the products
+/// could be contracted and the grid would change in its last bits.
+TERNQ_NOINLINE inline atq_grid itf_grid_from_sums(const itf_sums& s, atq_grid previous, bool* degenerate = nullptr) {
   const double den = s.n * s.tt - s.t * s.t;  // exact: integers below 2^53
   if (degenerate) *degenerate = !(den > 0.0);
   if (!(den > 0.0)) {
@@ -258,24 +262,38 @@ atq_grid atq_init_group(std::span<const T> w, std::span<std::int8_t> t) {
   return {count > 0 ? kept / static_cast<double>(count) : 0.0, mu};
 }
 
-/// ATQ with Iterative Ternary Fitting on one row-group (Algorithm 1 of the
-/// paper without the AGA line): initialize, then alternate the optimal grid
-/// (step 1) and the optimal codes (step 2) until the codes stop changing or
-/// `max_iters` grid solves were made. If the codes still changed at the last
-/// step, one more grid solve makes the grid optimal for the final codes
-/// (counted in `iterations`; it can only lower `E_w`). Writes the codes to
-/// `t`. Each pass over the group updates the codes and accumulates the sums
-/// of the next grid solve at once.
-template <class T>
-itf_group_result itf_fit_group(std::span<const T> w, std::span<std::int8_t> t, unsigned max_iters = 10) {
-  detail::check_atq_sizes(w, t.size(), "itf_fit_group");
+namespace detail {
+
+/// The passes over a group that ITF makes, in portable code. `itf_fit_group_with` takes them as a policy so that an
+/// instruction-set variant can supply its own (`detail/itf_avx512.hpp`), bit for bit the same.
+struct itf_portable_passes {
+  /// The ATQ initialization into `t` and its grid, with the sums of the first grid solve for those codes.
+  template <class T>
+  TERNQ_ALWAYS_INLINE static atq_grid init(std::span<const T> w, std::span<std::int8_t> t, itf_sums& s) {
+    const atq_grid grid = atq_init_group(w, t);
+    s = itf_accumulate(w, std::span<const std::int8_t>(t));
+    return grid;
+  }
+  /// Rounds every code to the nearest level of `grid` and accumulates the sums of the next grid solve; true when a
+  /// code changed.
+  template <class T>
+  TERNQ_ALWAYS_INLINE static bool round_and_sum(std::span<const T> w, std::span<std::int8_t> t, const atq_grid& grid,
+                                                itf_sums& s) {
+    return itf_pass(w, t.data(), t.data(), &grid, s) != 0;
+  }
+};
+
+/// ITF on one row-group with the passes of `Passes` (see `itf_fit_group`).
+template <class Passes, class T>
+TERNQ_ALWAYS_INLINE itf_group_result itf_fit_group_with(std::span<const T> w, std::span<std::int8_t> t,
+                                                        unsigned max_iters) {
   itf_group_result r;
-  r.grid = atq_init_group(w, t);
+  itf_sums s;
+  r.grid = Passes::init(w, t, s);
   if (w.empty()) {
     r.stats.converged = true;
     return r;
   }
-  itf_sums s = itf_accumulate(w, std::span<const std::int8_t>(t));
   bool changed_last = false;
   for (unsigned it = 0; it < max_iters; ++it) {
     bool degenerate = false;
@@ -283,8 +301,7 @@ itf_group_result itf_fit_group(std::span<const T> w, std::span<std::int8_t> t, u
     r.grid.alpha = std::abs(r.grid.alpha);  // the sign rule; rounding below re-derives the codes
     r.stats.degenerate = r.stats.degenerate || degenerate;
     ++r.stats.iterations;
-    const std::size_t changed = detail::itf_pass(w, t.data(), t.data(), &r.grid, s);
-    changed_last = changed != 0;
+    changed_last = Passes::round_and_sum(w, t, r.grid, s);
     if (!changed_last) {
       r.stats.converged = true;
       return r;
@@ -301,6 +318,23 @@ itf_group_result itf_fit_group(std::span<const T> w, std::span<std::int8_t> t, u
     ++r.stats.iterations;
   }
   return r;
+}
+
+}  // namespace detail
+
+/// ATQ with Iterative Ternary Fitting on one row-group (Algorithm 1 of the
+/// paper without the AGA line): initialize, then alternate the optimal grid
+/// (step 1) and the optimal codes (step 2) until the codes stop changing or
+/// `max_iters` grid solves were made. If the codes still changed at the last
+/// step, one more grid solve makes the grid optimal for the final codes
+/// (counted in `iterations`; it can only lower `E_w`). Writes the codes to
+/// `t`. Each pass over the group updates the codes and accumulates the sums
+/// of the next grid solve at once.
+template <class T>
+TERNQ_ALWAYS_INLINE itf_group_result itf_fit_group(std::span<const T> w, std::span<std::int8_t> t,
+                                                   unsigned max_iters = 10) {
+  detail::check_atq_sizes(w, t.size(), "itf_fit_group");
+  return detail::itf_fit_group_with<detail::itf_portable_passes>(w, t, max_iters);
 }
 
 /// `E_w = ||w - (alpha t + mu)||^2` of one group in double (for tests and reports).

@@ -38,10 +38,11 @@ atq_result itf_quantize(const cpu_exec& exec, const matrix_view<const T>& w, con
   atq_result out{ternary_matrix(w.rows(), w.cols(), method.group_size, true), {}};
   const std::size_t chunks = (w.rows() + detail::atq_row_chunk - 1) / detail::atq_row_chunk;
   std::vector<atq_stats> stats(chunks);
+  const simd_level simd = exec.simd_variant();
   detail::for_each_row_chunk(w.rows(), exec.thread_count(), [&](std::size_t c, std::size_t r0, std::size_t r1) {
     std::vector<atq_grid> grids;
     std::vector<T> scratch;
-    stats[c] = detail::itf_fit_rows(w, r0, r1, method.max_iters, out.matrix, grids, scratch, context);
+    stats[c] = detail::itf_fit_rows(simd, w, r0, r1, method.max_iters, out.matrix, grids, scratch, context);
     detail::store_grids(out.matrix, r0, r1, grids);
   });
   for (const auto& s : stats) out.stats.merge(s);

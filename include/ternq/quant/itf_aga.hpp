@@ -55,11 +55,12 @@ atq_result itf_aga_quantize(const cpu_exec& exec, const matrix_view<const T>& w,
   }
   const std::size_t chunks = (w.rows() + detail::atq_row_chunk - 1) / detail::atq_row_chunk;
   std::vector<atq_stats> stats(chunks);
+  const simd_level simd = exec.simd_variant();
   detail::for_each_row_chunk(w.rows(), exec.thread_count(), [&](std::size_t ci, std::size_t r0, std::size_t r1) {
     std::vector<atq_grid> grids;
     std::vector<T> scratch;
     atq_stats& st = stats[ci];
-    st = detail::itf_fit_rows(w, r0, r1, method.max_iters, out.matrix, grids, scratch, context);
+    st = detail::itf_fit_rows(simd, w, r0, r1, method.max_iters, out.matrix, grids, scratch, context);
     const auto rows = static_cast<Eigen::Index>(r1 - r0);
     std::vector<aga_outcome> outcome(r1 - r0);
     Eigen::MatrixXd td;

@@ -282,6 +282,22 @@ TEST_CASE("results are bit-identical for threads 1, 2 and 3 (several tiles, pane
   }
 }
 
+TEST_CASE("every instruction-set variant gives the portable result bit for bit (ITF, AGA and the exact optimum)") {
+  const layer l = make_layer(70, 300, 43, true, 0.01);
+  for (const ternq::gptq_grid& grid : std::vector<ternq::gptq_grid>{
+           ternq::itf_aga{.group_size = 128}, ternq::itf{.group_size = 64}, ternq::optimal_aga{.group_size = 100}}) {
+    const ternq::gptq options{.grid = grid};
+    const auto portable =
+        ternq::gptq_quantize(ternq::cpu_exec{.threads = 1, .simd = ternq::simd_level::portable}, l.w, l.c, options);
+    for (const ternq::simd_level level : ternq::supported_simd_levels()) {
+      CAPTURE(ternq::simd_level_name(level));
+      const auto other = ternq::gptq_quantize(ternq::cpu_exec{.threads = 2, .simd = level}, l.w, l.c, options);
+      check_identical(portable.matrix, other.matrix);
+      CHECK(portable.report.damped_output_error() == other.report.damped_output_error());
+    }
+  }
+}
+
 TEST_CASE("bad input is refused with the id and a message naming the problem") {
   const layer l = make_layer(8, 32, 1, false);
   Eigen::MatrixXd c = l.c;

@@ -221,3 +221,38 @@ TEST_CASE("quantize(itf): zero rows and constant groups are exact; bad input is 
   CHECK_THROWS_WITH_AS(ternq::quantize(empty, ternq::itf{}),
                        "[ternq.empty_matrix] quantize(itf): weight matrix is empty (3x0)", ternq::error);
 }
+
+TEST_CASE("ITF's AVX-512 passes give the portable result bit for bit (grids, codes, counters)") {
+  if (!ternq::simd_supported(ternq::simd_level::avx512)) {
+    MESSAGE("skipped: this processor or build has no AVX-512 variant");
+    return;
+  }
+  ternq::testing::rng r(31);
+  for (std::size_t n : {1U, 7U, 8U, 9U, 44U, 64U, 127U, 128U, 129U, 300U, 1031U}) {
+    for (int kind = 0; kind < 7; ++kind) {
+      for (unsigned max_iters : {0U, 1U, 3U, 10U, 30U}) {
+        std::vector<float> w(n);
+        for (auto& x : w) {
+          const double v = kind == 1 ? r.student_t(3) : r.normal();
+          x = static_cast<float>(kind == 2 ? 0.7 + 0.1 * v : v);  // a non-zero mean
+          if (kind == 3) x = std::round(x * 2.0F) / 2.0F;         // many ties with the levels
+          if (kind == 4) x *= 1e-35F;                             // tiny and denormal values
+        }
+        if (kind == 5) std::fill(w.begin(), w.end(), -1.25F);  // constant: den = 0
+        if (kind == 6) std::fill(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(n / 2), 0.0F);
+        std::vector<std::int8_t> fast(n), portable(n);
+        const auto a = ternq::detail::itf_fit_group_at<float>(ternq::simd_level::avx512, w, fast, max_iters);
+        const auto b = ternq::itf_fit_group<float>(w, portable, max_iters);
+        CAPTURE(n);
+        CAPTURE(kind);
+        CAPTURE(max_iters);
+        CHECK(a.grid.alpha == b.grid.alpha);
+        CHECK(a.grid.mu == b.grid.mu);
+        CHECK(fast == portable);
+        CHECK(a.stats.iterations == b.stats.iterations);
+        CHECK(a.stats.converged == b.stats.converged);
+        CHECK(a.stats.degenerate == b.stats.degenerate);
+      }
+    }
+  }
+}

@@ -8,9 +8,11 @@
 #include <vector>
 
 #include "ternq/core/parallel.hpp"
+#include "ternq/core/simd.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/quant/atq.hpp"
+#include "ternq/quant/detail/itf_avx512.hpp"
 #include "ternq/quant/groupwise.hpp"
 
 namespace ternq::detail {
@@ -35,9 +37,10 @@ void for_each_row_chunk(std::size_t rows, unsigned threads, Body&& body) {
 /// ITF on every group of rows `[r0, r1)` of `w`: writes the codes into `q`
 /// and the double grids into `grids` (row-major, `(r1 - r0) x groups`).
 /// Each row is checked (finite, float range) just before it is fitted.
+/// `simd` (from `cpu_exec::simd_variant()`) picks the passes over a group.
 template <class T>
-atq_stats itf_fit_rows(const matrix_view<const T>& w, std::size_t r0, std::size_t r1, unsigned max_iters,
-                       ternary_matrix& q, std::vector<atq_grid>& grids, std::vector<T>& scratch,
+atq_stats itf_fit_rows(simd_level simd, const matrix_view<const T>& w, std::size_t r0, std::size_t r1,
+                       unsigned max_iters, ternary_matrix& q, std::vector<atq_grid>& grids, std::vector<T>& scratch,
                        std::string_view context) {
   const group_layout& layout = q.layout();
   grids.resize((r1 - r0) * layout.count());
@@ -50,7 +53,7 @@ atq_stats itf_fit_rows(const matrix_view<const T>& w, std::size_t r0, std::size_
     for (std::size_t k = 0; k < layout.count(); ++k) {
       const std::size_t b = layout.begin(k);
       const std::size_t n = layout.size(k);
-      const itf_group_result r = itf_fit_group(row.subspan(b, n), codes.subspan(b, n), max_iters);
+      const itf_group_result r = itf_fit_group_at(simd, row.subspan(b, n), codes.subspan(b, n), max_iters);
       grids[(i - r0) * layout.count() + k] = r.grid;
       stats.add(r.stats);
     }

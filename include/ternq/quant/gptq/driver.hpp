@@ -220,7 +220,8 @@ gptq_result gptq_quantize_with(Steps& steps, const matrix_view<const T>& w, cons
 template <class T, class G>
 gptq_result gptq_quantize(const cpu_exec& exec, const matrix_view<const T>& w, const matrix_view<const G>& gram,
                           const gptq& options) {
-  cpu_gptq_steps<T> steps(exec.thread_count(), cpu_gptq_steps<T>::hessian_form::automatic, options.factor);
+  cpu_gptq_steps<T> steps(exec.thread_count(), cpu_gptq_steps<T>::hessian_form::automatic, options.factor,
+                          exec.simd_variant());
   return gptq_quantize_with(steps, w, gram, options);
 }
 

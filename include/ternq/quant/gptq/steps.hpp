@@ -17,6 +17,7 @@
 #include <Eigen/Core>
 
 #include "ternq/core/parallel.hpp"
+#include "ternq/core/simd.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/linalg/cholesky.hpp"
@@ -87,10 +88,12 @@ class cpu_gptq_steps {
     explicit_inverse,  ///< always the explicit inverse (the reference the up-front factor is tested against)
   };
 
-  /// `factor`: the precision of the up-front factor (see `factor_precision`).
+  /// `factor`: the precision of the up-front factor (see `factor_precision`). `simd`: the instruction-set variant
+  /// of the per-group grid fits (ITF's passes, the exact optimum's search; from `cpu_exec::simd_variant()`, which
+  /// checks it); every variant gives the same result.
   explicit cpu_gptq_steps(unsigned threads, hessian_form form = hessian_form::automatic,
-                          factor_precision factor = factor_precision::fp64)
-      : threads_(std::max(1U, threads)), form_(form), factor_(factor) {}
+                          factor_precision factor = factor_precision::fp64, simd_level simd = simd_level::portable)
+      : threads_(std::max(1U, threads)), form_(form), factor_(factor), simd_(simd) {}
 
   /// Copies `w` into the working weights, column `order[p]` at position `p`.
   void load_weights(const matrix_view<const T>& w, std::span<const std::size_t> order) {
@@ -499,6 +502,7 @@ class cpu_gptq_steps {
         [&](const auto& method) {
           using method_type = std::decay_t<decltype(method)>;
           [[maybe_unused]] optimal_symmetric_workspace<T> ws;
+          ws.simd = simd_;
           for (Eigen::Index r = 0; r < wb.rows(); ++r) {
             const std::span<const T> row(&wb(r, 0), size);
             const std::span<std::int8_t> cs(codes.data() + static_cast<std::size_t>(r) * size, size);
@@ -511,7 +515,7 @@ class cpu_gptq_steps {
                                  std::is_same_v<method_type, optimal_aga>) {
               g = {optimal_symmetric_fit_group(row, cs, ws), 0.0};
             } else {
-              const itf_group_result fit = itf_fit_group(row, cs, method.max_iters);
+              const itf_group_result fit = detail::itf_fit_group_at(simd_, row, cs, method.max_iters);
               g = fit.grid;
               stats.add(fit.stats);
             }
@@ -667,6 +671,7 @@ class cpu_gptq_steps {
   Eigen::MatrixXd hinv_;  // explicit inverse: lower triangle, inverse Hessian of the remaining positions
   Eigen::MatrixXd v_;     // up-front factor: upper triangle, H = V V^T
   factor_precision factor_ = factor_precision::fp64;
+  simd_level simd_ = simd_level::portable;
   bool single_ = false;       // this pass's up-front factor is in float (v_single_)
   Eigen::MatrixXf v_single_;  // up-front factor in float
   weights_matrix comp_;       // up-front factor: the next block's compensation, n x g

@@ -15,16 +15,6 @@
 #include "ternq/pack/blocks.hpp"
 #include "ternq/pack/format.hpp"
 
-/// TERNQ_NOINLINE keeps a function out of line (the row kernels' tile functions: each instantiation then gets its
-/// own register allocation).
-#ifndef TERNQ_NOINLINE
-#if defined(__GNUC__) || defined(__clang__)
-#define TERNQ_NOINLINE __attribute__((noinline))
-#else
-#define TERNQ_NOINLINE
-#endif
-#endif
-
 namespace ternq::kernels::detail {
 
 /// The byte layout of a 2-bit format's block: `code_bytes` bytes of codes at `code_offset`, an fp16 scale at
