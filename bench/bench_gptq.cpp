@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -171,14 +172,17 @@ void plain_read(benchmark::State& state, const row_matrix* w) {
   ternq::bench::plain_read(state, w->data(), static_cast<std::size_t>(w->size()) * sizeof(float));
 }
 
-void itf_alone(benchmark::State& state, const row_matrix* w) {
+/// ITF alone (g128, one thread) with the instruction-set variant `simd` (none: the fastest).
+void itf_alone_at(benchmark::State& state, const row_matrix* w, std::optional<ternq::simd_level> simd) {
   for (auto _ : state) {
-    auto q = ternq::quantize(ternq::cpu_exec{.threads = 1}, *w, ternq::itf{});
+    auto q = ternq::quantize(ternq::cpu_exec{.threads = 1, .simd = simd}, *w, ternq::itf{});
     benchmark::DoNotOptimize(q.codes().data());
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
                           static_cast<std::int64_t>(w->size() * sizeof(float)));
 }
+
+void itf_alone(benchmark::State& state, const row_matrix* w) { itf_alone_at(state, w, std::nullopt); }
 
 }  // namespace
 
@@ -238,7 +242,10 @@ int main(int argc, char** argv) {
     }
     benchmark::RegisterBenchmark(("plain_read/" + n).c_str(), plain_read, &l->w);
     benchmark::RegisterBenchmark(("itf/" + n).c_str(), itf_alone, &l->w);
-    ratios.push_back({"itf throughput / plain read " + n, "itf/" + n, "plain_read/" + n, false, 0.0});
+    benchmark::RegisterBenchmark(("itf_portable/" + n).c_str(), itf_alone_at, &l->w, ternq::simd_level::portable);
+    ratios.push_back({"itf throughput / plain read " + n, "itf/" + n, "plain_read/" + n, false, 0.1});
+    ratios.push_back({"itf speed-up of the default variant over portable " + n, "itf/" + n, "itf_portable/" + n,
+                      false, 0.0});
   }
   return ternq::bench::run_benchmarks(argc, argv, std::move(ratios));
 }
