@@ -45,6 +45,26 @@ TEST_CASE("json_excerpt prints a bounded excerpt of any value, however deep or l
   CHECK(json_excerpt(parse_json(R"({"a": {"b": {"c": 1}}})", "t")) == R"({"a": {"b": {...}}})");
   CHECK(json_excerpt(parse_json("\"" + std::string(100, 'x') + "\"", "t")) == "\"" + std::string(64, 'x') + "\"...");
   CHECK(json_excerpt(parse_json("-2.5", "t")) == "-2.5");
+  // A cut through a multi-byte character backs off to its start (dumping half a character would throw).
+  const std::string three_byte = "\xE3\x8C\xB3";  // U+3333
+  CHECK(json_excerpt(parse_json("\"" + std::string(63, 'x') + three_byte + "y\"", "t")) ==
+        "\"" + std::string(63, 'x') + "\"...");
+  CHECK(json_excerpt(parse_json("\"" + std::string(62, 'x') + three_byte + "\"", "t")) ==
+        "\"" + std::string(62, 'x') + "\"...");
+  CHECK(json_excerpt(parse_json("\"" + std::string(61, 'x') + three_byte + "yz\"", "t")) ==
+        "\"" + std::string(61, 'x') + three_byte + "\"...");
+  // The whole excerpt's cut too: with keys "00".."33" and strings of U+3333, byte 256 is inside a character.
+  std::string members = "{";
+  for (int i = 0; i < 4; ++i) {
+    members += std::string(i == 0 ? "" : ", ") + "\"" + std::string(2, static_cast<char>('0' + i)) + "\": \"";
+    for (int c = 0; c < 40; ++c) members += three_byte;
+    members += "\"";
+  }
+  members += "}";
+  const std::string excerpt = json_excerpt(parse_json(members, "t"));
+  CHECK(excerpt.size() < 256 + 3);
+  CHECK(excerpt.substr(excerpt.size() - 3) == "...");
+  CHECK_NOTHROW((void)nlohmann::json(excerpt).dump());  // valid UTF-8
   CHECK(json_excerpt(parse_json(nested_array(100000), "t")) == "[[[...]]]");
 }
 

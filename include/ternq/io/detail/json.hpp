@@ -2,6 +2,7 @@
 // JSON parsing for the io layer: nlohmann/json, with duplicate keys rejected and errors as ternq::error.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <set>
 #include <string>
@@ -44,6 +45,15 @@ inline nlohmann::json parse_json(std::string_view text, std::string_view context
   return value;
 }
 
+/// The longest prefix of `s` of at most `n` bytes that does not end inside
+/// a UTF-8 sequence (a cut through one would make the excerpt invalid UTF-8,
+/// which nlohmann/json refuses to serialize).
+inline std::string utf8_prefix(const std::string& s, std::size_t n) {
+  if (n >= s.size()) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0U) == 0x80U) --n;
+  return s.substr(0, n);
+}
+
 /// A bounded, non-recursive-in-depth excerpt of `v` for error messages.
 /// `nlohmann::json::dump()` recurses once per nesting level, so dumping an
 /// untrusted value nested a million deep overflows the stack; here arrays
@@ -72,11 +82,15 @@ inline std::string json_excerpt(const nlohmann::json& v, int depth = 0) {
     out += array ? ']' : '}';
   } else if (v.is_string()) {
     const auto& s = v.get_ref<const std::string&>();
-    out = s.size() <= max_chars ? nlohmann::json(s).dump() : nlohmann::json(s.substr(0, max_chars)).dump() + "...";
+    // Cut at a character boundary; any invalid byte left would print as U+FFFD rather than throw.
+    const auto quoted = [](const std::string& text) {
+      return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    };
+    out = s.size() <= max_chars ? quoted(s) : quoted(utf8_prefix(s, max_chars)) + "...";
   } else {
     out = v.dump();  // a number, a boolean or null: no recursion
   }
-  if (depth == 0 && out.size() > 4 * max_chars) out = out.substr(0, 4 * max_chars) + "...";
+  if (depth == 0 && out.size() > 4 * max_chars) out = utf8_prefix(out, 4 * max_chars) + "...";
   return out;
 }
 
