@@ -75,6 +75,7 @@ struct options {
   std::string collapse = "auto";
   std::string pad_ffn = "auto";
   bool fit_scales = false;
+  bool fp_target = false;
   std::string checkpoint_dir;  // empty: a temporary directory beside the first output
   bool resume = false;
   bool keep_checkpoint = false;
@@ -100,6 +101,13 @@ void require_storable(const cli::method_choice& m, const cli::storage& s, ternq:
     fail(errc::unsupported, "--group-size ", *g, " does not fill whole ", block, "-element blocks of ", fmt,
          " (use a multiple of ", block, " or 0 for per-row)", hint);
   }
+}
+
+/// The damping of --fp-target's retarget: the driver's own, so the shifted weights and the driver see the same
+/// damped Gram matrix.
+double fp_damping(const cli::method_choice& m) {
+  if (const auto* g = std::get_if<ternq::gptq>(&m.method)) return g->damping;
+  return ternq::gptq{}.damping;
 }
 
 /// Scales and offsets rounded to fp16, the precision every ternary block stores, so a packed tensor decodes
@@ -310,6 +318,7 @@ nlohmann::json run_fingerprint(const options& opt, const llama::model_source& so
           {"stores", stores},
           {"refit", opt.refit},
           {"fit_scales", opt.fit_scales},
+          {"fp_target", opt.fp_target},
           {"ffn_hidden", cfg.hidden_dim},
           {"keep", opt.keep},
           {"calibration", calibration},
@@ -372,6 +381,9 @@ int run_model(const options& opt) {
   if (opt.fit_scales && (choice.asymmetric || !calibrated)) {
     fail(errc::invalid_argument, "--fit-scales needs a symmetric method and calibration data (--method ", choice.name,
          choice.asymmetric ? " has offsets)" : ", no --calib-text, --calib-jsonl or --calib-tokens)");
+  }
+  if (opt.fp_target && !calibrated) {
+    fail(errc::invalid_argument, "--fp-target needs calibration data (--calib-text, --calib-jsonl or --calib-tokens)");
   }
   if (choice.needs_gram && !calibrated) {
     fail(errc::invalid_argument, "--method ", choice.name, " needs calibration data: --calib-text, --calib-jsonl or --calib-tokens");
@@ -493,9 +505,20 @@ int run_model(const options& opt) {
   }
   // The calibration hidden state entering the next block: the embeddings, or the checkpoint's.
   llama::matrix h;
+  // --fp-target: the unquantized model's hidden state beside it, checkpointed with it as the columns after dim.
+  std::optional<llama::fp_reference> reference;
   if (calib) {
-    h = first_block > 0 ? ck.activations(calib->size(), cfg.dim, precision)
-                        : llama::embed(*source, *calib, round_kept);
+    if (first_block > 0) {
+      h = ck.activations(calib->size(), opt.fp_target ? 2 * cfg.dim : cfg.dim, precision);
+      if (opt.fp_target) {
+        const auto d = static_cast<Eigen::Index>(cfg.dim);
+        reference = llama::fp_reference{.h = h.rightCols(d), .damping = fp_damping(choice)};
+        h = llama::matrix(h.leftCols(d));
+      }
+    } else {
+      h = llama::embed(*source, *calib, round_kept);
+      if (opt.fp_target) reference = llama::fp_reference{.h = h, .damping = fp_damping(choice)};
+    }
   }
 
   cli::progress_bar bar("ternq-quantize");
@@ -557,9 +580,12 @@ int run_model(const options& opt) {
     const std::size_t before = l * llama::all_linears.size();
     std::vector<llama::layer_result> results =
         calib ? llama::quantize_block(cfg, l, w, h, *calib, quantize, progress, keeper, exec_of(opt), before, total,
-                                      &times)
+                                      &times, reference ? &*reference : nullptr)
               : llama::quantize_block_data_free(l, w, quantize, progress, keeper, before, total, &times);
-    if (calib && precision == llama::activation_precision::bf16) llama::round_to_bf16(h);
+    if (calib && precision == llama::activation_precision::bf16) {
+      llama::round_to_bf16(h);
+      if (reference) llama::round_to_bf16(reference->h);
+    }
     t0 = std::chrono::steady_clock::now();
     std::array<const ternq::ternary_matrix*, 7> ternary{};
     if (packing) {
@@ -600,7 +626,13 @@ int run_model(const options& opt) {
                                               {"quantize_s", times.quantize},
                                               {"write_s", times.write}}},
                                    {"peak_resident_bytes", cli::peak_resident_bytes()}};
-    ck.commit_block(l, entries, calib ? &h : nullptr, precision, record);
+    if (reference) {
+      llama::matrix both(h.rows(), h.cols() + reference->h.cols());
+      both << h, reference->h;
+      ck.commit_block(l, entries, &both, precision, record);
+    } else {
+      ck.commit_block(l, entries, calib ? &h : nullptr, precision, record);
+    }
     ++run_blocks;
     blocks_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
     if (opt.stop_after_blocks != 0 && l + 1 == opt.stop_after_blocks && l + 1 < cfg.n_layers) {
@@ -614,6 +646,7 @@ int run_model(const options& opt) {
   }
   // Nothing of the calibration is needed any more.
   h = llama::matrix();
+  reference.reset();
 
   // The outputs, assembled from the checkpoint's block files and the source, one tensor at a time.
   const llama::block_files blocks(ck, cfg.n_layers);
@@ -665,6 +698,7 @@ int run_model(const options& opt) {
                        {"method", choice.name},
                        {"group_size", group},
                        {"calibrated", calibrated},
+                       {"fp_target", opt.fp_target},
                        {"calibration_activations", calibrated ? opt.calib_activations : std::string()},
                        {"calibration_data", calibration_data},
                        {"format", opt.out_gguf.empty() ? "" : store.name},
@@ -788,6 +822,10 @@ int main(int argc, char** argv) {
   app.add_flag("--fit-scales", opt.fit_scales,
                "after calibration, re-fit the scales of each row jointly to the layer's output error with the codes "
                "fixed (symmetric grids; E_x never increases)");
+  app.add_flag("--fp-target", opt.fp_target,
+               "calibrate each layer toward the unquantized model's output (its inputs from an unquantized forward "
+               "pass carried beside the quantized one), not toward its own weights on the quantized model's inputs; "
+               "costs a second forward pass and the block's unquantized activations");
   app.add_flag("--refit", opt.refit, "re-fit tensors symmetrically per block where the format needs it");
   app.add_option("--out-fake", opt.out_fake, "write the fake-quantized model in the input's format");
   auto* ckdir = app.add_option("--checkpoint-dir", opt.checkpoint_dir,

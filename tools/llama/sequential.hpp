@@ -2,9 +2,11 @@
 // Sequential calibration: quantize every linear layer from the activations of the already-quantized layers before it.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,7 @@
 
 #include "llama/forward.hpp"
 #include "llama/model.hpp"
+#include "llama/reference_target.hpp"
 
 namespace ternq::llama {
 
@@ -78,6 +81,15 @@ struct block_times {
   }
 };
 
+/// The full-precision reference of sequential calibration (`--fp-target`): the hidden state the unquantized model
+/// has entering the next block, carried beside the quantized model's. With it every layer is quantized toward the
+/// unquantized layer's output on the unquantized inputs (llama/reference_target.hpp), not toward its own weights
+/// on the inputs the quantized layers before it produce.
+struct fp_reference {
+  matrix h;               ///< tokens x dim, the unquantized model's hidden state, advanced block by block
+  double damping = 0.01;  ///< lambda of the damped Gram matrix in the retarget (the driver's damping)
+};
+
 namespace detail {
 
 inline double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -86,8 +98,10 @@ inline double seconds_since(std::chrono::steady_clock::time_point start) {
 
 /// Quantizes (or keeps) one linear layer of block `index` in place, from the Gram matrix of its inputs (empty
 /// for data-free methods, whose output error is then reported as -1).
+/// With `retarget`, a layer that is not kept is first moved to its quantization target by it (the fp reference).
 inline layer_result quantize_one(matrix& w, const Eigen::MatrixXd& gram, std::size_t index, linear which,
-                                 const layer_quantizer& quantize, const layer_keeper& keep, const cpu_exec& exec) {
+                                 const layer_quantizer& quantize, const layer_keeper& keep, const cpu_exec& exec,
+                                 const std::function<void(matrix&)>& retarget = {}) {
   layer_result r;
   r.layer = index;
   r.which = which;
@@ -104,6 +118,7 @@ inline layer_result quantize_one(matrix& w, const Eigen::MatrixXd& gram, std::si
       return r;
     }
   }
+  if (retarget) retarget(w);
   ternary_matrix q = quantize(w, gram, index, which);
   r.seconds = seconds_since(start);
   r.relative_weight_error = relative_weight_error(w, q);
@@ -122,25 +137,55 @@ inline layer_result quantize_one(matrix& w, const Eigen::MatrixXd& gram, std::si
 /// before the pass continues, so every layer's statistics come from the block with its earlier layers already
 /// quantized. A layer `keep` claims is rounded by it instead (its errors are those of the rounding). `progress`
 /// is told the running count from `done_before` out of `total`. `times` (optional) receives the split.
+///
+/// With `reference` the block first runs unquantized on `reference->h` (advancing it), keeping the inputs of each
+/// site; every layer that is not kept is then retargeted to the unquantized output before it is quantized, and
+/// its errors are against the unquantized layer: `E_w` against its original weights, `E_x` the relative
+/// `||X Q^T - R W^T||^2` of `reference_output_error` (R: the unquantized inputs).
 inline std::vector<layer_result> quantize_block(const config& cfg, std::size_t index, layer& w, matrix& h,
                                                 const batch& calibration, const layer_quantizer& quantize,
                                                 const layer_progress& progress = {}, const layer_keeper& keep = {},
                                                 const cpu_exec& exec = {}, std::size_t done_before = 0,
-                                                std::size_t total = all_linears.size(),
-                                                block_times* times = nullptr) {
+                                                std::size_t total = all_linears.size(), block_times* times = nullptr,
+                                                fp_reference* reference = nullptr) {
   std::vector<layer_result> results;
   block_times t;
   const auto start = std::chrono::steady_clock::now();
+  // The unquantized block's inputs at each site (one calibration batch each), when a reference is carried.
+  std::array<matrix, 4> reference_inputs;
+  if (reference != nullptr) {
+    layer unquantized = w;
+    block_forward(
+        cfg, index, unquantized, reference->h, calibration,
+        [&](std::size_t, activation_site site, const matrix& x, layer&) {
+          reference_inputs[static_cast<std::size_t>(site)] = x;
+        },
+        exec);
+  }
   auto observer = [&](std::size_t, activation_site site, const matrix& x, layer& weights) {
     const auto gram_start = std::chrono::steady_clock::now();
     gram_accumulator gram(static_cast<std::size_t>(x.cols()), {.exec = exec});
     gram.add(x);
     const Eigen::MatrixXd& c = gram.matrix();
     t.gram += detail::seconds_since(gram_start);
+    const matrix& r = reference_inputs[static_cast<std::size_t>(site)];
     for (const linear which : consumers(site)) {
       // The quantizer and the layer's error figures: what the forward pass does not do.
       const auto quantize_start = std::chrono::steady_clock::now();
-      results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep, exec));
+      if (reference == nullptr) {
+        results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep, exec));
+      } else {
+        const matrix original = weights.weight(which);
+        const auto retarget = [&](matrix& target) { retarget_to_reference(target, r, x, c, reference->damping, exec); };
+        results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep, exec, retarget));
+        layer_result& done = results.back();
+        if (!done.kept) {
+          const matrix& q = weights.weight(which);
+          const double ww = original.cast<double>().squaredNorm();
+          done.relative_weight_error = ww > 0.0 ? (original - q).cast<double>().squaredNorm() / ww : 0.0;
+          done.relative_output_error = reference_output_error(q, x, original, r);
+        }
+      }
       t.quantize += detail::seconds_since(quantize_start);
       if (progress) progress(results.back(), done_before + results.size(), total);
     }
@@ -171,18 +216,21 @@ inline std::vector<layer_result> quantize_block_data_free(std::size_t index, lay
 
 /// Quantizes every linear layer of `m` in place (the forward pass on `exec`): `quantize_block` on each block in
 /// turn, the hidden state of the calibration batch passed from block to block. Embeddings, norms and the output
-/// head stay in floating point.
+/// head stay in floating point. `fp_target` carries the unquantized model beside it as every block's reference
+/// (`quantize_block`), with damping `fp_damping`.
 inline std::vector<layer_result> quantize_sequential(model& m, const batch& calibration,
                                                      const layer_quantizer& quantize,
-                                                     const layer_progress& progress = {},
-                                                     const layer_keeper& keep = {},
-                                                     const cpu_exec& exec = {}) {
+                                                     const layer_progress& progress = {}, const layer_keeper& keep = {},
+                                                     const cpu_exec& exec = {}, bool fp_target = false,
+                                                     double fp_damping = 0.01) {
   std::vector<layer_result> results;
   const std::size_t total = m.layers.size() * all_linears.size();
   matrix h = embed(m, calibration);
+  std::optional<fp_reference> reference;
+  if (fp_target) reference = fp_reference{.h = h, .damping = fp_damping};
   for (std::size_t l = 0; l < m.layers.size(); ++l) {
-    auto block = quantize_block(m.cfg, l, m.layers[l], h, calibration, quantize, progress, keep, exec,
-                                results.size(), total);
+    auto block = quantize_block(m.cfg, l, m.layers[l], h, calibration, quantize, progress, keep, exec, results.size(),
+                                total, nullptr, reference ? &*reference : nullptr);
     for (auto& r : block) results.push_back(std::move(r));
   }
   return results;

@@ -101,6 +101,42 @@ TEST_CASE("stories260K: a run stopped after two blocks and resumed writes the by
   CHECK(bytes_of(d / "a.gguf") != bytes_of(d / "c.gguf"));
 }
 
+TEST_CASE(
+    "stories260K with --fp-target: the unquantized hidden state is checkpointed beside the quantized one, so a "
+    "resumed run writes the bytes of an uninterrupted one") {
+  if (!have_shared("models/stories260K.bin")) return;
+  tools_test::temp_dir dir("cli-resume-fp-target");
+  const auto d = dir.path();
+  const std::string common =
+      quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") + " --tokenizer " +
+      quote(shared_dir() / "models/tok512.bin") + " --method gptq_act_optimal_aga --calib-text " +
+      quote(shared_dir() / "text/tinystories_validation_head.txt") + " --calib-seqs 8 --calib-len 128 --format q2_0";
+  REQUIRE(run(common + " --out-gguf " + quote(d / "plain.gguf")).status == 0);
+  REQUIRE(
+      run(common + " --fp-target --threads 1 --out-gguf " + quote(d / "a.gguf") + " --report " + quote(d / "a.json"))
+          .status == 0);
+  CHECK(json_of(d / "a.json")["summary"]["fp_target"] == true);
+  CHECK(bytes_of(d / "a.gguf") != bytes_of(d / "plain.gguf"));
+
+  const std::string resumable =
+      common + " --fp-target --threads 2 --out-gguf " + quote(d / "b.gguf") + " --checkpoint-dir " + quote(d / "ck");
+  REQUIRE(run(resumable + " --stop-after-blocks 2").status == 3);
+  // Without --fp-target the checkpoint belongs to another run.
+  std::string plain = resumable;
+  plain.erase(plain.find(" --fp-target"), 12);
+  const auto mismatch = run(plain + " --resume");
+  CHECK(mismatch.status != 0);
+  CHECK(mismatch.output.find("differs in: fp_target") != std::string::npos);
+  REQUIRE(run(resumable + " --resume").status == 0);
+  CHECK(bytes_of(d / "a.gguf") == bytes_of(d / "b.gguf"));
+
+  // It needs calibration data.
+  const auto free = run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") +
+                        " --method optimal --fp-target --out-gguf " + quote(d / "c.gguf"));
+  CHECK(free.status != 0);
+  CHECK(free.output.find("--fp-target needs calibration data") != std::string::npos);
+}
+
 TEST_CASE("data-free methods stream and resume too, and a damaged checkpoint is refused before any work") {
   if (!have_shared("models/stories260K.bin")) return;
   tools_test::temp_dir dir("cli-resume-free");

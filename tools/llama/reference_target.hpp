@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+// The full-precision target of sequential calibration: each layer aims at the unquantized model's output.
+//
+// Sequential calibration quantizes a layer from `X`, its inputs in the model whose earlier layers are already
+// quantized, and minimizes `||X W^T - X Q^T||`: the layer copies its own weights on inputs that have drifted.
+// With the unquantized model's inputs `R` for the same tokens, the layer can instead aim at what the full-precision
+// model computes there, `||R W^T - X Q^T||`. Expanding in `Q`,
+//
+//     ||R W^T - X Q^T||^2 = tr(Q C Q^T) - 2 tr(Q X^T R W^T) + const,   C = X^T X,
+//
+// which is the ordinary objective `||(W' - Q) C^{1/2}||^2` (up to a constant) for the shifted weights
+// `W' = W R^T X C^-1 = W + W (R - X)^T X C^-1`. So any quantizer that minimizes `tr((W - Q) C (W - Q)^T)` (the
+// GPTQ driver, AGA, the scale fit) solves the new problem when given `W'` and the same `C`. `C` is damped as the
+// driver damps it, `C + lambda mean(diag C) I`, and the second form is used, so equal inputs give `W' = W`
+// exactly and the damping only shrinks the correction, never `W` itself.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+
+#include <ternq/core/error.hpp>
+#include <ternq/core/parallel.hpp>
+#include <ternq/linalg/tiled_products.hpp>
+
+#include "llama/model.hpp"
+
+namespace ternq::llama {
+
+/// Replaces `w` (`out x in`) by the weights whose output on `x` (`tokens x in`, the quantized model's inputs) is
+/// the least-squares fit of `w`'s output on `reference` (the full-precision model's inputs, same shape) under the
+/// damped Gram matrix `gram + lambda mean(diag gram) I` of `x` (see the file comment). `gram` is `x^T x`, as
+/// accumulated for the quantizer. Equal inputs leave `w` unchanged; so does an all-zero `x`.
+inline void retarget_to_reference(matrix& w, const matrix& reference, const matrix& x, const Eigen::MatrixXd& gram,
+                                  double lambda, const cpu_exec& exec = {}) {
+  if (reference.rows() != x.rows() || reference.cols() != x.cols() || w.cols() != x.cols() || gram.rows() != x.cols() ||
+      gram.cols() != x.cols()) {
+    fail(errc::shape_mismatch, "retarget_to_reference: weights ", w.rows(), "x", w.cols(), ", inputs ", x.rows(), "x",
+         x.cols(), ", reference inputs ", reference.rows(), "x", reference.cols(), ", Gram ", gram.rows(), "x",
+         gram.cols());
+  }
+  if (!(lambda > 0.0) || !std::isfinite(lambda)) {
+    fail(errc::invalid_argument, "retarget_to_reference: the damping must be finite and > 0, got ", lambda);
+  }
+  const double mean = gram.diagonal().mean();
+  if (!(mean > 0.0)) return;  // the layer never sees a non-zero input: nothing to aim at
+  // (R - X)^T X in float GEMM tiles of a fixed shape (the same bits for any thread count), then widened.
+  const Eigen::MatrixXf drift_t = (reference - x).transpose();
+  Eigen::MatrixXf cross(x.cols(), x.cols());
+  linalg::assign_product_by_row_tiles(cross, drift_t, x, exec.thread_count());
+  Eigen::MatrixXd damped = gram;
+  damped.diagonal().array() += lambda * mean;
+  const Eigen::LLT<Eigen::MatrixXd> llt(damped);
+  if (llt.info() != Eigen::Success) {
+    fail(errc::numerical, "retarget_to_reference: the damped Gram matrix of the layer's inputs (", x.cols(),
+         " columns) is not positive definite");
+  }
+  const Eigen::MatrixXd wd = w.cast<double>();
+  // W' - W = W cross C_damped^-1, solved as C_damped (W' - W)^T = cross^T W^T (C_damped is symmetric).
+  const Eigen::MatrixXd shift_t = llt.solve(cross.cast<double>().transpose() * wd.transpose());
+  w = (wd + shift_t.transpose()).cast<float>();
+}
+
+/// `||x q^T - reference w^T||^2 / ||reference w^T||^2`: the output error of the quantized layer `q` on the
+/// quantized model's inputs against the full-precision layer `w` on the full-precision inputs (0 when `w`'s
+/// output is zero).
+inline double reference_output_error(const matrix& q, const matrix& x, const matrix& w, const matrix& reference) {
+  const Eigen::MatrixXd target = reference.cast<double>() * w.cast<double>().transpose();
+  const double norm = target.squaredNorm();
+  if (!(norm > 0.0)) return 0.0;
+  return (x.cast<double>() * q.cast<double>().transpose() - target).squaredNorm() / norm;
+}
+
+}  // namespace ternq::llama
