@@ -29,38 +29,69 @@
 
 namespace ternq::llama {
 
-/// Replaces `w` (`out x in`) by the weights whose output on `x` (`tokens x in`, the quantized model's inputs) is
-/// the least-squares fit of `w`'s output on `reference` (the full-precision model's inputs, same shape) under the
-/// damped Gram matrix `gram + lambda mean(diag gram) I` of `x` (see the file comment). `gram` is `x^T x`, as
-/// accumulated for the quantizer. Equal inputs leave `w` unchanged; so does an all-zero `x`.
+/// The retarget of the layers that read one activation site: built once from `x` (`tokens x in`, the quantized
+/// model's inputs), `reference` (the unquantized model's inputs for the same tokens) and `gram` (`x^T x`, as
+/// accumulated for the quantizer), it holds `(R - X)^T X` and the factor of the damped Gram matrix
+/// `gram + lambda mean(diag gram) I`, and `apply` moves each weight matrix that reads the site (see the file
+/// comment). Equal inputs leave every `w` unchanged; so does an all-zero `x`.
+class reference_retarget {
+ public:
+  reference_retarget(const matrix& reference, const matrix& x, const Eigen::MatrixXd& gram, double lambda,
+                     const cpu_exec& exec = {}) {
+    if (reference.rows() != x.rows() || reference.cols() != x.cols() || gram.rows() != x.cols() ||
+        gram.cols() != x.cols()) {
+      fail(errc::shape_mismatch, "reference_retarget: inputs ", x.rows(), "x", x.cols(), ", reference inputs ",
+           reference.rows(), "x", reference.cols(), ", Gram ", gram.rows(), "x", gram.cols());
+    }
+    if (!(lambda > 0.0) || !std::isfinite(lambda)) {
+      fail(errc::invalid_argument, "reference_retarget: the damping must be finite and > 0, got ", lambda);
+    }
+    columns_ = x.cols();
+    const double mean = gram.diagonal().mean();
+    if (!(mean > 0.0)) return;  // the layers never see a non-zero input: nothing to aim at
+    // (R - X)^T X in float GEMM tiles of a fixed shape (the same bits for any thread count), then widened.
+    const Eigen::MatrixXf drift_t = (reference - x).transpose();
+    Eigen::MatrixXf cross(x.cols(), x.cols());
+    linalg::assign_product_by_row_tiles(cross, drift_t, x, exec.thread_count());
+    cross_t_ = cross.cast<double>().transpose();
+    Eigen::MatrixXd damped = gram;
+    damped.diagonal().array() += lambda * mean;
+    llt_.compute(damped);
+    if (llt_.info() != Eigen::Success) {
+      fail(errc::numerical, "reference_retarget: the damped Gram matrix of the layer's inputs (", x.cols(),
+           " columns) is not positive definite");
+    }
+    active_ = true;
+  }
+
+  /// Replaces `w` (`out x in`) by `W + W (R - X)^T X (C + lambda mean(diag C) I)^-1`: the weights whose output
+  /// on `x` is the ridge least-squares fit of `w`'s output on `reference`, pulled toward `w`.
+  void apply(matrix& w) const {
+    if (w.cols() != columns_) {
+      fail(errc::shape_mismatch, "reference_retarget: weights with ", w.cols(), " columns for inputs of ", columns_);
+    }
+    if (!active_) return;
+    const Eigen::MatrixXd wd = w.cast<double>();
+    // W' - W = W cross C_damped^-1, solved as C_damped (W' - W)^T = cross^T W^T (C_damped is symmetric).
+    const Eigen::MatrixXd shift_t = llt_.solve(cross_t_ * wd.transpose());
+    w = (wd + shift_t.transpose()).cast<float>();
+  }
+
+ private:
+  Eigen::MatrixXd cross_t_;  ///< ((R - X)^T X)^T
+  Eigen::LLT<Eigen::MatrixXd> llt_;
+  Eigen::Index columns_ = 0;
+  bool active_ = false;
+};
+
+/// One-shot `reference_retarget(reference, x, gram, lambda, exec).apply(w)`.
 inline void retarget_to_reference(matrix& w, const matrix& reference, const matrix& x, const Eigen::MatrixXd& gram,
                                   double lambda, const cpu_exec& exec = {}) {
-  if (reference.rows() != x.rows() || reference.cols() != x.cols() || w.cols() != x.cols() || gram.rows() != x.cols() ||
-      gram.cols() != x.cols()) {
-    fail(errc::shape_mismatch, "retarget_to_reference: weights ", w.rows(), "x", w.cols(), ", inputs ", x.rows(), "x",
-         x.cols(), ", reference inputs ", reference.rows(), "x", reference.cols(), ", Gram ", gram.rows(), "x",
-         gram.cols());
+  if (w.cols() != x.cols()) {
+    fail(errc::shape_mismatch, "retarget_to_reference: weights ", w.rows(), "x", w.cols(), " for inputs ", x.rows(),
+         "x", x.cols());
   }
-  if (!(lambda > 0.0) || !std::isfinite(lambda)) {
-    fail(errc::invalid_argument, "retarget_to_reference: the damping must be finite and > 0, got ", lambda);
-  }
-  const double mean = gram.diagonal().mean();
-  if (!(mean > 0.0)) return;  // the layer never sees a non-zero input: nothing to aim at
-  // (R - X)^T X in float GEMM tiles of a fixed shape (the same bits for any thread count), then widened.
-  const Eigen::MatrixXf drift_t = (reference - x).transpose();
-  Eigen::MatrixXf cross(x.cols(), x.cols());
-  linalg::assign_product_by_row_tiles(cross, drift_t, x, exec.thread_count());
-  Eigen::MatrixXd damped = gram;
-  damped.diagonal().array() += lambda * mean;
-  const Eigen::LLT<Eigen::MatrixXd> llt(damped);
-  if (llt.info() != Eigen::Success) {
-    fail(errc::numerical, "retarget_to_reference: the damped Gram matrix of the layer's inputs (", x.cols(),
-         " columns) is not positive definite");
-  }
-  const Eigen::MatrixXd wd = w.cast<double>();
-  // W' - W = W cross C_damped^-1, solved as C_damped (W' - W)^T = cross^T W^T (C_damped is symmetric).
-  const Eigen::MatrixXd shift_t = llt.solve(cross.cast<double>().transpose() * wd.transpose());
-  w = (wd + shift_t.transpose()).cast<float>();
+  reference_retarget(reference, x, gram, lambda, exec).apply(w);
 }
 
 /// `||x q^T - reference w^T||^2 / ||reference w^T||^2`: the output error of the quantized layer `q` on the

@@ -169,6 +169,9 @@ inline std::vector<layer_result> quantize_block(const config& cfg, std::size_t i
     const Eigen::MatrixXd& c = gram.matrix();
     t.gram += detail::seconds_since(gram_start);
     const matrix& r = reference_inputs[static_cast<std::size_t>(site)];
+    // Built once per site, for every layer that reads it (the factor of the damped Gram matrix is shared).
+    std::optional<reference_retarget> retarget_site;
+    if (reference != nullptr) retarget_site.emplace(r, x, c, reference->damping, exec);
     for (const linear which : consumers(site)) {
       // The quantizer and the layer's error figures: what the forward pass does not do.
       const auto quantize_start = std::chrono::steady_clock::now();
@@ -176,7 +179,7 @@ inline std::vector<layer_result> quantize_block(const config& cfg, std::size_t i
         results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep, exec));
       } else {
         const matrix original = weights.weight(which);
-        const auto retarget = [&](matrix& target) { retarget_to_reference(target, r, x, c, reference->damping, exec); };
+        const auto retarget = [&](matrix& target) { retarget_site->apply(target); };
         results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep, exec, retarget));
         layer_result& done = results.back();
         if (!done.kept) {

@@ -180,3 +180,22 @@ TEST_CASE("stories260K: the fp target lowers the held-out NLL of GPTQ with the e
   CHECK(nll_fp < nll_target);
   CHECK(nll_target < nll_plain - 0.1);  // about 0.3 nats measured; 0.1 leaves room for platform rounding
 }
+
+TEST_CASE("reference_retarget: one factor serves every layer of a site, and weights of another width are refused") {
+  const matrix x = llm_like_inputs(120, 12, 21);
+  const matrix reference = (x * 0.9F + gaussian(120, 12, 22, 0.2F)).eval();
+  const Eigen::MatrixXd c = gram_of(x);
+  const llama::reference_retarget site(reference, x, c, 0.01);
+  for (std::uint64_t s = 0; s < 3; ++s) {
+    const matrix w = gaussian(5 + static_cast<Eigen::Index>(s), 12, 30 + s);
+    matrix shared = w, alone = w;
+    site.apply(shared);
+    llama::retarget_to_reference(alone, reference, x, c, 0.01);
+    CHECK(shared == alone);
+  }
+  matrix narrow = gaussian(4, 11, 40);
+  CHECK_THROWS_WITH_AS(site.apply(narrow), doctest::Contains("shape_mismatch"), ternq::error);
+  const matrix zero = matrix::Zero(120, 12);
+  const llama::reference_retarget silent(reference, zero, gram_of(zero), 0.01);
+  CHECK_THROWS_WITH_AS(silent.apply(narrow), doctest::Contains("shape_mismatch"), ternq::error);
+}
