@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/checks.hpp"
+#include "cli/json_text.hpp"
 #include "cli/runtime_report.hpp"
 #include "cli/text_slice.hpp"
 #include "llama/forward.hpp"
@@ -236,7 +237,7 @@ int run(const options& opt) {
     out["top1"] = static_cast<double>(s.top1_agree) / static_cast<double>(s.count);
   }
   if (opt.json) {
-    std::printf("%s\n", out.dump().c_str());
+    std::printf("%s\n", ternq::cli::json_text(out).c_str());
   } else {
     std::printf("model      %s (%s)\n", opt.model_path.c_str(), std::string(ternq::llama::kind_name(kind)).c_str());
     std::printf(

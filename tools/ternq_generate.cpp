@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/checks.hpp"
+#include "cli/json_text.hpp"
 #include "cli/memory.hpp"
 #include "cli/runtime_report.hpp"
 #include "llama/decode.hpp"
@@ -127,7 +128,7 @@ int run(const options& opt) {
     out["text"] = text ? nlohmann::json(*text) : nlohmann::json(nullptr);
     out["continuation"] = continuation ? nlohmann::json(*continuation) : nlohmann::json(nullptr);
     path.add_to(out);
-    std::printf("%s\n", out.dump().c_str());
+    std::printf("%s\n", ternq::cli::json_text(out).c_str());
     return 0;
   }
   if (text) {

@@ -12,6 +12,8 @@
 #include <ternq/core/error.hpp>
 #include <ternq/io/atomic_output.hpp>
 
+#include "cli/json_text.hpp"
+
 namespace ternq::cli {
 
 /// One row of the report: a weight matrix and what became of it.
@@ -104,7 +106,7 @@ inline void write_text(const std::string& path, const std::string& text) {
 /// Writes the JSON report to `path` and the CSV beside it (`path` with `.csv`).
 inline void write_report(const std::string& json_path, const std::vector<report_row>& rows,
                          const nlohmann::json& summary) {
-  write_text(json_path, to_json(rows, summary).dump(2) + "\n");
+  write_text(json_path, json_text(to_json(rows, summary), 2) + "\n");
   std::string csv_path = json_path;
   const auto dot = csv_path.rfind('.');
   csv_path = (dot == std::string::npos ? csv_path : csv_path.substr(0, dot)) + ".csv";

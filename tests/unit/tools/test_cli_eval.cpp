@@ -14,6 +14,7 @@
 
 #include <ternq/io/llama2c_tokenizer.hpp>
 
+#include "cli/json_text.hpp"
 #include "cli/text_slice.hpp"
 #include "llama/forward.hpp"
 #include "llama/load.hpp"
@@ -30,6 +31,7 @@ using tools_test::run;
 using tools_test::shared_dir;
 
 const std::string eval_exe = TERNQ_EVAL_EXE;
+const std::string generate_exe = TERNQ_GENERATE_EXE;
 
 /// Runs ternq-eval with `args`: the JSON it prints on stdout, and its stderr in `errors`.
 nlohmann::json eval_json(const std::string& args, const std::filesystem::path& stderr_file, std::string& errors) {
@@ -150,4 +152,30 @@ TEST_CASE("ternq-eval says what it did to the text, warns of a short slice, and 
   line.precision(4);
   line << std::fixed << "reference  perplexity " << against["reference_ppl"].get<double>();
   CHECK(printed.output.find(line.str()) != std::string::npos);
+}
+
+TEST_CASE("--json output survives strings that are not UTF-8: a model path in another encoding gets U+FFFD") {
+  // The helper itself: a character cut after two of its three bytes, and a lone 0xFF.
+  const nlohmann::json cut = {{"text", std::string("ab\xE2\x96")}, {"path", std::string("m\xFF.bin")}};
+  CHECK_THROWS(cut.dump());  // what the tools did before: type_error, and no output
+  const auto back = nlohmann::json::parse(cli::json_text(cut));
+  CHECK(back["text"] == "ab\xEF\xBF\xBD");
+  CHECK(back["path"] == "m\xEF\xBF\xBD.bin");
+
+  if (!have_shared("models/stories260K.bin")) return;
+  tools_test::temp_dir dir("cli-json-utf8");
+  const auto link = dir.path() / "stories\xFF.bin";  // a Latin-1 file name: not UTF-8
+  std::filesystem::create_symlink(shared_dir() / "models/stories260K.bin", link);
+  const std::string tok = " --tokenizer " + quote(shared_dir() / "models/tok512.bin");
+  std::string errors;
+  const auto e = eval_json("--model " + quote(link) + tok + " --text " +
+                               quote(shared_dir() / "text/tinystories_validation_head.txt") + " --tokens 256",
+                           dir.path() / "err.txt", errors);
+  CHECK(e["model"].get<std::string>().find("\xEF\xBF\xBD") != std::string::npos);
+  CHECK(e["ppl"].get<double>() > 1.0);
+  const auto g = run(generate_exe + " --model " + quote(link) + tok + " --prompt Once --tokens 4 --json");
+  REQUIRE_MESSAGE(g.status == 0, g.output);
+  const auto gj = nlohmann::json::parse(g.output.substr(g.output.find('{')));
+  CHECK(gj["generated_tokens"] == 4);
+  CHECK(gj["model"].get<std::string>().find("\xEF\xBF\xBD") != std::string::npos);
 }
