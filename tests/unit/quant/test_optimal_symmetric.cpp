@@ -11,6 +11,7 @@
 #include "llm_like.hpp"
 #include "ternq/core/simd.hpp"
 #include "ternq/quant/absmean.hpp"
+#include "ternq/quant/detail/lane_masks.hpp"
 #include "ternq/quant/optimal_symmetric.hpp"
 #include "ternq/quant/twn.hpp"
 
@@ -207,4 +208,20 @@ TEST_CASE("on LLM-like weights the optimum beats TWN and absmean in E_w (per gro
                                                                    << ", optimal " << sum_opt / norm);
   CHECK(sum_opt < sum_twn);
   CHECK(sum_twn < sum_abs);
+}
+
+TEST_CASE("lanes_below: the tail mask of the AVX-512 loops, against a lane-by-lane count") {
+  for (std::size_t n = 0; n <= 40; ++n) {
+    for (std::size_t j = 0; j <= 40; ++j) {
+      std::uint32_t m8 = 0, m16 = 0;
+      for (std::size_t lane = 0; lane < 16; ++lane) {
+        if (j + lane < n) {
+          m16 |= 1U << lane;
+          if (lane < 8) m8 |= 1U << lane;
+        }
+      }
+      CHECK(ternq::detail::lanes_below<std::uint8_t>(n, j) == m8);
+      CHECK(ternq::detail::lanes_below<std::uint16_t>(n, j) == m16);
+    }
+  }
 }

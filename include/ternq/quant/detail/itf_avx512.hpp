@@ -12,6 +12,7 @@
 #include "ternq/config.hpp"
 #include "ternq/core/simd.hpp"
 #include "ternq/quant/atq.hpp"
+#include "ternq/quant/detail/lane_masks.hpp"
 
 #if TERNQ_HAS_AVX512_VARIANT
 #include <immintrin.h>
@@ -26,7 +27,7 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
 
   /// The lanes of elements `j .. j + 7` that exist.
   TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE __mmask8 valid_lanes(std::size_t n, std::size_t j) {
-    return static_cast<__mmask8>(n - j >= 8 ? 0xFFU : (1U << (n - j)) - 1U);
+    return lanes_below<__mmask8>(n, j);
   }
 
   /// Eight weights from `j`, widened to double (absent ones read as 0).

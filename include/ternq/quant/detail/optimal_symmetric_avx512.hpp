@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "ternq/config.hpp"
+#include "ternq/quant/detail/lane_masks.hpp"
 #include "ternq/quant/detail/prefix_optimum.hpp"
 #include "ternq/quant/detail/reduce.hpp"
 
@@ -117,7 +118,7 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
     const __m128i minus = _mm_set1_epi8(-1);
     std::size_t count = 0;
     for (std::size_t j = 0; j < n; j += 16) {
-      const auto valid = static_cast<__mmask16>(n - j >= 16 ? 0xFFFFU : (1U << (n - j)) - 1U);
+      const __mmask16 valid = lanes_below<__mmask16>(n, j);
       const __m512 x = _mm512_maskz_loadu_ps(valid, w.data() + j);
       const __mmask16 pos = _mm512_cmp_ps_mask(x, up, _CMP_GT_OQ);
       const __mmask16 neg = _mm512_cmp_ps_mask(x, down, _CMP_LT_OQ);
@@ -159,9 +160,8 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
     __m512 v[Regs];
     for (std::size_t r = 0; r < Regs; ++r) {
       const std::size_t begin = 16 * r;
-      const std::size_t here = n > begin ? std::min<std::size_t>(16, n - begin) : 0;
-      const __mmask16 valid = static_cast<__mmask16>((1U << here) - 1U);
-      v[r] = _mm512_abs_ps(_mm512_maskz_loadu_ps(valid, w.data() + (here > 0 ? begin : 0)));
+      const __mmask16 valid = lanes_below<__mmask16>(n, begin);
+      v[r] = _mm512_abs_ps(_mm512_maskz_loadu_ps(valid, w.data() + (valid != 0 ? begin : 0)));
     }
     sort_descending<Regs>(v);
     // The sorted magnitudes: the group's own, then the zeros that padded it (the first n are exactly the sorted |w|).
@@ -190,7 +190,7 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
       const __m256 next = _mm256_loadu_ps(sorted + 8 * b + 1);
       const std::size_t valid_lanes = std::min<std::size_t>(8, n - 8 * b);
       __mmask8 run_end = _mm256_cmp_ps_mask(here, next, _CMP_NEQ_UQ);
-      run_end &= static_cast<__mmask8>((1U << valid_lanes) - 1U);
+      run_end &= lanes_below<__mmask8>(n, 8 * b);
       if (valid_lanes < 8 || 8 * b + 8 == n) run_end |= static_cast<__mmask8>(1U << (valid_lanes - 1));  // t = n - 1
       const __m512d s = _mm512_add_pd(prefix_sum(_mm512_mul_pd(_mm512_cvtps_pd(here), scale_v)), carry);
       carry = _mm512_permutexvar_pd(_mm512_set1_epi64(7), s);
