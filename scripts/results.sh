@@ -56,10 +56,14 @@ methods=(fp absmean twn optimal itf itf_aga
          catq catq_std catq_paper catq_std_paper
          optimal@q2_0 optimal_aga@q2_0 gptq_optimal@q2_0 gptq_act_optimal@q2_0 gptq_ssr_optimal@q2_0
          gptq_optimal_aga@q2_0 gptq_act_optimal_aga@q2_0 gptq_ssr_optimal_aga@q2_0
-         gptq_act_optimal_aga+fit@q2_0 gptq_ssr_optimal_aga+fit@q2_0)
+         gptq_act_optimal_aga+fit@q2_0 gptq_ssr_optimal_aga+fit@q2_0
+         gptq_act_itf_aga+fp gptq_ssr_itf_aga+fp
+         gptq_optimal_aga+fp@q2_0 gptq_act_optimal_aga+fp@q2_0 gptq_ssr_optimal_aga+fp@q2_0
+         gptq_act_optimal_aga+fit+fp@q2_0 gptq_ssr_optimal_aga+fit+fp@q2_0)
 # METHOD@FORMAT: the deployable file. Written as a GGUF in that ternary format (format-aware calibration: fp16
 # grids inside the driver; act-order/SSR orders folded where the model absorbs them; the FFN padded to the
-# block) and evaluated from the GGUF; block-aligned group sizes only. METHOD+fit adds --fit-scales.
+# block) and evaluated from the GGUF; block-aligned group sizes only. METHOD+fit adds --fit-scales, METHOD+fp
+# --fp-target (each layer calibrated toward the unquantized model's output).
 groups=(64 0)
 if [[ "$mode" == "--quick" ]]; then
   models=("${models[0]}")
@@ -124,9 +128,13 @@ if [[ "$mode" != "--report-only" ]]; then
           fi
           base=${method%@*}
           extra=()
+          if [[ "$base" == *+fp ]]; then  # METHOD+fp: with --fp-target
+            base=${base%+fp}
+            extra+=(--fp-target)
+          fi
           if [[ "$base" == *+fit ]]; then  # METHOD+fit: with --fit-scales
             base=${base%+fit}
-            extra=(--fit-scales)
+            extra+=(--fit-scales)
           fi
           "$quantize" --model "$model" --tokenizer "$tok" --method "$base" --group-size "$group" \
             "${calib[@]}" "${output[@]}" "${extra[@]}" --report "$report" >/dev/null 2>"$work/log"

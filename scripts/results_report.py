@@ -28,6 +28,10 @@ ORDERINGS = [
     ("SSR improves the driver (optimal)", "gptq_ssr_optimal", "gptq_optimal"),
     ("the driver improves the optimal grid", "gptq_optimal", "optimal"),
     ("the exact optimum improves on absmean", "optimal", "absmean"),
+    ("the fp target improves the file (act-order)", "gptq_act_optimal_aga+fp@q2_0", "gptq_act_optimal_aga@q2_0"),
+    ("the fp target improves the file (SSR, fitted scales)", "gptq_ssr_optimal_aga+fit+fp@q2_0",
+     "gptq_ssr_optimal_aga+fit@q2_0"),
+    ("the fp target improves the fake PT²-LLM recipe", "gptq_ssr_itf_aga+fp", "gptq_ssr_itf_aga"),
     ("gptq_itf_aga improves on absmean", "gptq_itf_aga", "absmean"),
     ("CAT-Q's std prior improves on §4's absmean prior", "catq_std", "catq"),
     ("CAT-Q's 100-step defaults improve on §4's 1000-step setup", "catq", "catq_paper"),
@@ -90,7 +94,11 @@ def main():
         "Methods: `absmean` (BitNet b1.58), `twn`, `optimal` (exact symmetric optimum), `itf`/`itf_aga` "
         "(PT²-LLM's asymmetric quantizer without and with activation-aware grid alignment), `gptq_<grid>` "
         "(the blockwise error-compensation driver with that grid; `act_` = act-order, `ssr_` = SSR reordering), "
-        "`catq` (CAT-Q, §4 priors) and `catq_std` (CAT-Q with the standard-deviation scale prior).", "",
+        "`catq` (CAT-Q, §4 priors) and `catq_std` (CAT-Q with the standard-deviation scale prior). Suffixes: "
+        "`+fit` adds `--fit-scales` (each row's scales re-fitted to the layer's output error, codes fixed), `+fp` "
+        "adds `--fp-target` (each layer calibrated toward the unquantized model's output on the unquantized inputs, "
+        "[tools.md](tools.md#the-fp-target); its mean rel E_x is measured against that target, so it is not "
+        "comparable with the other rows').", "",
         "![perplexity per method](results/perplexity.png)", "",
     ]
 
@@ -106,7 +114,8 @@ def main():
                   "with zero units to the format's 64-element block where it is not a multiple (stories260K 172 to "
                   "192, BabyLlama 352 to 384), so every linear layer is Q2_0. Bits per linear weight: stored bits of "
                   "the linear layers over the model's own (unpadded) linear weights; the padding is counted as "
-                  "cost. The best fake-quantized perplexity of any method (research table below, fp32 scales, "
+                  "cost. `+fp` rows also carry the unquantized model through calibration and aim every layer at "
+                  "its output (`--fp-target`). The best fake-quantized perplexity of any method (research table below, fp32 scales, "
                   "offsets and free column orders, not storable in a ternary format) is given for reference.", "",
                   "| model | method | format | PPL TinyStories | KL | PPL WikiText-2 | bits / linear weight | "
                   "file bytes |", "|---|---|---|---|---|---|---|---|"]
@@ -134,9 +143,12 @@ def main():
             bpw = g.get("linear_bits_per_model_weight", g.get("linear_bits_per_weight", 0))
             fake = (f'; best fake model: `{fakes[0]["method"]}` {group_name(fakes[0]["group"])} '
                     f'{fakes[0]["stories"]["ppl"]:.2f}') if fakes else ""
-            flags = f'--method {meth.replace("+fit", "")} --format {fmt} --group-size {best["group"]}'
+            flags = (f'--method {meth.replace("+fit", "").replace("+fp", "")} --format {fmt} '
+                     f'--group-size {best["group"]}')
             if "+fit" in meth:
                 flags += " --fit-scales"
+            if "+fp" in meth:
+                flags += " --fp-target"
             lines.append(f'- **{m}**: `{flags}` with the '
                          f'calibration above: PPL {best["stories"]["ppl"]:.2f} at {bpw:.3f} bits per linear '
                          f'weight{fake}.')
