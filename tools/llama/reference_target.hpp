@@ -17,12 +17,15 @@
 
 #include <cmath>
 #include <cstddef>
+#include <utility>
+#include <vector>
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 
 #include <ternq/core/error.hpp>
 #include <ternq/core/parallel.hpp>
+#include <ternq/linalg/tasks.hpp>
 #include <ternq/linalg/tiled_products.hpp>
 
 #include "llama/model.hpp"
@@ -47,6 +50,7 @@ class reference_retarget {
       fail(errc::invalid_argument, "reference_retarget: the damping must be finite and > 0, got ", lambda);
     }
     columns_ = x.cols();
+    threads_ = exec.thread_count();
     const double mean = gram.diagonal().mean();
     if (!(mean > 0.0)) return;  // the layers never see a non-zero input: nothing to aim at
     // (R - X)^T X in float GEMM tiles of a fixed shape (the same bits for any thread count), then widened.
@@ -71,16 +75,26 @@ class reference_retarget {
       fail(errc::shape_mismatch, "reference_retarget: weights with ", w.cols(), " columns for inputs of ", columns_);
     }
     if (!active_) return;
-    const Eigen::MatrixXd wd = w.cast<double>();
-    // W' - W = W cross C_damped^-1, solved as C_damped (W' - W)^T = cross^T W^T (C_damped is symmetric).
-    const Eigen::MatrixXd shift_t = llt_.solve(cross_t_ * wd.transpose());
-    w = (wd + shift_t.transpose()).cast<float>();
+    // W' - W = W cross C_damped^-1, solved as C_damped (W' - W)^T = cross^T W^T (C_damped is symmetric): the
+    // product by fixed row tiles, the two triangular solves by fixed bands of columns (output rows), in parallel
+    // with the same bits for any thread count.
+    const Eigen::MatrixXd wt = w.cast<double>().transpose();
+    Eigen::MatrixXd shift_t(columns_, w.rows());
+    linalg::assign_product_by_row_tiles(shift_t, cross_t_, wt, threads_);
+    const Eigen::Index bands = (shift_t.cols() + linalg::product_tile - 1) / linalg::product_tile;
+    linalg::parallel_tasks(static_cast<std::size_t>(bands), threads_, [&](std::size_t b) {
+      const Eigen::Index c0 = static_cast<Eigen::Index>(b) * linalg::product_tile;
+      auto band = shift_t.middleCols(c0, std::min(linalg::product_tile, shift_t.cols() - c0));
+      llt_.solveInPlace(band);
+    });
+    w = (wt + shift_t).transpose().cast<float>();
   }
 
  private:
   Eigen::MatrixXd cross_t_;  ///< ((R - X)^T X)^T
   Eigen::LLT<Eigen::MatrixXd> llt_;
   Eigen::Index columns_ = 0;
+  unsigned threads_ = 1;
   bool active_ = false;
 };
 
@@ -96,12 +110,32 @@ inline void retarget_to_reference(matrix& w, const matrix& reference, const matr
 
 /// `||x q^T - reference w^T||^2 / ||reference w^T||^2`: the output error of the quantized layer `q` on the
 /// quantized model's inputs against the full-precision layer `w` on the full-precision inputs (0 when `w`'s
-/// output is zero).
-inline double reference_output_error(const matrix& q, const matrix& x, const matrix& w, const matrix& reference) {
-  const Eigen::MatrixXd target = reference.cast<double>() * w.cast<double>().transpose();
-  const double norm = target.squaredNorm();
-  if (!(norm > 0.0)) return 0.0;
-  return (x.cast<double>() * q.cast<double>().transpose() - target).squaredNorm() / norm;
+/// output is zero). Float products over fixed tiles of tokens, each tile's sums in double, added in tile order:
+/// the same figure for any thread count, without the `tokens x out` outputs ever held whole.
+inline double reference_output_error(const matrix& q, const matrix& x, const matrix& w, const matrix& reference,
+                                     const cpu_exec& exec = {}) {
+  if (q.rows() != w.rows() || q.cols() != w.cols() || x.cols() != q.cols() || reference.rows() != x.rows() ||
+      reference.cols() != x.cols()) {
+    fail(errc::shape_mismatch, "reference_output_error: quantized ", q.rows(), "x", q.cols(), ", original ", w.rows(),
+         "x", w.cols(), ", inputs ", x.rows(), "x", x.cols(), ", reference inputs ", reference.rows(), "x",
+         reference.cols());
+  }
+  const Eigen::Index tokens = x.rows();
+  const auto tiles = static_cast<std::size_t>((tokens + linalg::product_tile - 1) / linalg::product_tile);
+  std::vector<std::pair<double, double>> sums(tiles);  // (||target||^2, ||error||^2) per tile
+  const Eigen::MatrixXf qt = q.transpose(), wt = w.transpose();
+  linalg::for_each_row_tile(tokens, exec.thread_count(), [&](Eigen::Index r0, Eigen::Index h) {
+    const Eigen::MatrixXf target = reference.middleRows(r0, h) * wt;
+    const Eigen::MatrixXf got = x.middleRows(r0, h) * qt;
+    sums[static_cast<std::size_t>(r0 / linalg::product_tile)] = {target.cast<double>().squaredNorm(),
+                                                                 (got - target).cast<double>().squaredNorm()};
+  });
+  double norm = 0.0, error = 0.0;
+  for (const auto& [n, e] : sums) {
+    norm += n;
+    error += e;
+  }
+  return norm > 0.0 ? error / norm : 0.0;
 }
 
 }  // namespace ternq::llama

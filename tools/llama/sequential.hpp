@@ -186,7 +186,7 @@ inline std::vector<layer_result> quantize_block(const config& cfg, std::size_t i
           const matrix& q = weights.weight(which);
           const double ww = original.cast<double>().squaredNorm();
           done.relative_weight_error = ww > 0.0 ? (original - q).cast<double>().squaredNorm() / ww : 0.0;
-          done.relative_output_error = reference_output_error(q, x, original, r);
+          done.relative_output_error = reference_output_error(q, x, original, r, exec);
         }
       }
       t.quantize += detail::seconds_since(quantize_start);

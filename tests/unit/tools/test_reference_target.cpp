@@ -85,6 +85,12 @@ TEST_CASE("retarget_to_reference is the ridge least-squares fit of the unquantiz
     llama::retarget_to_reference(shifted, reference, x, c, 1e-9);
     const double at_shifted = llama::reference_output_error(shifted, x, w, reference);
     const double at_w = llama::reference_output_error(w, x, w, reference);
+    // The tiled float figure against the same quantity in double, and for another thread count.
+    const Eigen::MatrixXd target = reference.cast<double>() * w.cast<double>().transpose();
+    const double direct =
+        (x.cast<double>() * shifted.cast<double>().transpose() - target).squaredNorm() / target.squaredNorm();
+    CHECK(at_shifted == doctest::Approx(direct).epsilon(1e-4));
+    CHECK(llama::reference_output_error(shifted, x, w, reference, cpu_exec{.threads = 2}) == at_shifted);
     CHECK(at_shifted < at_w);
     // Any other weights near the optimum do worse too.
     for (std::uint64_t s = 0; s < 5; ++s) {
