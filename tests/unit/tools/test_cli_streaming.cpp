@@ -36,16 +36,21 @@ std::vector<char> bytes_of(const std::filesystem::path& p) {
 
 nlohmann::json json_of(const std::filesystem::path& p) { return nlohmann::json::parse(std::ifstream(p)); }
 
+/// ternq-quantize on stories260K with act-order GPTQ and AGA into Q2_0, on a short calibration slice; the
+/// outputs and run options are the caller's.
+std::string stories_act_order_command() {
+  return quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") + " --tokenizer " +
+         quote(shared_dir() / "models/tok512.bin") + " --method gptq_act_optimal_aga --calib-text " +
+         quote(shared_dir() / "text/tinystories_validation_head.txt") + " --calib-seqs 8 --calib-len 128 --format q2_0";
+}
+
 }  // namespace
 
 TEST_CASE("stories260K: a run stopped after two blocks and resumed writes the bytes of an uninterrupted run") {
   if (!have_shared("models/stories260K.bin")) return;
   tools_test::temp_dir dir("cli-resume");
   const auto d = dir.path();
-  const std::string common =
-      quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") + " --tokenizer " +
-      quote(shared_dir() / "models/tok512.bin") + " --method gptq_act_optimal_aga --calib-text " +
-      quote(shared_dir() / "text/tinystories_validation_head.txt") + " --calib-seqs 8 --calib-len 128 --format q2_0";
+  const std::string common = stories_act_order_command();
   const auto whole = run(common + " --threads 1 --out-gguf " + quote(d / "a.gguf") + " --out-fake " +
                          quote(d / "a.bin") + " --report " + quote(d / "a.json"));
   REQUIRE(whole.status == 0);
@@ -107,10 +112,7 @@ TEST_CASE(
   if (!have_shared("models/stories260K.bin")) return;
   tools_test::temp_dir dir("cli-resume-fp-target");
   const auto d = dir.path();
-  const std::string common =
-      quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") + " --tokenizer " +
-      quote(shared_dir() / "models/tok512.bin") + " --method gptq_act_optimal_aga --calib-text " +
-      quote(shared_dir() / "text/tinystories_validation_head.txt") + " --calib-seqs 8 --calib-len 128 --format q2_0";
+  const std::string common = stories_act_order_command();
   REQUIRE(run(common + " --out-gguf " + quote(d / "plain.gguf")).status == 0);
   REQUIRE(
       run(common + " --fp-target --threads 1 --out-gguf " + quote(d / "a.gguf") + " --report " + quote(d / "a.json"))
