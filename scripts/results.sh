@@ -189,6 +189,23 @@ fi
 "$root/scripts/results_report.py" "$rows" "$out" "$md"
 
 cols=$(head -1 "$out/perplexity.dat" | wc -w)
+# The unquantized models' perplexities as dashed horizontal lines (one per model, from its fp row).
+fp_lines=$(python3 - "$rows" <<'PY'
+import json, sys
+seen = {}
+for line in open(sys.argv[1]):
+    if line.strip():
+        r = json.loads(line)
+        if r["method"] == "fp":
+            seen.setdefault(r["model"], r["stories"]["ppl"])
+# named in the right margin, under the key (the lines of the models lie too close together to label in place)
+print('set label "dashed: the unquantized model" at graph 1.03, graph 0.62 left font ",10" tc rgb "gray30"')
+for k, (model, ppl) in enumerate(seen.items()):
+    print(f'set arrow from graph 0, first {ppl} to graph 1, first {ppl} nohead dt 2 lw 1.5 lc rgb "gray30"')
+    print(f'set label "  {model}: {ppl:.2f}" at graph 1.03, graph {0.57 - 0.05 * k:.2f} left font ",10" '
+          f'tc rgb "gray30"')
+PY
+)
 gnuplot <<EOF
 set terminal pngcairo noenhanced size 1400,700 font ",10"
 set output "$out/perplexity.png"
@@ -202,6 +219,7 @@ set ylabel "perplexity"
 set xtics rotate by -40 scale 0
 set key outside right top
 set grid ytics
+$fp_lines
 plot for [c=2:$cols] "$out/perplexity.dat" using c:xtic(1) title columnhead
 EOF
 rm -f "$out/perplexity.dat"
