@@ -2,10 +2,12 @@
 // ITF: monotone E_w step by step, the closed-form grid against a generic least-squares solve, degenerate groups.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Dense>
@@ -220,6 +222,62 @@ TEST_CASE("quantize(itf): zero rows and constant groups are exact; bad input is 
   const row_matrix empty(3, 0);
   CHECK_THROWS_WITH_AS(ternq::quantize(empty, ternq::itf{}),
                        "[ternq.empty_matrix] quantize(itf): weight matrix is empty (3x0)", ternq::error);
+}
+
+TEST_CASE("Fitting groups several at once gives each group's own fit bit for bit (mixed sizes and convergence)") {
+  // Runs of equal sizes longer and shorter than a batch, a size change inside a run, empty groups, and groups that
+  // converge at different steps within one batch: constant ones (alpha = 0, the general rounding), ties with the
+  // levels, heavy tails, non-zero means.
+  const std::vector<std::size_t> sizes = {128, 128, 128, 128, 128, 128, 7,  7,  7,  7,   300, 300, 300, 300,
+                                          300, 128, 128, 0,   128, 128, 64, 64, 64, 129, 129, 129, 129};
+  ternq::testing::rng r(47);
+  std::vector<std::vector<float>> weights;
+  for (std::size_t g = 0; g < sizes.size(); ++g) {
+    std::vector<float> w(sizes[g]);
+    const std::size_t kind = g % 5;
+    for (auto& x : w) {
+      const double v = kind == 1 ? r.student_t(3) : r.normal();
+      x = static_cast<float>(kind == 2 ? 0.7 + 0.1 * v : v);
+      if (kind == 3) x = std::round(x * 2.0F) / 2.0F;
+    }
+    if (kind == 4) std::fill(w.begin(), w.end(), -1.25F);
+    weights.push_back(std::move(w));
+  }
+  for (const ternq::simd_level simd : {ternq::simd_level::portable, ternq::simd_level::avx512}) {
+    if (!ternq::simd_supported(simd)) {
+      MESSAGE("skipped a variant this processor or build does not have");
+      continue;
+    }
+    for (unsigned max_iters : {0U, 1U, 2U, 10U}) {
+      std::vector<std::vector<std::int8_t>> codes;
+      std::vector<std::span<const float>> groups;
+      std::vector<std::span<std::int8_t>> group_codes;
+      for (const auto& w : weights) codes.emplace_back(w.size(), std::int8_t{7});  // stale codes are overwritten
+      for (std::size_t g = 0; g < weights.size(); ++g) {
+        groups.emplace_back(weights[g]);
+        group_codes.emplace_back(codes[g]);
+      }
+      std::vector<ternq::itf_group_result> fits(weights.size());
+      ternq::detail::itf_fit_groups_at<float>(simd, groups, group_codes, max_iters, fits);
+      for (std::size_t g = 0; g < weights.size(); ++g) {
+        std::vector<std::int8_t> alone(weights[g].size());
+        const auto expected = ternq::itf_fit_group<float>(weights[g], alone, max_iters);
+        CAPTURE(g);
+        CAPTURE(max_iters);
+        CHECK(fits[g].grid.alpha == expected.grid.alpha);
+        CHECK(fits[g].grid.mu == expected.grid.mu);
+        CHECK(codes[g] == alone);
+        CHECK(fits[g].stats.iterations == expected.stats.iterations);
+        CHECK(fits[g].stats.converged == expected.stats.converged);
+        CHECK(fits[g].stats.degenerate == expected.stats.degenerate);
+      }
+    }
+  }
+  std::vector<ternq::itf_group_result> too_few(1);
+  const std::vector<std::span<const float>> one_group = {weights[0]};
+  const std::vector<std::span<std::int8_t>> no_codes;
+  CHECK_THROWS_AS(ternq::detail::itf_fit_groups_at<float>(ternq::simd_level::portable, one_group, no_codes, 3, too_few),
+                  ternq::error);
 }
 
 TEST_CASE("ITF's AVX-512 passes give the portable result bit for bit (grids, codes, counters)") {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <bit>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -44,7 +45,12 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
 
   /// Codes from the masks of +1 and -1 (disjoint), eight in the low bytes.
   TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE __m128i codes_of(__mmask8 plus, __mmask8 minus) {
-    return _mm_mask_mov_epi8(_mm_maskz_mov_epi8(plus, _mm_set1_epi8(1)), minus, _mm_set1_epi8(-1));
+    // Built in 64-bit lanes and narrowed: byte-wide masked moves would need the 8-bit masks widened to 16 bits, a
+    // round trip through a general register each.
+    const __m512i ones = _mm512_set1_epi64(1);
+    const __m512i codes =
+        _mm512_mask_sub_epi64(_mm512_maskz_mov_epi64(plus, ones), minus, _mm512_setzero_si512(), ones);
+    return _mm512_cvtepi64_epi8(codes);
   }
 
   /// `exact_sum(w)`.
@@ -96,22 +102,32 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
     return plus + minus;
   }
 
-  /// One chunk of eight weights of the rounding pass (`Full`: all eight exist, no masked memory access).
-  template <bool Full>
+  /// One chunk of eight weights of the rounding pass (`Full`: all eight exist, no masked memory access). `Disjoint`:
+  /// `alpha / 2 > 0`, so that `d >= alpha/2` and `d <= -alpha/2` never both hold and `live` is all lanes.
+  template <bool Full, bool Disjoint>
   TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE void round_chunk(
       std::span<const float> w, std::span<std::int8_t> t, std::size_t j, __mmask8 valid, __m512d mu, __m512d up,
-      __m512d down, __mmask8 live, code_sums & c, __mmask16 & changed) {
+      __m512d down, __mmask8 live, code_sums & c, __m128i & changed) {
     const __m512d x = Full ? _mm512_cvtps_pd(_mm256_loadu_ps(w.data() + j)) : load(w, j, valid);
     const __m128i old = Full ? _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.data() + j))
                              : _mm_maskz_loadu_epi8(valid, t.data() + j);
     const __m512d d = _mm512_sub_pd(x, mu);
-    const __mmask8 ge = _mm512_mask_cmp_pd_mask(valid & live, d, up, _CMP_GE_OQ);
-    const __mmask8 le = _mm512_mask_cmp_pd_mask(valid & live, d, down, _CMP_LE_OQ);
-    // Both hold only for d = 0 when alpha / 2 rounds to 0: code 1 - 1 = 0.
-    const auto plus = static_cast<__mmask8>(ge & ~le);
-    const auto minus = static_cast<__mmask8>(le & ~ge);
+    __mmask8 plus;
+    __mmask8 minus;
+    if constexpr (Disjoint) {
+      plus = Full ? _mm512_cmp_pd_mask(d, up, _CMP_GE_OQ) : _mm512_mask_cmp_pd_mask(valid, d, up, _CMP_GE_OQ);
+      minus = Full ? _mm512_cmp_pd_mask(d, down, _CMP_LE_OQ) : _mm512_mask_cmp_pd_mask(valid, d, down, _CMP_LE_OQ);
+    } else {
+      const __mmask8 ge = _mm512_mask_cmp_pd_mask(valid & live, d, up, _CMP_GE_OQ);
+      const __mmask8 le = _mm512_mask_cmp_pd_mask(valid & live, d, down, _CMP_LE_OQ);
+      // Both hold only for d = 0 when alpha / 2 rounds to 0: code 1 - 1 = 0.
+      plus = static_cast<__mmask8>(ge & ~le);
+      minus = static_cast<__mmask8>(le & ~ge);
+    }
     const __m128i codes = codes_of(plus, minus);
-    changed |= _mm_mask_cmpneq_epi8_mask(valid, codes, old);
+    // Lanes past the group are 0 in both. Kept in a vector register: a mask array would live in memory, and OR-ing
+    // into it would chain every chunk through a store and a load.
+    changed = _mm_or_si128(changed, _mm_xor_si128(codes, old));
     if constexpr (Full) {
       _mm_storel_epi64(reinterpret_cast<__m128i*>(t.data() + j), codes);
     } else {
@@ -120,77 +136,169 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
     add_codes(c, plus, minus, x);
   }
 
+  /// The rounding pass of one group with any `alpha / 2` (see `round_chunk`).
+  TERNQ_TARGET_AVX512 TERNQ_NOINLINE inline void round_group_general(std::span<const float> w, std::span<std::int8_t> t,
+                                                                     __m512d mu, __m512d up, __m512d down,
+                                                                     __mmask8 live, code_sums & c, __m128i & changed) {
+    const std::size_t n = w.size();
+    std::size_t j = 0;
+    for (; j + 8 <= n; j += 8) round_chunk<true, false>(w, t, j, 0xFF, mu, up, down, live, c, changed);
+    if (j < n) round_chunk<false, false>(w, t, j, valid_lanes(n, j), mu, up, down, live, c, changed);
+  }
+
 }  // namespace itf_avx512
 
-/// The passes of `itf_fit_group_with` for float groups on processors with the AVX-512 variant. They read codes in
-/// {-1, 0, 1} only, which is what ITF writes.
-struct itf_avx512_passes {
-  /// `atq_init_group` and `itf_accumulate` of its codes. The codes pass adds the sums of the first grid solve too,
-  /// and `sum w` is computed once (both functions compute the same `exact_sum`).
-  TERNQ_TARGET_AVX512 static atq_grid init(std::span<const float> w, std::span<std::int8_t> t, itf_sums& s) {
-    using namespace itf_avx512;
-    check_atq_sizes(w, t.size(), "atq_init_group");
-    const std::size_t n = w.size();
-    s = itf_sums{};
-    if (n == 0) return {};
-    const double sum_w = sum(w);
-    const double mu = sum_w / static_cast<double>(n);
-    const __m512d mu_v = _mm512_set1_pd(mu);
-    __m512d spread = _mm512_setzero_pd();
-    for (std::size_t j = 0; j < n; j += 8) {
-      const __mmask8 valid = valid_lanes(n, j);
-      spread = _mm512_mask_add_pd(spread, valid, spread, _mm512_abs_pd(_mm512_sub_pd(load(w, j, valid), mu_v)));
+/// `itf_fit_group` on `K` float groups of the same size `n > 0` at once, on processors with the AVX-512 variant.
+/// Each group gets exactly the arithmetic of `itf_fit_group` (the same codes, grid and counters, bit for bit); the
+/// passes over the `K` groups are interleaved chunk by chunk. A group's passes are chains of dependent steps (each
+/// lane adds its terms in sequence, then the lanes are combined and the 2x2 grid is solved before the next pass can
+/// start), so one group alone runs at their latency; `K` independent chains overlap. A group that has converged sits
+/// out the remaining passes of the batch. Codes are read in {-1, 0, 1} only, which is what ITF writes.
+template <std::size_t K>
+TERNQ_TARGET_AVX512 void itf_fit_groups_avx512(const std::span<const float>* w, const std::span<std::int8_t>* t,
+                                               unsigned max_iters, itf_group_result* out) {
+  using namespace itf_avx512;
+  static_assert(K >= 1);
+  const std::size_t n = w[0].size();
+  for (std::size_t k = 0; k < K; ++k) {
+    check_atq_sizes(w[k], t[k].size(), "itf_fit_group");
+    if (w[k].size() != n || n == 0) fail(errc::shape_mismatch, "itf_fit_group: a batch of groups of one size > 0");
+  }
+  const double count_n = static_cast<double>(n);
+
+  // The ATQ initialization (`atq_init_group`) and the sums of the first grid solve for its codes.
+  __m512d lanes[K];
+  for (std::size_t k = 0; k < K; ++k) lanes[k] = _mm512_setzero_pd();
+  for (std::size_t j = 0; j < n; j += 8) {
+    const __mmask8 valid = valid_lanes(n, j);
+    for (std::size_t k = 0; k < K; ++k) lanes[k] = _mm512_mask_add_pd(lanes[k], valid, lanes[k], load(w[k], j, valid));
+  }
+  double sum_w[K];
+  __m512d mu[K];
+  for (std::size_t k = 0; k < K; ++k) {
+    sum_w[k] = combine(lanes[k]);
+    mu[k] = _mm512_set1_pd(sum_w[k] / count_n);
+    lanes[k] = _mm512_setzero_pd();
+  }
+  for (std::size_t j = 0; j < n; j += 8) {
+    const __mmask8 valid = valid_lanes(n, j);
+    for (std::size_t k = 0; k < K; ++k) {
+      lanes[k] =
+          _mm512_mask_add_pd(lanes[k], valid, lanes[k], _mm512_abs_pd(_mm512_sub_pd(load(w[k], j, valid), mu[k])));
     }
-    const double delta = 0.75 * combine(spread) / static_cast<double>(n);
-    const __m512d up = _mm512_set1_pd(delta);
-    const __m512d down = _mm512_set1_pd(-delta);
-    __m512d kept = _mm512_setzero_pd();
-    code_sums c;
-    begin_code_sums(c);
-    for (std::size_t j = 0; j < n; j += 8) {
-      const __mmask8 valid = valid_lanes(n, j);
-      const __m512d x = load(w, j, valid);
-      const __m512d wc = _mm512_sub_pd(x, mu_v);
-      const __mmask8 plus = _mm512_mask_cmp_pd_mask(valid, wc, up, _CMP_GT_OQ);
-      const __mmask8 minus = _mm512_mask_cmp_pd_mask(valid, wc, down, _CMP_LT_OQ);
-      _mm_mask_storeu_epi8(t.data() + j, valid, codes_of(plus, minus));
-      kept = _mm512_add_pd(kept, signed_terms(plus, minus, wc));
-      add_codes(c, plus, minus, x);
+  }
+  __m512d up[K];
+  __m512d down[K];
+  code_sums c[K];
+  for (std::size_t k = 0; k < K; ++k) {
+    const double delta = 0.75 * combine(lanes[k]) / count_n;
+    up[k] = _mm512_set1_pd(delta);
+    down[k] = _mm512_set1_pd(-delta);
+    lanes[k] = _mm512_setzero_pd();  // now sum T wc over the kept weights
+    begin_code_sums(c[k]);
+  }
+  for (std::size_t j = 0; j < n; j += 8) {
+    const __mmask8 valid = valid_lanes(n, j);
+    for (std::size_t k = 0; k < K; ++k) {
+      const __m512d x = load(w[k], j, valid);
+      const __m512d wc = _mm512_sub_pd(x, mu[k]);
+      const __mmask8 plus = _mm512_mask_cmp_pd_mask(valid, wc, up[k], _CMP_GT_OQ);
+      const __mmask8 minus = _mm512_mask_cmp_pd_mask(valid, wc, down[k], _CMP_LT_OQ);
+      _mm_mask_storeu_epi8(t[k].data() + j, valid, codes_of(plus, minus));
+      lanes[k] = _mm512_add_pd(lanes[k], signed_terms(plus, minus, wc));
+      add_codes(c[k], plus, minus, x);
     }
-    s.n = static_cast<double>(n);
-    s.w = sum_w;
-    const auto count = static_cast<double>(store_code_sums(c, s));
-    return {count > 0 ? combine(kept) / count : 0.0, mu};
+  }
+  itf_sums s[K];
+  bool active[K];
+  for (std::size_t k = 0; k < K; ++k) {
+    s[k].n = count_n;
+    s[k].w = sum_w[k];
+    const auto kept = static_cast<double>(store_code_sums(c[k], s[k]));
+    out[k] = itf_group_result{};
+    out[k].grid = {kept > 0 ? combine(lanes[k]) / kept : 0.0, sum_w[k] / count_n};
+    active[k] = true;
   }
 
-  /// `itf_pass` with rounding to `grid`: the codes `(d >= alpha/2) - (d <= -alpha/2)` of `d = w - mu` in double.
-  /// True when a code changed.
-  TERNQ_TARGET_AVX512 static bool round_and_sum(std::span<const float> w, std::span<std::int8_t> t,
-                                                const atq_grid& grid, itf_sums& s) {
-    using namespace itf_avx512;
-    const std::size_t n = w.size();
-    const bool collapsed = !(grid.alpha > 0.0);
-    const double half = collapsed ? 0.0 : grid.alpha * 0.5;
-    const __m512d mu = _mm512_set1_pd(grid.mu);
-    const __m512d up = _mm512_set1_pd(half);
-    const __m512d down = _mm512_set1_pd(-half);
-    const __mmask8 live = collapsed ? 0 : 0xFF;
-    __mmask16 changed = 0;
-    code_sums c;
-    begin_code_sums(c);
+  // ITF steps (`itf_fit_group_with`): solve the grid from the sums, then one pass rounds every code to the grid and
+  // adds the sums of the next solve.
+  __mmask8 live[K];
+  for (unsigned it = 0; it < max_iters; ++it) {
+    bool any = false;
+    bool fused[K] = {};  // the active groups with alpha / 2 > 0
+    for (std::size_t k = 0; k < K; ++k) {
+      if (!active[k]) continue;
+      any = true;
+      bool degenerate = false;
+      atq_grid& grid = out[k].grid;
+      grid = itf_grid_from_sums(s[k], grid, &degenerate);
+      grid.alpha = std::abs(grid.alpha);  // the sign rule; rounding re-derives the codes
+      out[k].stats.degenerate = out[k].stats.degenerate || degenerate;
+      ++out[k].stats.iterations;
+      const bool collapsed = !(grid.alpha > 0.0);
+      const double half = collapsed ? 0.0 : grid.alpha * 0.5;
+      mu[k] = _mm512_set1_pd(grid.mu);
+      up[k] = _mm512_set1_pd(half);
+      down[k] = _mm512_set1_pd(-half);
+      live[k] = collapsed ? 0 : 0xFF;
+      fused[k] = half > 0.0;
+      begin_code_sums(c[k]);
+    }
+    if (!any) break;
+    __m128i changed[K];
+    for (std::size_t k = 0; k < K; ++k) changed[k] = _mm_setzero_si128();
+    // The fused loop rounds the groups with alpha / 2 > 0; a group whose alpha / 2 is 0 (collapsed, or alpha the
+    // smallest subnormal) takes the general comparison alone, out of line so the fused loop stays lean.
+    for (std::size_t k = 0; k < K; ++k) {
+      if (active[k] && !fused[k]) round_group_general(w[k], t[k], mu[k], up[k], down[k], live[k], c[k], changed[k]);
+    }
     std::size_t j = 0;
-    for (; j + 8 <= n; j += 8) round_chunk<true>(w, t, j, 0xFF, mu, up, down, live, c, changed);
-    if (j < n) round_chunk<false>(w, t, j, valid_lanes(n, j), mu, up, down, live, c, changed);
-    store_code_sums(c, s);
-    return changed != 0;
+    for (; j + 8 <= n; j += 8) {
+      for (std::size_t k = 0; k < K; ++k) {
+        if (fused[k]) round_chunk<true, true>(w[k], t[k], j, 0xFF, mu[k], up[k], down[k], live[k], c[k], changed[k]);
+      }
+    }
+    if (j < n) {
+      const __mmask8 valid = valid_lanes(n, j);
+      for (std::size_t k = 0; k < K; ++k) {
+        if (fused[k]) round_chunk<false, true>(w[k], t[k], j, valid, mu[k], up[k], down[k], live[k], c[k], changed[k]);
+      }
+    }
+    for (std::size_t k = 0; k < K; ++k) {
+      if (!active[k]) continue;
+      store_code_sums(c[k], s[k]);
+      if (_mm_testz_si128(changed[k], changed[k]) != 0) {
+        out[k].stats.converged = true;
+        active[k] = false;
+      }
+    }
   }
-};
+  // A group whose codes still changed at the last step gets the grid of its final codes.
+  for (std::size_t k = 0; k < K && max_iters > 0; ++k) {
+    if (!active[k]) continue;
+    bool degenerate = false;
+    atq_grid& grid = out[k].grid;
+    grid = itf_grid_from_sums(s[k], grid, &degenerate);
+    if (grid.alpha < 0.0) {
+      grid.alpha = -grid.alpha;
+      for (auto& code : t[k]) code = static_cast<std::int8_t>(-code);
+    }
+    out[k].stats.degenerate = out[k].stats.degenerate || degenerate;
+    ++out[k].stats.iterations;
+  }
+}
+
+/// Groups fitted at once by `itf_fit_groups_at` on the AVX-512 variant (measured with `ternq_bench_gptq`'s `itf/*`).
+inline constexpr std::size_t itf_avx512_batch = 4;
 
 /// `itf_fit_group` of a float group, with the AVX-512 passes (same result, tested).
 TERNQ_TARGET_AVX512 inline itf_group_result itf_fit_group_avx512(std::span<const float> w, std::span<std::int8_t> t,
                                                                  unsigned max_iters) {
   check_atq_sizes(w, t.size(), "itf_fit_group");
-  return itf_fit_group_with<itf_avx512_passes>(w, t, max_iters);
+  if (w.empty()) return itf_fit_group(w, t, max_iters);
+  itf_group_result r;
+  itf_fit_groups_avx512<1>(&w, &t, max_iters, &r);
+  return r;
 }
 TERNQ_AVX512_WARNINGS_END
 #endif
@@ -207,6 +315,39 @@ TERNQ_ALWAYS_INLINE itf_group_result itf_fit_group_at(simd_level simd, std::span
 #endif
   (void)simd;
   return itf_fit_group(w, t, max_iters);
+}
+
+/// `itf_fit_group_at` on every group `w[i]` (codes `t[i]`, result `out[i]`). On the AVX-512 variant, runs of
+/// `itf_avx512_batch` groups of one size are fitted at once (`itf_fit_groups_avx512`); the results are those of one
+/// call per group either way.
+template <class T>
+void itf_fit_groups_at(simd_level simd, std::span<const std::span<const T>> w,
+                       std::span<const std::span<std::int8_t>> t, unsigned max_iters, std::span<itf_group_result> out) {
+  if (t.size() != w.size() || out.size() != w.size()) {
+    fail(errc::shape_mismatch, "itf_fit_groups: ", w.size(), " groups, ", t.size(), " code spans, ", out.size(),
+         " results");
+  }
+  std::size_t i = 0;
+#if TERNQ_HAS_AVX512_VARIANT
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr std::size_t batch = itf_avx512_batch;
+    if (simd == simd_level::avx512) {
+      while (i + batch <= w.size()) {
+        const std::size_t n = w[i].size();
+        bool same = n > 0;
+        for (std::size_t k = 1; k < batch && same; ++k) same = w[i + k].size() == n;
+        if (!same) {
+          out[i] = itf_fit_group_avx512(w[i], t[i], max_iters);
+          ++i;
+          continue;
+        }
+        itf_fit_groups_avx512<batch>(w.data() + i, t.data() + i, max_iters, out.data() + i);
+        i += batch;
+      }
+    }
+  }
+#endif
+  for (; i < w.size(); ++i) out[i] = itf_fit_group_at(simd, w[i], t[i], max_iters);
 }
 
 }  // namespace ternq::detail
