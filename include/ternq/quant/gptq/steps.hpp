@@ -501,27 +501,47 @@ class cpu_gptq_steps {
     std::visit(
         [&](const auto& method) {
           using method_type = std::decay_t<decltype(method)>;
-          [[maybe_unused]] optimal_symmetric_workspace<T> ws;
-          ws.simd = simd_;
-          for (Eigen::Index r = 0; r < wb.rows(); ++r) {
-            const std::span<const T> row(&wb(r, 0), size);
-            const std::span<std::int8_t> cs(codes.data() + static_cast<std::size_t>(r) * size, size);
-            atq_grid& g = grids[static_cast<std::size_t>(r)];
-            if constexpr (std::is_same_v<method_type, absmean>) {
-              g = {absmean_fit_group(row, cs), 0.0};
-            } else if constexpr (std::is_same_v<method_type, twn>) {
-              g = {twn_fit_group(row, cs, method.threshold_ratio), 0.0};
-            } else if constexpr (std::is_same_v<method_type, optimal_symmetric> ||
-                                 std::is_same_v<method_type, optimal_aga>) {
-              g = {optimal_symmetric_fit_group(row, cs, ws), 0.0};
-            } else {
-              const itf_group_result fit = detail::itf_fit_group_at(simd_, row, cs, method.max_iters);
-              g = fit.grid;
-              stats.add(fit.stats);
+          if constexpr (std::is_same_v<method_type, itf> || std::is_same_v<method_type, itf_aga>) {
+            fit_itf_grids(method.max_iters, wb, codes, grids, stats);
+          } else {
+            [[maybe_unused]] optimal_symmetric_workspace<T> ws;
+            ws.simd = simd_;
+            for (Eigen::Index r = 0; r < wb.rows(); ++r) {
+              const std::span<const T> row(&wb(r, 0), size);
+              const std::span<std::int8_t> cs(codes.data() + static_cast<std::size_t>(r) * size, size);
+              atq_grid& g = grids[static_cast<std::size_t>(r)];
+              if constexpr (std::is_same_v<method_type, absmean>) {
+                g = {absmean_fit_group(row, cs), 0.0};
+              } else if constexpr (std::is_same_v<method_type, twn>) {
+                g = {twn_fit_group(row, cs, method.threshold_ratio), 0.0};
+              } else {
+                static_assert(std::is_same_v<method_type, optimal_symmetric> ||
+                              std::is_same_v<method_type, optimal_aga>);
+                g = {optimal_symmetric_fit_group(row, cs, ws), 0.0};
+              }
             }
           }
         },
         grid);
+  }
+
+  /// ITF on every row of `wb` (one group per row), several rows at once where the processor allows.
+  void fit_itf_grids(unsigned max_iters, row_block& wb, std::vector<std::int8_t>& codes, std::vector<atq_grid>& grids,
+                     atq_stats& stats) const {
+    const auto size = static_cast<std::size_t>(wb.cols());
+    const auto rows = static_cast<std::size_t>(wb.rows());
+    std::vector<std::span<const T>> groups(rows);
+    std::vector<std::span<std::int8_t>> group_codes(rows);
+    std::vector<itf_group_result> fits(rows);
+    for (std::size_t r = 0; r < rows; ++r) {
+      groups[r] = std::span<const T>(&wb(static_cast<Eigen::Index>(r), 0), size);
+      group_codes[r] = std::span<std::int8_t>(codes.data() + r * size, size);
+    }
+    detail::itf_fit_groups_at<T>(simd_, groups, group_codes, max_iters, fits);
+    for (std::size_t r = 0; r < rows; ++r) {
+      grids[r] = fits[r].grid;
+      stats.add(fits[r].stats);
+    }
   }
 
   /// The GPTQ inner loop on one row of the block (the row's working copy
