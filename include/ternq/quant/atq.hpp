@@ -81,6 +81,21 @@ void check_atq_sizes(std::span<const T> w, std::size_t codes, const char* contex
   if (codes != w.size()) fail(errc::shape_mismatch, context, ": ", codes, " codes for ", w.size(), " weights");
 }
 
+/// `a * b` rounded to double before it is used: an empty asm statement hides the product from the optimizer, which
+/// then cannot contract it with a following addition into one fused multiply-add (whose single rounding would change
+/// the last bits where the target has FMA and the compiler contracts, as GCC does by default).
+TERNQ_ALWAYS_INLINE double rounded_product(double a, double b) noexcept {
+  double p = a * b;
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(p));
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
+  __asm__("" : "+w"(p));
+#elif defined(__GNUC__) || defined(__clang__)
+  __asm__("" : "+m"(p));
+#endif
+  return p;
+}
+
 /// Partial sums in lanes: lane `l` adds the terms `j = l (mod 8)` in order
 /// and the lanes are combined in a fixed tree. Breaking one long chain of
 /// dependent additions lets a loop run at throughput instead of latency; the
@@ -188,18 +203,20 @@ itf_sums itf_accumulate(std::span<const T> w, std::span<const std::int8_t> t) {
 /// the spec says; for all +-1 codes the literal `mu = mean(w)` would raise
 /// `E_w`, which ITF must never do). `*degenerate` (when given) reports it.
 /// The solution may have `alpha < 0`; `itf_solve_grid` below flips it.
-/// Kept out of line so that every instruction-set variant calls the same
-/// compiled solve: inlined into a variant whose target has FMA, the products
-/// could be contracted and the grid would change in its last bits.
-TERNQ_NOINLINE inline atq_grid itf_grid_from_sums(const itf_sums& s, atq_grid previous, bool* degenerate = nullptr) {
+/// Every product is rounded on its own (`detail::rounded_product`), so the
+/// grid has the same bits inlined into any instruction-set variant, with or
+/// without FMA in its target.
+TERNQ_ALWAYS_INLINE atq_grid itf_grid_from_sums(const itf_sums& s, atq_grid previous, bool* degenerate = nullptr) {
+  using detail::rounded_product;
   const double den = s.n * s.tt - s.t * s.t;  // exact: integers below 2^53
   if (degenerate) *degenerate = !(den > 0.0);
   if (!(den > 0.0)) {
     const double c = s.n > 0.0 ? s.t / s.n : 0.0;  // the common code
     const double mean = s.n > 0.0 ? s.w / s.n : 0.0;
-    return {previous.alpha, mean - previous.alpha * c};
+    return {previous.alpha, mean - rounded_product(previous.alpha, c)};
   }
-  return {(s.n * s.wt - s.t * s.w) / den, (s.tt * s.w - s.t * s.wt) / den};
+  return {(rounded_product(s.n, s.wt) - rounded_product(s.t, s.w)) / den,
+          (rounded_product(s.tt, s.w) - rounded_product(s.t, s.wt)) / den};
 }
 
 /// Step 1 of ITF on one group, with the sign rule applied: a negative

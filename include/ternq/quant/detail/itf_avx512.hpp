@@ -63,12 +63,12 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
     return combine(acc);
   }
 
-  /// `t x` for codes given as disjoint masks of +1 and -1: `x`, `-x` or +0. Added to a lane, +0 changes nothing (a
-  /// lane is never -0: it starts at +0, and a sum of non-zero terms that cancels is +0), so adding these terms gives
-  /// the bits of `lane_sum`'s `t * x`.
-  TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE __m512d signed_terms(__mmask8 plus, __mmask8 minus, __m512d x) {
-    const __m512d zero = _mm512_setzero_pd();
-    return _mm512_mask_sub_pd(_mm512_maskz_mov_pd(plus, x), minus, zero, x);
+  /// Adds `t x` for codes given as disjoint masks of +1 and -1 to `lanes`: `x` or `-x`, and a lane of code 0 is left
+  /// as it is. That is the bits of `lane_sum`'s `t * x`: the term of a code 0 is +-0, and adding it changes nothing
+  /// (a lane is never -0: it starts at +0, and a sum of non-zero terms that cancels is +0); `l - x` is `l + (-x)`.
+  TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE __m512d add_signed(__m512d lanes, __mmask8 plus, __mmask8 minus, __m512d x) {
+    const __m512d added = _mm512_mask_add_pd(lanes, plus, lanes, x);
+    return _mm512_mask_sub_pd(added, minus, added, x);
   }
 
   /// `sum t`, `sum t^2` (as per-lane counts of +1 and -1 codes) and the lanes of `sum w t`.
@@ -89,7 +89,7 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
     const __m512i one = _mm512_set1_epi64(1);
     c.plus = _mm512_mask_add_epi64(c.plus, plus, c.plus, one);
     c.minus = _mm512_mask_add_epi64(c.minus, minus, c.minus, one);
-    c.wt = _mm512_add_pd(c.wt, signed_terms(plus, minus, x));
+    c.wt = add_signed(c.wt, plus, minus, x);
   }
 
   /// Stores the sums into `s` (`n` and `sum w` are the caller's); returns the number of non-zero codes.
@@ -205,7 +205,7 @@ TERNQ_TARGET_AVX512 void itf_fit_groups_avx512(const std::span<const float>* w, 
       const __mmask8 plus = _mm512_mask_cmp_pd_mask(valid, wc, up[k], _CMP_GT_OQ);
       const __mmask8 minus = _mm512_mask_cmp_pd_mask(valid, wc, down[k], _CMP_LT_OQ);
       _mm_mask_storeu_epi8(t[k].data() + j, valid, codes_of(plus, minus));
-      lanes[k] = _mm512_add_pd(lanes[k], signed_terms(plus, minus, wc));
+      lanes[k] = add_signed(lanes[k], plus, minus, wc);
       add_codes(c[k], plus, minus, x);
     }
   }
