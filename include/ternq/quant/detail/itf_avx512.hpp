@@ -317,9 +317,9 @@ TERNQ_ALWAYS_INLINE itf_group_result itf_fit_group_at(simd_level simd, std::span
   return itf_fit_group(w, t, max_iters);
 }
 
-/// `itf_fit_group_at` on every group `w[i]` (codes `t[i]`, result `out[i]`). On the AVX-512 variant, runs of
-/// `itf_avx512_batch` groups of one size are fitted at once (`itf_fit_groups_avx512`); the results are those of one
-/// call per group either way.
+/// `itf_fit_group_at` on every group `w[i]` (codes `t[i]`, result `out[i]`). On the AVX-512 variant, consecutive
+/// groups of one size are fitted `itf_avx512_batch` at once (`itf_fit_groups_avx512`), the rest of such a run two at
+/// once where it can; the results are those of one call per group either way.
 template <class T>
 void itf_fit_groups_at(simd_level simd, std::span<const std::span<const T>> w,
                        std::span<const std::span<std::int8_t>> t, unsigned max_iters, std::span<itf_group_result> out) {
@@ -330,19 +330,25 @@ void itf_fit_groups_at(simd_level simd, std::span<const std::span<const T>> w,
   std::size_t i = 0;
 #if TERNQ_HAS_AVX512_VARIANT
   if constexpr (std::is_same_v<T, float>) {
-    constexpr std::size_t batch = itf_avx512_batch;
     if (simd == simd_level::avx512) {
-      while (i + batch <= w.size()) {
-        const std::size_t n = w[i].size();
-        bool same = n > 0;
-        for (std::size_t k = 1; k < batch && same; ++k) same = w[i + k].size() == n;
-        if (!same) {
-          out[i] = itf_fit_group_avx512(w[i], t[i], max_iters);
+      // The number of groups from `i` on that have the size of group `i` (at most `limit`).
+      const auto run = [&](std::size_t limit) {
+        std::size_t k = 1;
+        while (k < limit && i + k < w.size() && w[i + k].size() == w[i].size()) ++k;
+        return k;
+      };
+      while (i < w.size()) {
+        const std::size_t same = w[i].empty() ? 1 : run(itf_avx512_batch);
+        if (same == itf_avx512_batch) {
+          itf_fit_groups_avx512<itf_avx512_batch>(w.data() + i, t.data() + i, max_iters, out.data() + i);
+          i += itf_avx512_batch;
+        } else if (same >= 2) {  // a run's last two or three: two at once still overlaps two chains
+          itf_fit_groups_avx512<2>(w.data() + i, t.data() + i, max_iters, out.data() + i);
+          i += 2;
+        } else {
+          out[i] = itf_fit_group_at(simd, w[i], t[i], max_iters);
           ++i;
-          continue;
         }
-        itf_fit_groups_avx512<batch>(w.data() + i, t.data() + i, max_iters, out.data() + i);
-        i += batch;
       }
     }
   }
