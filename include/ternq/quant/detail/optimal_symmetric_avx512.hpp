@@ -188,10 +188,9 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
     for (std::size_t b = 0; b < blocks; ++b) {
       const __m256 here = _mm256_load_ps(sorted + 8 * b);
       const __m256 next = _mm256_loadu_ps(sorted + 8 * b + 1);
-      const std::size_t valid_lanes = std::min<std::size_t>(8, n - 8 * b);
       __mmask8 run_end = _mm256_cmp_ps_mask(here, next, _CMP_NEQ_UQ);
       run_end &= lanes_below<__mmask8>(n, 8 * b);
-      if (valid_lanes < 8 || 8 * b + 8 == n) run_end |= static_cast<__mmask8>(1U << (valid_lanes - 1));  // t = n - 1
+      if (8 * b + 8 >= n) run_end |= static_cast<__mmask8>(1U << (n - 1 - 8 * b));  // t = n - 1 ends the last run
       const __m512d s = _mm512_add_pd(prefix_sum(_mm512_mul_pd(_mm512_cvtps_pd(here), scale_v)), carry);
       carry = _mm512_permutexvar_pd(_mm512_set1_epi64(7), s);
       const __m512d f = _mm512_maskz_mul_pd(run_end, _mm512_mul_pd(s, s), _mm512_loadu_pd(reciprocals.data() + 8 * b));
