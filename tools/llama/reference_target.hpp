@@ -56,7 +56,7 @@ class reference_retarget {
     // (R - X)^T X in float GEMM tiles of a fixed shape (the same bits for any thread count), then widened.
     const Eigen::MatrixXf drift_t = (reference - x).transpose();
     Eigen::MatrixXf cross(x.cols(), x.cols());
-    linalg::assign_product_by_row_tiles(cross, drift_t, x, exec.thread_count());
+    linalg::assign_product_by_row_tiles(cross, drift_t, x, threads_);
     cross_t_ = cross.cast<double>().transpose();
     Eigen::MatrixXd damped = gram;
     damped.diagonal().array() += lambda * mean;

@@ -96,12 +96,21 @@ inline double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+/// A layer's quantization target when it is not its own weights (the fp reference): `retarget` moves the weights
+/// to the target before they are quantized, and `output_error(original, dequantized)` is the relative `E_x` the
+/// layer reports, against the unquantized layer.
+struct layer_target {
+  std::function<void(matrix&)> retarget;
+  std::function<double(const matrix& original, const matrix& dequantized)> output_error;
+};
+
 /// Quantizes (or keeps) one linear layer of block `index` in place, from the Gram matrix of its inputs (empty
 /// for data-free methods, whose output error is then reported as -1).
-/// With `retarget`, a layer that is not kept is first moved to its quantization target by it (the fp reference).
+/// With `target`, a layer that is not kept is first moved to its quantization target, and its errors are against
+/// its original weights: `E_w` directly, `E_x` by `target->output_error`.
 inline layer_result quantize_one(matrix& w, const Eigen::MatrixXd& gram, std::size_t index, linear which,
                                  const layer_quantizer& quantize, const layer_keeper& keep, const cpu_exec& exec,
-                                 const std::function<void(matrix&)>& retarget = {}) {
+                                 const layer_target* target = nullptr) {
   layer_result r;
   r.layer = index;
   r.which = which;
@@ -118,12 +127,22 @@ inline layer_result quantize_one(matrix& w, const Eigen::MatrixXd& gram, std::si
       return r;
     }
   }
-  if (retarget) retarget(w);
+  if (target == nullptr) {
+    ternary_matrix q = quantize(w, gram, index, which);
+    r.seconds = seconds_since(start);
+    r.relative_weight_error = relative_weight_error(w, q);
+    r.relative_output_error = gram.size() == 0 ? -1.0 : relative_output_error(w, q, gram, exec);
+    ternq::dequantize(q, w);
+    r.quantized = std::move(q);
+    return r;
+  }
+  const matrix original = w;
+  target->retarget(w);
   ternary_matrix q = quantize(w, gram, index, which);
   r.seconds = seconds_since(start);
-  r.relative_weight_error = relative_weight_error(w, q);
-  r.relative_output_error = gram.size() == 0 ? -1.0 : relative_output_error(w, q, gram, exec);
+  r.relative_weight_error = relative_weight_error(original, q);
   ternq::dequantize(q, w);
+  r.relative_output_error = target->output_error(original, w);
   r.quantized = std::move(q);
   return r;
 }
@@ -178,16 +197,11 @@ inline std::vector<layer_result> quantize_block(const config& cfg, std::size_t i
       if (reference == nullptr) {
         results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep, exec));
       } else {
-        const matrix original = weights.weight(which);
-        const auto retarget = [&](matrix& target) { retarget_site->apply(target); };
-        results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep, exec, retarget));
-        layer_result& done = results.back();
-        if (!done.kept) {
-          const matrix& q = weights.weight(which);
-          const double ww = original.cast<double>().squaredNorm();
-          done.relative_weight_error = ww > 0.0 ? (original - q).cast<double>().squaredNorm() / ww : 0.0;
-          done.relative_output_error = reference_output_error(q, x, original, r, exec);
-        }
+        const detail::layer_target target{
+            .retarget = [&](matrix& m) { retarget_site->apply(m); },
+            .output_error = [&](const matrix& original,
+                                const matrix& q) { return reference_output_error(q, x, original, r, exec); }};
+        results.push_back(detail::quantize_one(weights.weight(which), c, index, which, quantize, keep, exec, &target));
       }
       t.quantize += detail::seconds_since(quantize_start);
       if (progress) progress(results.back(), done_before + results.size(), total);
