@@ -12,54 +12,15 @@
 
 #include "llama/forward.hpp"
 #include "llama/model.hpp"
-#include "llm_like.hpp"
 #include "support/ratio_reporter.hpp"
+#include "support/synthetic_block.hpp"
 
 namespace {
 
 namespace llama = ternq::llama;
 
-struct setup {
-  llama::config cfg;
-  llama::layer block;
-  llama::batch batch;
-  llama::matrix h;
-};
-
-llama::matrix random(std::size_t rows, std::size_t cols, double scale, ternq::testing::rng& r) {
-  llama::matrix x(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
-  for (Eigen::Index k = 0; k < x.size(); ++k) x.data()[k] = static_cast<float>(scale * r.normal());
-  return x;
-}
-
-/// One block of `dim` width (`dim / 128` heads of 128, half as many key/value heads, hidden `2.75 dim`) over
-/// `sequences x length` tokens.
-setup make_setup(std::size_t dim, std::size_t sequences, std::size_t length) {
-  setup s;
-  s.cfg = {.dim = dim,
-           .hidden_dim = dim * 11 / 4,
-           .n_layers = 1,
-           .n_heads = dim / 128,
-           .n_kv_heads = std::max<std::size_t>(1, dim / 256),
-           .vocab_size = 2,
-           .seq_len = length};
-  ternq::testing::rng r(7);
-  const std::size_t kv = s.cfg.kv_dim(), hid = s.cfg.hidden_dim;
-  s.block.wq = random(dim, dim, 0.02, r);
-  s.block.wk = random(kv, dim, 0.02, r);
-  s.block.wv = random(kv, dim, 0.02, r);
-  s.block.wo = random(dim, dim, 0.02, r);
-  s.block.w1 = random(hid, dim, 0.02, r);
-  s.block.w3 = random(hid, dim, 0.02, r);
-  s.block.w2 = random(dim, hid, 0.02, r);
-  s.block.attn_norm = llama::vector::Ones(static_cast<Eigen::Index>(dim));
-  s.block.ffn_norm = llama::vector::Ones(static_cast<Eigen::Index>(dim));
-  s.batch.sequences = sequences;
-  s.batch.length = length;
-  s.batch.tokens.assign(sequences * length, 0);
-  s.h = random(sequences * length, dim, 1.0, r);
-  return s;
-}
+using setup = ternq::bench::synthetic_block;
+using ternq::bench::make_synthetic_block;
 
 /// The block's FLOPs: its seven products and both attention products over the full (unmasked) square.
 double block_flops(const setup& s) {
@@ -115,7 +76,8 @@ int main(int argc, char** argv) {
   std::vector<ternq::bench::ratio_spec> ratios;
   for (const auto& sh : shapes) {
     const std::size_t length = std::min<std::size_t>(256, sh.cols);
-    setups.push_back(std::make_unique<setup>(make_setup(sh.rows, std::max<std::size_t>(1, sh.cols / length), length)));
+    setups.push_back(
+        std::make_unique<setup>(make_synthetic_block(sh.rows, std::max<std::size_t>(1, sh.cols / length), length)));
     setup* s = setups.back().get();
     const std::string n = ternq::bench::shape_name(sh);
     for (const unsigned t : {1U, 2U}) {
