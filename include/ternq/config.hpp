@@ -56,7 +56,8 @@
 /// TERNQ_HAS_AVX512_VARIANT is 1 where ternq compiles the AVX-512 (F/BW/VL/DQ + VNNI) variant of the packed-matrix
 /// kernels and of two quantizer loops (the exact optimum's search, ITF's passes); as for AVX2, it only runs where
 /// the processor has it and `cpu_exec::simd` allows it. Its target has FMA: code compiled for it must not inline
-/// multiply-add arithmetic it shares with the portable path (see TERNQ_NOINLINE). Define
+/// multiply-add arithmetic it shares with the portable path (see TERNQ_NOINLINE), unless each product is rounded on
+/// its own as ITF's grid solve does (`detail::rounded_product`). Define
 /// TERNQ_DISABLE_AVX512 to leave it out (compilers without these target attributes).
 #if TERNQ_HAS_AVX2_VARIANT && !defined(TERNQ_DISABLE_AVX512)
 #define TERNQ_HAS_AVX512_VARIANT 1
