@@ -281,60 +281,28 @@ atq_grid atq_init_group(std::span<const T> w, std::span<std::int8_t> t) {
 
 namespace detail {
 
-/// The passes over a group that ITF makes, in portable code. `itf_fit_group_with` takes them as a policy so that an
-/// instruction-set variant can supply its own (`detail/itf_avx512.hpp`), bit for bit the same.
-struct itf_portable_passes {
-  /// The ATQ initialization into `t` and its grid, with the sums of the first grid solve for those codes.
-  template <class T>
-  TERNQ_ALWAYS_INLINE static atq_grid init(std::span<const T> w, std::span<std::int8_t> t, itf_sums& s) {
-    const atq_grid grid = atq_init_group(w, t);
-    s = itf_accumulate(w, std::span<const std::int8_t>(t));
-    return grid;
-  }
-  /// Rounds every code to the nearest level of `grid` and accumulates the sums of the next grid solve; true when a
-  /// code changed.
-  template <class T>
-  TERNQ_ALWAYS_INLINE static bool round_and_sum(std::span<const T> w, std::span<std::int8_t> t, const atq_grid& grid,
-                                                itf_sums& s) {
-    return itf_pass(w, t.data(), t.data(), &grid, s) != 0;
-  }
-};
+/// Step 1 of an ITF iteration from the sums `s` of the current codes, counted in `r.stats`: the grid, with the sign
+/// rule applied as `|alpha|` (the rounding that follows re-derives the codes). Every path that fits groups (the
+/// portable one, the AVX-512 batches) takes its steps through this and `itf_final_grid`.
+TERNQ_ALWAYS_INLINE void itf_iteration_grid(const itf_sums& s, itf_group_result& r) {
+  bool degenerate = false;
+  r.grid = itf_grid_from_sums(s, r.grid, &degenerate);
+  r.grid.alpha = std::abs(r.grid.alpha);
+  r.stats.degenerate = r.stats.degenerate || degenerate;
+  ++r.stats.iterations;
+}
 
-/// ITF on one row-group with the passes of `Passes` (see `itf_fit_group`).
-template <class Passes, class T>
-TERNQ_ALWAYS_INLINE itf_group_result itf_fit_group_with(std::span<const T> w, std::span<std::int8_t> t,
-                                                        unsigned max_iters) {
-  itf_group_result r;
-  itf_sums s;
-  r.grid = Passes::init(w, t, s);
-  if (w.empty()) {
-    r.stats.converged = true;
-    return r;
+/// The grid solve after a last step that still changed codes: optimal for the final codes `t` (the sign rule
+/// negates them with `alpha`), counted in `r.stats`.
+TERNQ_ALWAYS_INLINE void itf_final_grid(const itf_sums& s, std::span<std::int8_t> t, itf_group_result& r) {
+  bool degenerate = false;
+  r.grid = itf_grid_from_sums(s, r.grid, &degenerate);
+  if (r.grid.alpha < 0.0) {
+    r.grid.alpha = -r.grid.alpha;
+    for (auto& c : t) c = static_cast<std::int8_t>(-c);
   }
-  bool changed_last = false;
-  for (unsigned it = 0; it < max_iters; ++it) {
-    bool degenerate = false;
-    r.grid = itf_grid_from_sums(s, r.grid, &degenerate);
-    r.grid.alpha = std::abs(r.grid.alpha);  // the sign rule; rounding below re-derives the codes
-    r.stats.degenerate = r.stats.degenerate || degenerate;
-    ++r.stats.iterations;
-    changed_last = Passes::round_and_sum(w, t, r.grid, s);
-    if (!changed_last) {
-      r.stats.converged = true;
-      return r;
-    }
-  }
-  if (changed_last) {
-    bool degenerate = false;
-    r.grid = itf_grid_from_sums(s, r.grid, &degenerate);
-    if (r.grid.alpha < 0.0) {
-      r.grid.alpha = -r.grid.alpha;
-      for (auto& c : t) c = static_cast<std::int8_t>(-c);
-    }
-    r.stats.degenerate = r.stats.degenerate || degenerate;
-    ++r.stats.iterations;
-  }
-  return r;
+  r.stats.degenerate = r.stats.degenerate || degenerate;
+  ++r.stats.iterations;
 }
 
 }  // namespace detail
@@ -351,7 +319,24 @@ template <class T>
 TERNQ_ALWAYS_INLINE itf_group_result itf_fit_group(std::span<const T> w, std::span<std::int8_t> t,
                                                    unsigned max_iters = 10) {
   detail::check_atq_sizes(w, t.size(), "itf_fit_group");
-  return detail::itf_fit_group_with<detail::itf_portable_passes>(w, t, max_iters);
+  itf_group_result r;
+  r.grid = atq_init_group(w, t);
+  if (w.empty()) {
+    r.stats.converged = true;
+    return r;
+  }
+  itf_sums s = itf_accumulate(w, std::span<const std::int8_t>(t));
+  bool changed_last = false;
+  for (unsigned it = 0; it < max_iters; ++it) {
+    detail::itf_iteration_grid(s, r);
+    changed_last = detail::itf_pass(w, t.data(), t.data(), &r.grid, s) != 0;
+    if (!changed_last) {
+      r.stats.converged = true;
+      return r;
+    }
+  }
+  if (changed_last) detail::itf_final_grid(s, t, r);
+  return r;
 }
 
 /// `E_w = ||w - (alpha t + mu)||^2` of one group in double (for tests and reports).

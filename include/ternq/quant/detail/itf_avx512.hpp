@@ -53,16 +53,6 @@ TERNQ_AVX512_WARNINGS_BEGIN  // GCC bug 105593, see config.hpp
     return _mm512_cvtepi64_epi8(codes);
   }
 
-  /// `exact_sum(w)`.
-  TERNQ_TARGET_AVX512 TERNQ_ALWAYS_INLINE double sum(std::span<const float> w) {
-    __m512d acc = _mm512_setzero_pd();
-    for (std::size_t j = 0; j < w.size(); j += 8) {
-      const __mmask8 valid = valid_lanes(w.size(), j);
-      acc = _mm512_mask_add_pd(acc, valid, acc, load(w, j, valid));
-    }
-    return combine(acc);
-  }
-
   /// Adds `t x` for codes given as disjoint masks of +1 and -1 to `lanes`: `x` or `-x`, and a lane of code 0 is left
   /// as it is. That is the bits of `lane_sum`'s `t * x`: the term of a code 0 is +-0, and adding it changes nothing
   /// (a lane is never -0: it starts at +0, and a sum of non-zero terms that cancels is +0); `l - x` is `l + (-x)`.
@@ -220,7 +210,7 @@ TERNQ_TARGET_AVX512 void itf_fit_groups_avx512(const std::span<const float>* w, 
     active[k] = true;
   }
 
-  // ITF steps (`itf_fit_group_with`): solve the grid from the sums, then one pass rounds every code to the grid and
+  // ITF steps (as in `itf_fit_group`): solve the grid from the sums, then one pass rounds every code to the grid and
   // adds the sums of the next solve.
   __mmask8 live[K];
   for (unsigned it = 0; it < max_iters; ++it) {
@@ -229,12 +219,8 @@ TERNQ_TARGET_AVX512 void itf_fit_groups_avx512(const std::span<const float>* w, 
     for (std::size_t k = 0; k < K; ++k) {
       if (!active[k]) continue;
       any = true;
-      bool degenerate = false;
-      atq_grid& grid = out[k].grid;
-      grid = itf_grid_from_sums(s[k], grid, &degenerate);
-      grid.alpha = std::abs(grid.alpha);  // the sign rule; rounding re-derives the codes
-      out[k].stats.degenerate = out[k].stats.degenerate || degenerate;
-      ++out[k].stats.iterations;
+      itf_iteration_grid(s[k], out[k]);
+      const atq_grid& grid = out[k].grid;
       const bool collapsed = !(grid.alpha > 0.0);
       const double half = collapsed ? 0.0 : grid.alpha * 0.5;
       mu[k] = _mm512_set1_pd(grid.mu);
@@ -275,16 +261,7 @@ TERNQ_TARGET_AVX512 void itf_fit_groups_avx512(const std::span<const float>* w, 
   }
   // A group whose codes still changed at the last step gets the grid of its final codes.
   for (std::size_t k = 0; k < K && max_iters > 0; ++k) {
-    if (!active[k]) continue;
-    bool degenerate = false;
-    atq_grid& grid = out[k].grid;
-    grid = itf_grid_from_sums(s[k], grid, &degenerate);
-    if (grid.alpha < 0.0) {
-      grid.alpha = -grid.alpha;
-      for (auto& code : t[k]) code = static_cast<std::int8_t>(-code);
-    }
-    out[k].stats.degenerate = out[k].stats.degenerate || degenerate;
-    ++out[k].stats.iterations;
+    if (active[k]) itf_final_grid(s[k], t[k], out[k]);
   }
 }
 
