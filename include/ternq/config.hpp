@@ -84,8 +84,13 @@
 
 /// TERNQ_HOST_DEVICE marks the per-element and per-block arithmetic that the CUDA kernels share with the CPU code
 /// and its tests (`__host__ __device__` under nvcc, nothing for a C++ compiler), so one body of math serves both.
+/// TERNQ_EXEC_CHECK_DISABLE goes before the `template` of such a function that calls the callables it is given:
+/// nvcc then checks each instantiation against the callable's execution space, instead of warning when host code
+/// instantiates it with host lambdas (the CPU fit) as well as device code with device lambdas (the kernel).
 #if defined(__CUDACC__)
 #define TERNQ_HOST_DEVICE __host__ __device__
+#define TERNQ_EXEC_CHECK_DISABLE _Pragma("nv_exec_check_disable")
 #else
 #define TERNQ_HOST_DEVICE
+#define TERNQ_EXEC_CHECK_DISABLE
 #endif

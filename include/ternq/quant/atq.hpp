@@ -84,7 +84,11 @@ void check_atq_sizes(std::span<const T> w, std::size_t codes, const char* contex
 /// `a * b` rounded to double before it is used: an empty asm statement hides the product from the optimizer, which
 /// then cannot contract it with a following addition into one fused multiply-add (whose single rounding would change
 /// the last bits where the target has FMA and the compiler contracts, as GCC does by default).
-TERNQ_ALWAYS_INLINE double rounded_product(double a, double b) noexcept {
+/// Device code gets `__dmul_rn`, which nvcc never contracts either.
+TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE double rounded_product(double a, double b) noexcept {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
   double p = a * b;
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
   __asm__("" : "+x"(p));
@@ -94,6 +98,16 @@ TERNQ_ALWAYS_INLINE double rounded_product(double a, double b) noexcept {
   __asm__("" : "+m"(p));
 #endif
   return p;
+#endif
+}
+
+/// `|x|` in host and device code (`std::abs` is host-only under nvcc).
+TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE double magnitude(double x) noexcept {
+#if defined(__CUDA_ARCH__)
+  return fabs(x);
+#else
+  return std::abs(x);
+#endif
 }
 
 /// Partial sums in lanes: lane `l` adds the terms `j = l (mod 8)` in order
@@ -132,7 +146,7 @@ double exact_sum(std::span<const T> w) noexcept {
 /// against `+-alpha/2` in the arithmetic of `S`. A grid with `alpha <= 0`
 /// has a single level and gives code 0.
 template <class S>
-constexpr std::int8_t nearest_level_code(S x, S alpha, S mu) noexcept {
+TERNQ_HOST_DEVICE constexpr std::int8_t nearest_level_code(S x, S alpha, S mu) noexcept {
   if (!(alpha > S{0})) return 0;
   const S d = x - mu;
   const S half = alpha * S(0.5);
@@ -206,7 +220,8 @@ itf_sums itf_accumulate(std::span<const T> w, std::span<const std::int8_t> t) {
 /// Every product is rounded on its own (`detail::rounded_product`), so the
 /// grid has the same bits inlined into any instruction-set variant, with or
 /// without FMA in its target.
-TERNQ_ALWAYS_INLINE atq_grid itf_grid_from_sums(const itf_sums& s, atq_grid previous, bool* degenerate = nullptr) {
+TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE atq_grid itf_grid_from_sums(const itf_sums& s, atq_grid previous,
+                                                                  bool* degenerate = nullptr) {
   using detail::rounded_product;
   const double den = s.n * s.tt - s.t * s.t;  // exact: integers below 2^53
   if (degenerate) *degenerate = !(den > 0.0);
@@ -283,26 +298,56 @@ namespace detail {
 
 /// Step 1 of an ITF iteration from the sums `s` of the current codes, counted in `r.stats`: the grid, with the sign
 /// rule applied as `|alpha|` (the rounding that follows re-derives the codes). Every path that fits groups (the
-/// portable one, the AVX-512 batches) takes its steps through this and `itf_final_grid`.
-TERNQ_ALWAYS_INLINE void itf_iteration_grid(const itf_sums& s, itf_group_result& r) {
+/// portable one, the AVX-512 batches, the CUDA kernel) takes its steps through this and `itf_final_grid_solve`.
+TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE void itf_iteration_grid(const itf_sums& s, itf_group_result& r) {
   bool degenerate = false;
   r.grid = itf_grid_from_sums(s, r.grid, &degenerate);
-  r.grid.alpha = std::abs(r.grid.alpha);
+  r.grid.alpha = magnitude(r.grid.alpha);
   r.stats.degenerate = r.stats.degenerate || degenerate;
   ++r.stats.iterations;
 }
 
-/// The grid solve after a last step that still changed codes: optimal for the final codes `t` (the sign rule
-/// negates them with `alpha`), counted in `r.stats`.
-TERNQ_ALWAYS_INLINE void itf_final_grid(const itf_sums& s, std::span<std::int8_t> t, itf_group_result& r) {
+/// The grid solve after a last step that still changed codes: optimal for the final codes, counted in `r.stats`.
+/// Returns true when the sign rule negated `alpha`: the caller then negates the codes.
+TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE bool itf_final_grid_solve(const itf_sums& s, itf_group_result& r) {
   bool degenerate = false;
   r.grid = itf_grid_from_sums(s, r.grid, &degenerate);
-  if (r.grid.alpha < 0.0) {
-    r.grid.alpha = -r.grid.alpha;
-    for (auto& c : t) c = static_cast<std::int8_t>(-c);
-  }
+  const bool negate = r.grid.alpha < 0.0;
+  if (negate) r.grid.alpha = -r.grid.alpha;
   r.stats.degenerate = r.stats.degenerate || degenerate;
   ++r.stats.iterations;
+  return negate;
+}
+
+/// `itf_final_grid_solve` for the codes `t` of the group.
+TERNQ_ALWAYS_INLINE void itf_final_grid(const itf_sums& s, std::span<std::int8_t> t, itf_group_result& r) {
+  if (itf_final_grid_solve(s, r)) {
+    for (auto& c : t) c = static_cast<std::int8_t>(-c);
+  }
+}
+
+/// The iteration of ITF on one group after its initialization (grid `init`, `s` the sums of its codes): a grid
+/// solve, then a pass, until a pass changes no code or `max_iters` grid solves were made; then the final grid
+/// solve if the last pass changed codes. `pass(grid, s)` rounds the codes to `grid`, puts the sums of the new
+/// codes into `s` and returns whether any code changed; `negate()` negates the codes. The portable fit and the
+/// CUDA kernel (one group per team of threads) share it; the AVX-512 batches interleave the same steps.
+TERNQ_EXEC_CHECK_DISABLE
+template <class Pass, class Negate>
+TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE itf_group_result itf_iterate(atq_grid init, itf_sums s, unsigned max_iters,
+                                                                   Pass&& pass, Negate&& negate) {
+  itf_group_result r;
+  r.grid = init;
+  bool changed_last = false;
+  for (unsigned it = 0; it < max_iters; ++it) {
+    itf_iteration_grid(s, r);
+    changed_last = pass(r.grid, s);
+    if (!changed_last) {
+      r.stats.converged = true;
+      return r;
+    }
+  }
+  if (changed_last && itf_final_grid_solve(s, r)) negate();
+  return r;
 }
 
 }  // namespace detail
@@ -319,24 +364,18 @@ template <class T>
 TERNQ_ALWAYS_INLINE itf_group_result itf_fit_group(std::span<const T> w, std::span<std::int8_t> t,
                                                    unsigned max_iters = 10) {
   detail::check_atq_sizes(w, t.size(), "itf_fit_group");
-  itf_group_result r;
-  r.grid = atq_init_group(w, t);
+  const atq_grid init = atq_init_group(w, t);
   if (w.empty()) {
+    itf_group_result r;
     r.stats.converged = true;
     return r;
   }
-  itf_sums s = itf_accumulate(w, std::span<const std::int8_t>(t));
-  bool changed_last = false;
-  for (unsigned it = 0; it < max_iters; ++it) {
-    detail::itf_iteration_grid(s, r);
-    changed_last = detail::itf_pass(w, t.data(), t.data(), &r.grid, s) != 0;
-    if (!changed_last) {
-      r.stats.converged = true;
-      return r;
-    }
-  }
-  if (changed_last) detail::itf_final_grid(s, t, r);
-  return r;
+  return detail::itf_iterate(
+      init, itf_accumulate(w, std::span<const std::int8_t>(t)), max_iters,
+      [&](const atq_grid& grid, itf_sums& s) { return detail::itf_pass(w, t.data(), t.data(), &grid, s) != 0; },
+      [&] {
+        for (auto& c : t) c = static_cast<std::int8_t>(-c);
+      });
 }
 
 /// `E_w = ||w - (alpha t + mu)||^2` of one group in double (for tests and reports).
