@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
 // The CUDA packed products: effective bandwidth (packed bytes read per second) as a fraction of the device's
-// peak, for the decode GEMV and small batches at LLM shapes. Device time from CUDA events (manual time).
+// peak, for the decode GEMV and small batches at LLM shapes; ITF on the device against a device-to-device copy of
+// the same matrix in the same run. Device time from CUDA events (manual time).
 #include <cstdio>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
 
 #include "cuda_products_runner.hpp"
+#include "llm_like.hpp"
 #include "packed_problems.hpp"
 
 namespace {
@@ -35,6 +38,21 @@ void packed_product(benchmark::State& state, ternq::pack::format f, std::size_t 
       bytes * static_cast<double>(state.iterations()) / peak_bandwidth(), benchmark::Counter::kIsRate);
 }
 
+/// ITF (g = 128, at most 10 grid solves) on a resident LLM-like matrix; `copy_over_itf` is the time of a
+/// device-to-device copy of the matrix over ITF's (1: ITF as fast as a read and write of W).
+void itf_device(benchmark::State& state, std::size_t rows, std::size_t cols) {
+  const ternq::testing::row_matrix w = ternq::testing::llm_like_weights(rows, cols, 42);
+  const std::span<const float> data(w.data(), rows * cols);
+  double copy = 0.0;
+  double itf = 0.0;
+  for (auto _ : state) {
+    itf = ternq::testing::cuda::itf_device_seconds(data, rows, cols, 128, 20, copy);
+    state.SetIterationTime(itf);
+  }
+  state.counters["copy_over_itf"] = copy / itf;
+  state.counters["weights_GBps"] = static_cast<double>(rows * cols * sizeof(float)) * 1e-9 / itf;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,6 +69,10 @@ int main(int argc, char** argv) {
         benchmark::RegisterBenchmark(name.c_str(), packed_product, f, rows, cols, n)->UseManualTime();
       }
     }
+  }
+  for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
+    const std::string name = "itf/" + std::to_string(rows) + "x" + std::to_string(cols);
+    benchmark::RegisterBenchmark(name.c_str(), itf_device, rows, cols)->UseManualTime()->Iterations(3);
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

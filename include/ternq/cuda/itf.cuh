@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: MIT
+// The itf method on the GPU: every group of a float weight matrix fitted by ITF on the device, one team of eight
+// threads per group, with the same codes, grids and counters as the CPU's `itf_quantize`, bit for bit.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "ternq/core/adapt.hpp"
+#include "ternq/core/grouping.hpp"
+#include "ternq/core/ternary_matrix.hpp"
+#include "ternq/core/view.hpp"
+#include "ternq/cuda/error.cuh"
+#include "ternq/cuda/exec.cuh"
+#include "ternq/quant/atq.hpp"
+#include "ternq/quant/groupwise.hpp"
+#include "ternq/quant/itf.hpp"
+
+namespace ternq::cuda {
+
+/// A row-major float matrix in device memory: row `i` starts at `data + i * ld`.
+struct device_matrix_view {
+  const float* data = nullptr;
+  std::size_t rows = 0;
+  std::size_t cols = 0;
+  std::size_t ld = 0;
+};
+
+/// Where `itf_fit_device` writes, all in device memory: `codes` (`rows x cols`, row-major), and per group
+/// (row-major, `rows x groups`) its double grid and its counters.
+struct itf_device_output {
+  std::int8_t* codes = nullptr;
+  atq_grid* grids = nullptr;
+  itf_group_stats* stats = nullptr;
+};
+
+namespace detail {
+
+/// Threads per group: one per lane of the CPU's lane sums (`ternq::detail::itf_lanes`). Thread `l` of a team adds
+/// the terms `j = l (mod 8)` in order, as CPU lane `l` does, and `team_sum` combines the lanes in the CPU's tree,
+/// so every sum, and with it every grid and code, has the CPU's bits.
+inline constexpr unsigned itf_team = static_cast<unsigned>(ternq::detail::itf_lanes);
+inline constexpr unsigned itf_block_threads = 256;
+
+/// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))` over the team's lanes, in every lane. The shuffles pair lanes
+/// `x` and `x ^ d`, and IEEE addition is commutative, so both partners hold the same bits after each level.
+__device__ inline double team_sum(double v, unsigned mask) {
+  v += __shfl_xor_sync(mask, v, 1, itf_team);
+  v += __shfl_xor_sync(mask, v, 2, itf_team);
+  v += __shfl_xor_sync(mask, v, 4, itf_team);
+  return v;
+}
+
+/// An integer sum over the team (exact in any order).
+__device__ inline int team_sum(int v, unsigned mask) {
+  v += __shfl_xor_sync(mask, v, 1, itf_team);
+  v += __shfl_xor_sync(mask, v, 2, itf_team);
+  v += __shfl_xor_sync(mask, v, 4, itf_team);
+  return v;
+}
+
+/// ITF on groups of `w`: team `blockIdx.x * teams + team` fits group `(row, k)` and grid-strides over the rest.
+/// The steps are those of `itf_fit_group`: `atq_init_group`, `itf_accumulate`, then `ternq::detail::itf_iterate`
+/// with a pass that rounds, counts the changes and sums the new codes like `itf_pass`.
+__global__ void itf_fit_kernel(device_matrix_view w, std::size_t group_size, std::size_t groups_per_row,
+                               unsigned max_iters, itf_device_output out) {
+  const unsigned lane = threadIdx.x % itf_team;
+  const unsigned team_in_warp = (threadIdx.x % 32U) / itf_team;
+  const unsigned mask = 0xFFU << (team_in_warp * itf_team);
+  const std::size_t teams = static_cast<std::size_t>(gridDim.x) * (blockDim.x / itf_team);
+  const std::size_t total = w.rows * groups_per_row;
+  for (std::size_t group = static_cast<std::size_t>(blockIdx.x) * (blockDim.x / itf_team) + threadIdx.x / itf_team;
+       group < total; group += teams) {
+    const std::size_t row = group / groups_per_row;
+    const std::size_t begin = (group % groups_per_row) * group_size;
+    const std::size_t n = begin + group_size <= w.cols ? group_size : w.cols - begin;
+    const float* x = w.data + row * w.ld + begin;
+    std::int8_t* t = out.codes + row * w.cols + begin;
+
+    // atq_init_group
+    double lane_w = 0.0;
+    for (std::size_t j = lane; j < n; j += itf_team) lane_w += static_cast<double>(x[j]);
+    const double sum_w = team_sum(lane_w, mask);
+    const double count_n = static_cast<double>(n);
+    const double mu = sum_w / count_n;
+    double lane_abs = 0.0;
+    for (std::size_t j = lane; j < n; j += itf_team) lane_abs += fabs(static_cast<double>(x[j]) - mu);
+    const double delta = 0.75 * team_sum(lane_abs, mask) / count_n;
+    int lane_count = 0;
+    double lane_kept = 0.0;
+    for (std::size_t j = lane; j < n; j += itf_team) {
+      const double wc = static_cast<double>(x[j]) - mu;
+      const int c = static_cast<int>(wc > delta) - static_cast<int>(wc < -delta);
+      t[j] = static_cast<std::int8_t>(c);
+      lane_count += c != 0 ? 1 : 0;
+      lane_kept += static_cast<double>(c) * wc;  // exact product: the same with or without contraction
+    }
+    const int kept_count = team_sum(lane_count, mask);
+    const double kept = team_sum(lane_kept, mask);
+    const atq_grid init{kept_count > 0 ? kept / static_cast<double>(kept_count) : 0.0, mu};
+
+    // The sums of the codes (itf_pass), after rounding them to `grid` when given; returns the changes.
+    const auto sums_of_codes = [&](const atq_grid* grid, itf_sums& s) {
+      int changed = 0, sum_t = 0, sum_tt = 0;
+      double lane_wt = 0.0;
+      const double half = grid != nullptr && grid->alpha > 0.0 ? grid->alpha * 0.5 : 0.0;
+      const bool collapsed = grid != nullptr && !(grid->alpha > 0.0);
+      for (std::size_t j = lane; j < n; j += itf_team) {
+        int c = t[j];
+        if (grid != nullptr) {
+          const double d = static_cast<double>(x[j]) - grid->mu;
+          const int r = collapsed ? 0 : static_cast<int>(d >= half) - static_cast<int>(d <= -half);
+          changed += r != c ? 1 : 0;
+          t[j] = static_cast<std::int8_t>(r);
+          c = r;
+        }
+        sum_t += c;
+        sum_tt += c * c;
+        lane_wt += static_cast<double>(c) * static_cast<double>(x[j]);  // exact product, as above
+      }
+      s.t = static_cast<double>(team_sum(sum_t, mask));
+      s.tt = static_cast<double>(team_sum(sum_tt, mask));
+      s.wt = team_sum(lane_wt, mask);
+      return team_sum(changed, mask);
+    };
+    itf_sums s;
+    s.n = count_n;
+    s.w = sum_w;
+    sums_of_codes(nullptr, s);
+    const itf_group_result r = ternq::detail::itf_iterate(
+        init, s, max_iters, [&](const atq_grid& grid, itf_sums& sums) { return sums_of_codes(&grid, sums) != 0; },
+        [&] {
+          for (std::size_t j = lane; j < n; j += itf_team) t[j] = static_cast<std::int8_t>(-t[j]);
+        });
+    if (lane == 0) {
+      out.grids[group] = r.grid;
+      out.stats[group] = r.stats;
+    }
+  }
+}
+
+}  // namespace detail
+
+/// Enqueues ITF on every group of `w` (device memory, finite values: the caller checks them) with `group_size`
+/// columns per group (the last group may be shorter) and at most `max_iters` grid solves, on `e.stream`. The codes,
+/// grids and counters in `out` are those `itf_fit_group` gives for each group on the CPU, bit for bit.
+inline void itf_fit_device(const exec& e, const device_matrix_view& w, std::size_t group_size, unsigned max_iters,
+                           const itf_device_output& out) {
+  if (w.rows == 0 || w.cols == 0) return;
+  if (group_size == 0) fail(errc::zero_group_size, "cuda::itf_fit_device: group size must be at least 1 (got 0)");
+  if (w.ld < w.cols) fail(errc::shape_mismatch, "cuda::itf_fit_device: row stride ", w.ld, " below ", w.cols);
+  const device_scope scope(e.device);
+  const std::size_t groups = w.rows * ((w.cols + group_size - 1) / group_size);
+  const std::size_t teams_per_block = detail::itf_block_threads / detail::itf_team;
+  int sms = 0, device = 0;
+  TERNQ_CUDA_CHECK(cudaGetDevice(&device));
+  TERNQ_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  // Enough blocks to fill the device several times over; the kernel grid-strides over the rest.
+  const std::size_t wanted = (groups + teams_per_block - 1) / teams_per_block;
+  const std::size_t cap = static_cast<std::size_t>(sms) * 32;
+  const auto blocks = static_cast<unsigned>(wanted < cap ? wanted : cap);
+  detail::itf_fit_kernel<<<blocks, detail::itf_block_threads, 0, e.stream>>>(
+      w, group_size, (w.cols + group_size - 1) / group_size, max_iters, out);
+  TERNQ_CUDA_CHECK(cudaGetLastError());
+}
+
+/// `itf_quantize` on the device for a host matrix: checks every row as the CPU does (finite, float range), uploads
+/// the matrix, fits it with `itf_fit_device` and returns the same `atq_result` as `itf_quantize(cpu_exec, w,
+/// method)`, bit for bit.
+inline atq_result itf_quantize(const exec& e, const matrix_view<const float>& w, const itf& method) {
+  constexpr const char* context = "cuda::quantize(itf)";
+  require_nonempty(w, context, "weight matrix");
+  const device_scope scope(e.device);
+  atq_result result{ternary_matrix(w.rows(), w.cols(), method.group_size, true), {}};
+  const group_layout& layout = result.matrix.layout();
+  std::vector<float> packed(w.rows() * w.cols());
+  std::vector<float> scratch(w.rows_contiguous() ? 0 : w.cols());
+  for (std::size_t i = 0; i < w.rows(); ++i) {
+    const std::span<const float> row = ternq::detail::row_of(w, i, scratch);
+    require_weight_row(row, i, context);
+    std::copy(row.begin(), row.end(), packed.begin() + static_cast<std::ptrdiff_t>(i * w.cols()));
+  }
+  const auto weights = device_buffer<float>::from_host(packed, e);
+  const std::size_t groups = w.rows() * layout.count();
+  device_buffer<std::int8_t> codes(w.rows() * w.cols());
+  device_buffer<atq_grid> grids(groups);
+  device_buffer<itf_group_stats> stats(groups);
+  itf_fit_device(e, {weights.data(), w.rows(), w.cols(), w.cols()}, layout.group_size(), method.max_iters,
+                 {codes.data(), grids.data(), stats.data()});
+  codes.download(result.matrix.codes(), e);
+  std::vector<atq_grid> host_grids(groups);
+  std::vector<itf_group_stats> host_stats(groups);
+  grids.download(host_grids, e);
+  stats.download(host_stats, e);
+  ternq::detail::store_grids(result.matrix, 0, w.rows(), host_grids);
+  for (const auto& s : host_stats) result.stats.add(s);
+  return result;
+}
+
+/// `quantize(cuda::exec{device, stream}, w, itf{...})`: the matrix of `cuda::itf_quantize` for any adaptable float
+/// matrix (Eigen, xtensor, a view), the GPU counterpart of `quantize(cpu_exec, w, itf{...})`.
+template <class W>
+ternary_matrix quantize(const exec& e, const W& w, const itf& method) {
+  const auto view = as_const_view(w);
+  static_assert(std::is_same_v<typename decltype(view)::value_type, float>,
+                "ternq::cuda::quantize: the CUDA specializations take float weights");
+  return itf_quantize(e, view, method).matrix;
+}
+
+}  // namespace ternq::cuda
