@@ -9,6 +9,7 @@
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/linalg/gram.hpp"
 #include "ternq/linalg/gram_checks.hpp"
+#include "ternq/linalg/gram_products.hpp"
 #include "ternq/linalg/spd_inverse.hpp"
 #include "ternq/linalg/tasks.hpp"
 #include "ternq/linalg/tiled_products.hpp"
