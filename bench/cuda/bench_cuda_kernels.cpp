@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The CUDA packed products: effective bandwidth (packed bytes read per second) as a fraction of the device's
 // peak, for the decode GEMV and small batches at LLM shapes; ITF on the device against a device-to-device copy of
-// the same matrix in the same run. Device time from CUDA events (manual time).
+// the same matrix in the same run; the Gram accumulation (float chunks summed in double) against one cuBLAS SSYRK
+// of the same batch. Device time from CUDA events (manual time).
 #include <cstdio>
 #include <span>
 #include <string>
@@ -10,6 +11,7 @@
 #include <benchmark/benchmark.h>
 
 #include "cuda_products_runner.hpp"
+#include "cuda_quant_runner.hpp"
 #include "llm_like.hpp"
 #include "packed_problems.hpp"
 
@@ -53,6 +55,20 @@ void itf_device(benchmark::State& state, std::size_t rows, std::size_t cols) {
   state.counters["weights_GBps"] = static_cast<double>(rows * cols * sizeof(float)) * 1e-9 / itf;
 }
 
+/// The Gram accumulation of a resident batch (`add_device`: finiteness check, SSYRK per 1024-token chunk, sums in
+/// double); `syrk_over_gram` is the time of one SSYRK of the whole batch over it (1: no overhead).
+void gram_device(benchmark::State& state, std::size_t tokens, std::size_t features) {
+  double syrk = 0.0;
+  double gram = 0.0;
+  for (auto _ : state) {
+    gram = ternq::testing::cuda::gram_device_seconds(tokens, features, 10, syrk);
+    state.SetIterationTime(gram);
+  }
+  state.counters["syrk_over_gram"] = syrk / gram;
+  state.counters["TFLOPs"] =
+      static_cast<double>(tokens) * static_cast<double>(features * (features + 1)) * 1e-12 / gram;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,6 +89,10 @@ int main(int argc, char** argv) {
   for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
     const std::string name = "itf/" + std::to_string(rows) + "x" + std::to_string(cols);
     benchmark::RegisterBenchmark(name.c_str(), itf_device, rows, cols)->UseManualTime()->Iterations(3);
+  }
+  for (const std::size_t features : {4096, 11008}) {
+    const std::string name = "gram/8192x" + std::to_string(features);
+    benchmark::RegisterBenchmark(name.c_str(), gram_device, 8192, features)->UseManualTime()->Iterations(3);
   }
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -3,7 +3,6 @@
 #include "cuda_products_runner.hpp"
 
 #include <ternq/cuda/exec.cuh>
-#include <ternq/cuda/itf.cuh>
 #include <ternq/kernels/cpu/packed_view.hpp>
 #include <ternq/kernels/cuda/products.cuh>
 
@@ -55,54 +54,6 @@ double packed_matmul_seconds(pack::format f, std::size_t rows, std::size_t cols,
   (void)cudaEventDestroy(start);
   (void)cudaEventDestroy(stop);
   return static_cast<double>(ms) * 1e-3 / repeats;
-}
-
-atq_result itf_on_device(const matrix_view<const float>& w, const itf& method) {
-  return ternq::cuda::itf_quantize(ternq::cuda::exec{}, w, method);
-}
-
-ternary_matrix quantize_itf_on_device(const matrix_view<const float>& w, const itf& method) {
-  return quantize(ternq::cuda::exec{}, w, method);  // found by argument-dependent lookup, as a user would call it
-}
-
-namespace {
-
-/// Seconds per launch of `launch` over `repeats` launches, after one warm-up (CUDA events).
-template <class Launch>
-double seconds_per_launch(int repeats, Launch&& launch) {
-  launch();
-  cudaEvent_t start = nullptr, stop = nullptr;
-  TERNQ_CUDA_CHECK(cudaEventCreate(&start));
-  TERNQ_CUDA_CHECK(cudaEventCreate(&stop));
-  TERNQ_CUDA_CHECK(cudaEventRecord(start));
-  for (int i = 0; i < repeats; ++i) launch();
-  TERNQ_CUDA_CHECK(cudaEventRecord(stop));
-  TERNQ_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0.0F;
-  TERNQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  (void)cudaEventDestroy(start);
-  (void)cudaEventDestroy(stop);
-  return static_cast<double>(ms) * 1e-3 / repeats;
-}
-
-}  // namespace
-
-double itf_device_seconds(std::span<const float> w, std::size_t rows, std::size_t cols, std::size_t group_size,
-                          int repeats, double& read_seconds) {
-  if (w.size() != rows * cols) fail(errc::shape_mismatch, "itf_device_seconds: ", w.size(), " weights");
-  const auto dw = ternq::cuda::device_buffer<float>::from_host(w);
-  const std::size_t groups = rows * ((cols + group_size - 1) / group_size);
-  ternq::cuda::device_buffer<std::int8_t> codes(rows * cols);
-  ternq::cuda::device_buffer<atq_grid> grids(groups);
-  ternq::cuda::device_buffer<itf_group_stats> stats(groups);
-  ternq::cuda::device_buffer<float> copy(rows * cols);
-  read_seconds = seconds_per_launch(repeats, [&] {
-    TERNQ_CUDA_CHECK(cudaMemcpyAsync(copy.data(), dw.data(), rows * cols * sizeof(float), cudaMemcpyDeviceToDevice));
-  });
-  return seconds_per_launch(repeats, [&] {
-    ternq::cuda::itf_fit_device({}, {dw.data(), rows, cols, cols}, group_size, 10,
-                                {codes.data(), grids.data(), stats.data()});
-  });
 }
 
 double device_peak_bandwidth(std::string& name) {

@@ -14,7 +14,7 @@
 
 #include <ternq/quant.hpp>
 
-#include "cuda_products_runner.hpp"
+#include "cuda_quant_runner.hpp"
 #include "llm_like.hpp"
 
 namespace {

@@ -68,8 +68,10 @@ __device__ inline int team_sum(int v, unsigned mask) {
 /// ITF on groups of `w`: team `blockIdx.x * teams + team` fits group `(row, k)` and grid-strides over the rest.
 /// The steps are those of `itf_fit_group`: `atq_init_group`, `itf_accumulate`, then `ternq::detail::itf_iterate`
 /// with a pass that rounds, counts the changes and sums the new codes like `itf_pass`.
+/// (A template, as every kernel in these headers, so that every translation unit that includes it may define it.)
+template <class Output>
 __global__ void itf_fit_kernel(device_matrix_view w, std::size_t group_size, std::size_t groups_per_row,
-                               unsigned max_iters, itf_device_output out) {
+                               unsigned max_iters, Output out) {
   const unsigned lane = threadIdx.x % itf_team;
   const unsigned team_in_warp = (threadIdx.x % 32U) / itf_team;
   const unsigned mask = 0xFFU << (team_in_warp * itf_team);
@@ -165,7 +167,7 @@ inline void itf_fit_device(const exec& e, const device_matrix_view& w, std::size
   const std::size_t wanted = (groups + teams_per_block - 1) / teams_per_block;
   const std::size_t cap = static_cast<std::size_t>(sms) * 32;
   const auto blocks = static_cast<unsigned>(wanted < cap ? wanted : cap);
-  detail::itf_fit_kernel<<<blocks, detail::itf_block_threads, 0, e.stream>>>(
+  detail::itf_fit_kernel<itf_device_output><<<blocks, detail::itf_block_threads, 0, e.stream>>>(
       w, group_size, (w.cols + group_size - 1) / group_size, max_iters, out);
   TERNQ_CUDA_CHECK(cudaGetLastError());
 }

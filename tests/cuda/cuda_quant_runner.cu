@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: MIT
+// The CUDA side of the quantizer and Gram tests and benchmarks: uploads, launches, downloads.
+#include "cuda_quant_runner.hpp"
+
+#include <vector>
+
+#include <ternq/cuda/exec.cuh>
+#include <ternq/cuda/gram.cuh>
+#include <ternq/cuda/itf.cuh>
+
+namespace ternq::testing::cuda {
+
+atq_result itf_on_device(const matrix_view<const float>& w, const itf& method) {
+  return ternq::cuda::itf_quantize(ternq::cuda::exec{}, w, method);
+}
+
+ternary_matrix quantize_itf_on_device(const matrix_view<const float>& w, const itf& method) {
+  return quantize(ternq::cuda::exec{}, w, method);  // found by argument-dependent lookup, as a user would call it
+}
+
+namespace {
+
+/// Seconds per launch of `launch` over `repeats` launches, after one warm-up (CUDA events).
+template <class Launch>
+double seconds_per_launch(int repeats, Launch&& launch) {
+  launch();
+  cudaEvent_t start = nullptr, stop = nullptr;
+  TERNQ_CUDA_CHECK(cudaEventCreate(&start));
+  TERNQ_CUDA_CHECK(cudaEventCreate(&stop));
+  TERNQ_CUDA_CHECK(cudaEventRecord(start));
+  for (int i = 0; i < repeats; ++i) launch();
+  TERNQ_CUDA_CHECK(cudaEventRecord(stop));
+  TERNQ_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0.0F;
+  TERNQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  (void)cudaEventDestroy(start);
+  (void)cudaEventDestroy(stop);
+  return static_cast<double>(ms) * 1e-3 / repeats;
+}
+
+}  // namespace
+
+double itf_device_seconds(std::span<const float> w, std::size_t rows, std::size_t cols, std::size_t group_size,
+                          int repeats, double& read_seconds) {
+  if (w.size() != rows * cols) fail(errc::shape_mismatch, "itf_device_seconds: ", w.size(), " weights");
+  const auto dw = ternq::cuda::device_buffer<float>::from_host(w);
+  const std::size_t groups = rows * ((cols + group_size - 1) / group_size);
+  ternq::cuda::device_buffer<std::int8_t> codes(rows * cols);
+  ternq::cuda::device_buffer<atq_grid> grids(groups);
+  ternq::cuda::device_buffer<itf_group_stats> stats(groups);
+  ternq::cuda::device_buffer<float> copy(rows * cols);
+  read_seconds = seconds_per_launch(repeats, [&] {
+    TERNQ_CUDA_CHECK(cudaMemcpyAsync(copy.data(), dw.data(), rows * cols * sizeof(float), cudaMemcpyDeviceToDevice));
+  });
+  return seconds_per_launch(repeats, [&] {
+    ternq::cuda::itf_fit_device({}, {dw.data(), rows, cols, cols}, group_size, 10,
+                                {codes.data(), grids.data(), stats.data()});
+  });
+}
+
+std::vector<double> gram_on_device(std::span<const matrix_view<const float>> batches, gram_products products) {
+  if (batches.empty()) fail(errc::empty_matrix, "gram_on_device: no batch");
+  ternq::cuda::gram_accumulator acc(batches.front().cols(), products);
+  for (const auto& b : batches) acc.add(b);
+  return acc.matrix();
+}
+
+std::vector<double> gram_from_device_batch(std::span<const float> x, std::size_t tokens, std::size_t features,
+                                           std::size_t ld, gram_products products) {
+  const auto dx = ternq::cuda::device_buffer<float>::from_host(x);
+  ternq::cuda::gram_accumulator acc(features, products);
+  acc.add_device(dx.data(), tokens, ld);
+  return acc.matrix();
+}
+
+double gram_device_seconds(std::size_t tokens, std::size_t features, int repeats, double& syrk_seconds) {
+  std::vector<float> x(tokens * features);
+  for (std::size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>((k * 2654435761U) % 1000) * 1e-3F - 0.5F;
+  const auto dx = ternq::cuda::device_buffer<float>::from_host(x);
+  ternq::cuda::device_buffer<float> c(features * features);
+  ternq::cuda::gram_accumulator acc(features);
+  const ternq::cuda::blas_handle blas(nullptr);
+  const float one = 1.0F, zero = 0.0F;
+  const int m = static_cast<int>(features);
+  syrk_seconds = seconds_per_launch(repeats, [&] {
+    TERNQ_CUDA_CHECK(cublasSsyrk(blas.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, m, static_cast<int>(tokens), &one,
+                                 dx.data(), m, &zero, c.data(), m));
+  });
+  return seconds_per_launch(repeats, [&] { acc.add_device(dx.data(), tokens, features); });
+}
+
+}  // namespace ternq::testing::cuda
