@@ -7,6 +7,7 @@
 #include <ternq/cuda/exec.cuh>
 #include <ternq/cuda/gram.cuh>
 #include <ternq/cuda/itf.cuh>
+#include <ternq/cuda/symmetric.cuh>
 
 namespace ternq::testing::cuda {
 
@@ -16,6 +17,14 @@ atq_result itf_on_device(const matrix_view<const float>& w, const itf& method) {
 
 ternary_matrix quantize_itf_on_device(const matrix_view<const float>& w, const itf& method) {
   return quantize(ternq::cuda::exec{}, w, method);  // found by argument-dependent lookup, as a user would call it
+}
+
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const absmean& method) {
+  return quantize(ternq::cuda::exec{}, w, method);
+}
+
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const twn& method) {
+  return quantize(ternq::cuda::exec{}, w, method);
 }
 
 namespace {

@@ -10,7 +10,9 @@
 #include <ternq/core/ternary_matrix.hpp>
 #include <ternq/core/view.hpp>
 #include <ternq/linalg/gram_products.hpp>
+#include <ternq/quant/absmean.hpp>
 #include <ternq/quant/itf.hpp>
+#include <ternq/quant/twn.hpp>
 
 namespace ternq::testing::cuda {
 
@@ -19,6 +21,10 @@ atq_result itf_on_device(const matrix_view<const float>& w, const itf& method);
 
 /// `quantize(cuda::exec{}, w, method)`, the generic entry point.
 ternary_matrix quantize_itf_on_device(const matrix_view<const float>& w, const itf& method);
+
+/// `quantize(cuda::exec{}, w, method)` for the symmetric data-free methods.
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const absmean& method);
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const twn& method);
 
 /// Mean seconds of one `cuda::itf_fit_device` (10 iterations at most) over `repeats` launches on the row-major
 /// `rows x cols` matrix `w` resident on the device, after one warm-up launch; and in `read_seconds`, of one

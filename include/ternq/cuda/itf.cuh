@@ -18,19 +18,12 @@
 #include "ternq/core/view.hpp"
 #include "ternq/cuda/error.cuh"
 #include "ternq/cuda/exec.cuh"
+#include "ternq/cuda/team.cuh"
 #include "ternq/quant/atq.hpp"
 #include "ternq/quant/groupwise.hpp"
 #include "ternq/quant/itf.hpp"
 
 namespace ternq::cuda {
-
-/// A row-major float matrix in device memory: row `i` starts at `data + i * ld`.
-struct device_matrix_view {
-  const float* data = nullptr;
-  std::size_t rows = 0;
-  std::size_t cols = 0;
-  std::size_t ld = 0;
-};
 
 /// Where `itf_fit_device` writes, all in device memory: `codes` (`rows x cols`, row-major), and per group
 /// (row-major, `rows x groups`) its double grid and its counters.
@@ -42,29 +35,6 @@ struct itf_device_output {
 
 namespace detail {
 
-/// Threads per group: one per lane of the CPU's lane sums (`ternq::detail::itf_lanes`). Thread `l` of a team adds
-/// the terms `j = l (mod 8)` in order, as CPU lane `l` does, and `team_sum` combines the lanes in the CPU's tree,
-/// so every sum, and with it every grid and code, has the CPU's bits.
-inline constexpr unsigned itf_team = static_cast<unsigned>(ternq::detail::itf_lanes);
-inline constexpr unsigned itf_block_threads = 256;
-
-/// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))` over the team's lanes, in every lane. The shuffles pair lanes
-/// `x` and `x ^ d`, and IEEE addition is commutative, so both partners hold the same bits after each level.
-__device__ inline double team_sum(double v, unsigned mask) {
-  v += __shfl_xor_sync(mask, v, 1, itf_team);
-  v += __shfl_xor_sync(mask, v, 2, itf_team);
-  v += __shfl_xor_sync(mask, v, 4, itf_team);
-  return v;
-}
-
-/// An integer sum over the team (exact in any order).
-__device__ inline int team_sum(int v, unsigned mask) {
-  v += __shfl_xor_sync(mask, v, 1, itf_team);
-  v += __shfl_xor_sync(mask, v, 2, itf_team);
-  v += __shfl_xor_sync(mask, v, 4, itf_team);
-  return v;
-}
-
 /// ITF on groups of `w`: team `blockIdx.x * teams + team` fits group `(row, k)` and grid-strides over the rest.
 /// The steps are those of `itf_fit_group`: `atq_init_group`, `itf_accumulate`, then `ternq::detail::itf_iterate`
 /// with a pass that rounds, counts the changes and sums the new codes like `itf_pass`.
@@ -72,39 +42,35 @@ __device__ inline int team_sum(int v, unsigned mask) {
 template <class Output>
 __global__ void itf_fit_kernel(device_matrix_view w, std::size_t group_size, std::size_t groups_per_row,
                                unsigned max_iters, Output out) {
-  const unsigned lane = threadIdx.x % itf_team;
-  const unsigned team_in_warp = (threadIdx.x % 32U) / itf_team;
-  const unsigned mask = 0xFFU << (team_in_warp * itf_team);
-  const std::size_t teams = static_cast<std::size_t>(gridDim.x) * (blockDim.x / itf_team);
-  const std::size_t total = w.rows * groups_per_row;
-  for (std::size_t group = static_cast<std::size_t>(blockIdx.x) * (blockDim.x / itf_team) + threadIdx.x / itf_team;
-       group < total; group += teams) {
-    const std::size_t row = group / groups_per_row;
-    const std::size_t begin = (group % groups_per_row) * group_size;
-    const std::size_t n = begin + group_size <= w.cols ? group_size : w.cols - begin;
-    const float* x = w.data + row * w.ld + begin;
-    std::int8_t* t = out.codes + row * w.cols + begin;
+  const team_place team = this_team();
+  const unsigned lane = team.lane;
+  const unsigned mask = team.mask;
+  for (std::size_t group = team.first; group < w.rows * groups_per_row; group += team.stride) {
+    const group_span g = group_at(w, group_size, groups_per_row, group, out.codes);
+    const float* x = g.x;
+    std::int8_t* t = g.t;
+    const std::size_t n = g.n;
 
     // atq_init_group
     double lane_w = 0.0;
-    for (std::size_t j = lane; j < n; j += itf_team) lane_w += static_cast<double>(x[j]);
-    const double sum_w = team_sum(lane_w, mask);
+    for (std::size_t j = lane; j < n; j += team_size) lane_w += static_cast<double>(x[j]);
+    const double sum_w = team_tree_sum(lane_w, mask);
     const double count_n = static_cast<double>(n);
     const double mu = sum_w / count_n;
     double lane_abs = 0.0;
-    for (std::size_t j = lane; j < n; j += itf_team) lane_abs += fabs(static_cast<double>(x[j]) - mu);
-    const double delta = 0.75 * team_sum(lane_abs, mask) / count_n;
+    for (std::size_t j = lane; j < n; j += team_size) lane_abs += fabs(static_cast<double>(x[j]) - mu);
+    const double delta = 0.75 * team_tree_sum(lane_abs, mask) / count_n;
     int lane_count = 0;
     double lane_kept = 0.0;
-    for (std::size_t j = lane; j < n; j += itf_team) {
+    for (std::size_t j = lane; j < n; j += team_size) {
       const double wc = static_cast<double>(x[j]) - mu;
       const int c = static_cast<int>(wc > delta) - static_cast<int>(wc < -delta);
       t[j] = static_cast<std::int8_t>(c);
       lane_count += c != 0 ? 1 : 0;
       lane_kept += static_cast<double>(c) * wc;  // exact product: the same with or without contraction
     }
-    const int kept_count = team_sum(lane_count, mask);
-    const double kept = team_sum(lane_kept, mask);
+    const int kept_count = team_tree_sum(lane_count, mask);
+    const double kept = team_tree_sum(lane_kept, mask);
     const atq_grid init{kept_count > 0 ? kept / static_cast<double>(kept_count) : 0.0, mu};
 
     // The sums of the codes (itf_pass), after rounding them to `grid` when given; returns the changes.
@@ -113,7 +79,7 @@ __global__ void itf_fit_kernel(device_matrix_view w, std::size_t group_size, std
       double lane_wt = 0.0;
       const double half = grid != nullptr && grid->alpha > 0.0 ? grid->alpha * 0.5 : 0.0;
       const bool collapsed = grid != nullptr && !(grid->alpha > 0.0);
-      for (std::size_t j = lane; j < n; j += itf_team) {
+      for (std::size_t j = lane; j < n; j += team_size) {
         int c = t[j];
         if (grid != nullptr) {
           const double d = static_cast<double>(x[j]) - grid->mu;
@@ -126,10 +92,10 @@ __global__ void itf_fit_kernel(device_matrix_view w, std::size_t group_size, std
         sum_tt += c * c;
         lane_wt += static_cast<double>(c) * static_cast<double>(x[j]);  // exact product, as above
       }
-      s.t = static_cast<double>(team_sum(sum_t, mask));
-      s.tt = static_cast<double>(team_sum(sum_tt, mask));
-      s.wt = team_sum(lane_wt, mask);
-      return team_sum(changed, mask);
+      s.t = static_cast<double>(team_tree_sum(sum_t, mask));
+      s.tt = static_cast<double>(team_tree_sum(sum_tt, mask));
+      s.wt = team_tree_sum(lane_wt, mask);
+      return team_tree_sum(changed, mask);
     };
     itf_sums s;
     s.n = count_n;
@@ -138,7 +104,7 @@ __global__ void itf_fit_kernel(device_matrix_view w, std::size_t group_size, std
     const itf_group_result r = ternq::detail::itf_iterate(
         init, s, max_iters, [&](const atq_grid& grid, itf_sums& sums) { return sums_of_codes(&grid, sums) != 0; },
         [&] {
-          for (std::size_t j = lane; j < n; j += itf_team) t[j] = static_cast<std::int8_t>(-t[j]);
+          for (std::size_t j = lane; j < n; j += team_size) t[j] = static_cast<std::int8_t>(-t[j]);
         });
     if (lane == 0) {
       out.grids[group] = r.grid;
@@ -158,17 +124,10 @@ inline void itf_fit_device(const exec& e, const device_matrix_view& w, std::size
   if (group_size == 0) fail(errc::zero_group_size, "cuda::itf_fit_device: group size must be at least 1 (got 0)");
   if (w.ld < w.cols) fail(errc::shape_mismatch, "cuda::itf_fit_device: row stride ", w.ld, " below ", w.cols);
   const device_scope scope(e.device);
-  const std::size_t groups = w.rows * ((w.cols + group_size - 1) / group_size);
-  const std::size_t teams_per_block = detail::itf_block_threads / detail::itf_team;
-  int sms = 0, device = 0;
-  TERNQ_CUDA_CHECK(cudaGetDevice(&device));
-  TERNQ_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  // Enough blocks to fill the device several times over; the kernel grid-strides over the rest.
-  const std::size_t wanted = (groups + teams_per_block - 1) / teams_per_block;
-  const std::size_t cap = static_cast<std::size_t>(sms) * 32;
-  const auto blocks = static_cast<unsigned>(wanted < cap ? wanted : cap);
-  detail::itf_fit_kernel<itf_device_output><<<blocks, detail::itf_block_threads, 0, e.stream>>>(
-      w, group_size, (w.cols + group_size - 1) / group_size, max_iters, out);
+  const std::size_t groups_per_row = (w.cols + group_size - 1) / group_size;
+  detail::itf_fit_kernel<itf_device_output>
+      <<<detail::team_blocks(w.rows * groups_per_row), detail::team_block_threads, 0, e.stream>>>(
+          w, group_size, groups_per_row, max_iters, out);
   TERNQ_CUDA_CHECK(cudaGetLastError());
 }
 

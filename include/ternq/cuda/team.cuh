@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: MIT
+// A team of eight threads fitting one group: the CPU's eight-lane sums reproduced bit for bit with warp shuffles,
+// and the walk over a matrix's (row, group) pairs that the per-group kernels share.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "ternq/cuda/error.cuh"
+#include "ternq/quant/atq.hpp"
+#include "ternq/quant/detail/reduce.hpp"
+
+namespace ternq::cuda {
+
+/// A row-major float matrix in device memory: row `i` starts at `data + i * ld`.
+struct device_matrix_view {
+  const float* data = nullptr;
+  std::size_t rows = 0;
+  std::size_t cols = 0;
+  std::size_t ld = 0;
+};
+
+namespace detail {
+
+/// Threads per group: one per lane of the CPU's lane sums (`itf_lanes` and `reduce_lanes` are both 8).
+inline constexpr unsigned team_size = 8;
+static_assert(team_size == ternq::detail::itf_lanes && team_size == ternq::detail::reduce_lanes);
+inline constexpr unsigned team_block_threads = 256;
+
+/// Where this thread's team sits: its lane, the shuffle mask of its eight threads in the warp, and the first
+/// group it fits and the stride to its next.
+struct team_place {
+  unsigned lane;
+  unsigned mask;
+  std::size_t first;
+  std::size_t stride;
+};
+
+__device__ inline team_place this_team() {
+  const unsigned per_block = blockDim.x / team_size;
+  return {threadIdx.x % team_size, 0xFFU << (((threadIdx.x % 32U) / team_size) * team_size),
+          static_cast<std::size_t>(blockIdx.x) * per_block + threadIdx.x / team_size,
+          static_cast<std::size_t>(gridDim.x) * per_block};
+}
+
+/// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))` over the team's lanes, in every lane: the tree of
+/// `ternq::detail::lane_sum`. The shuffles pair lanes `x` and `x ^ d`, and IEEE addition is commutative, so both
+/// partners hold the same bits after each level.
+template <class V>
+__device__ inline V team_tree_sum(V v, unsigned mask) {
+  v += __shfl_xor_sync(mask, v, 1, team_size);
+  v += __shfl_xor_sync(mask, v, 2, team_size);
+  v += __shfl_xor_sync(mask, v, 4, team_size);
+  return v;
+}
+
+/// `ternq::detail::blocked_lane_sum(x[0, n), f)` in every lane of the team, bit for bit: lane `l` keeps CPU lane
+/// `l`'s float partial sums over blocks of 128 and its double total, and the totals are added in lane order.
+template <class F>
+__device__ inline double team_blocked_lane_sum(const float* x, std::size_t n, unsigned lane, unsigned mask, F f) {
+  constexpr std::size_t block = ternq::detail::reduce_lanes * ternq::detail::reduce_block_per_lane;
+  double total = 0.0;
+  std::size_t i = 0;
+  for (; i + block <= n; i += block) {
+    float part = 0.0F;
+    for (std::size_t b = 0; b < block; b += team_size) part += f(x[i + b + lane]);
+    total += static_cast<double>(part);
+  }
+  for (std::size_t j = i + lane; j < n; j += team_size) total += static_cast<double>(f(x[j]));
+  double s = 0.0;
+  for (unsigned k = 0; k < team_size; ++k) s += __shfl_sync(mask, total, static_cast<int>(k), team_size);
+  return s;
+}
+
+/// The `n` weights of group `group` of `w` (`group_size` columns, the last group of a row shorter) and where its
+/// codes go in the row-major `rows x cols` code matrix.
+struct group_span {
+  const float* x;
+  std::int8_t* t;
+  std::size_t n;
+};
+
+__device__ inline group_span group_at(const device_matrix_view& w, std::size_t group_size, std::size_t groups_per_row,
+                                      std::size_t group, std::int8_t* codes) {
+  const std::size_t row = group / groups_per_row;
+  const std::size_t begin = (group % groups_per_row) * group_size;
+  return {w.data + row * w.ld + begin, codes + row * w.cols + begin,
+          begin + group_size <= w.cols ? group_size : w.cols - begin};
+}
+
+/// Blocks for a per-group kernel over `groups` groups: enough to fill the device several times over (32 blocks per
+/// multiprocessor); the kernels grid-stride over the rest.
+inline unsigned team_blocks(std::size_t groups) {
+  int device = 0, sms = 0;
+  TERNQ_CUDA_CHECK(cudaGetDevice(&device));
+  TERNQ_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const std::size_t per_block = team_block_threads / team_size;
+  const std::size_t wanted = (groups + per_block - 1) / per_block;
+  const std::size_t cap = static_cast<std::size_t>(sms) * 32;
+  return static_cast<unsigned>(wanted < cap ? wanted : cap);
+}
+
+}  // namespace detail
+}  // namespace ternq::cuda
