@@ -81,6 +81,7 @@ struct options {
   bool keep_checkpoint = false;
   std::string calib_activations = "f32";
   std::size_t stop_after_blocks = 0;  // 0: run to the end
+  std::string device = "cpu";
 };
 
 /// Refuses, before any work, a method whose results the chosen ternary format cannot hold.
@@ -122,6 +123,9 @@ ternq::cpu_exec exec_of(const options& opt) {
   return {.threads = opt.threads == 0 ? std::nullopt : std::optional<unsigned>(opt.threads)};
 }
 
+/// The CPU threads and the --device of the quantizers (the device checked by `run` before any work).
+cli::executor executor_of(const options& opt) { return {exec_of(opt), cli::parse_device(opt.device)}; }
+
 ternq::group_size_option group_of(std::size_t group_size) {
   return group_size == 0 ? ternq::per_row : ternq::group_size_option(group_size);
 }
@@ -159,7 +163,7 @@ int run_tensors(const options& opt, const cli::method_choice& choice) {
     }
     const auto start = std::chrono::steady_clock::now();
     const ternq::ternary_matrix q =
-        c ? cli::run_method(exec_of(opt), choice, w, *c) : cli::run_data_free(exec_of(opt), choice, w);
+        c ? cli::run_method(executor_of(opt), choice, w, *c) : cli::run_data_free(executor_of(opt), choice, w);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     results.emplace_back(w.rows(), w.cols());
     ternq::dequantize(q, results.back().view());
@@ -442,8 +446,8 @@ int run_model(const options& opt) {
         }
       }
     }
-    ternq::ternary_matrix q = gram.size() == 0 ? cli::run_data_free(exec_of(opt), layer_method, w)
-                                               : cli::run_method(exec_of(opt), layer_method, w, gram);
+    ternq::ternary_matrix q = gram.size() == 0 ? cli::run_data_free(executor_of(opt), layer_method, w)
+                                               : cli::run_method(executor_of(opt), layer_method, w, gram);
     // --fit-scales: the scales of each row re-fitted jointly to the layer's output error, codes fixed.
     if (opt.fit_scales && gram.size() != 0) {
       const auto fit = ternq::refit_scales_to_output(
@@ -740,8 +744,15 @@ int run_model(const options& opt) {
 int run(const options& opt) {
   if (!opt.model_path.empty() && !opt.tensors_path.empty())
     fail(errc::invalid_argument, "give --model or --tensors, not both");
+  const cli::device_choice device = cli::parse_device(opt.device);
   if (opt.model_path.empty() && opt.tensors_path.empty()) {
-    return cli::run_default_job(opt.method, opt.group_size.value_or(128), opt.seed, exec_of(opt));
+    if (device.cuda && opt.method.empty()) {
+      fail(errc::invalid_argument,
+           "--device cuda needs --method absmean, twn or itf (the methods with a CUDA "
+           "specialization)");
+    }
+    if (device.cuda) cli::require_device_for(device, cli::parse_method(opt.method, ternq::per_row, opt.seed));
+    return cli::run_default_job(opt.method, opt.group_size.value_or(128), opt.seed, executor_of(opt));
   }
   if (opt.method.empty()) fail(errc::invalid_argument, "--method is required with --model or --tensors");
   if (opt.collapse != "auto" && opt.collapse != "on" && opt.collapse != "off") {
@@ -750,6 +761,7 @@ int run(const options& opt) {
   // Tensor mode has no format: group 128 unless given. Model mode parses the method again once the format's
   // default group size is known; parsing here reports a bad name before the model is read.
   const auto choice = cli::parse_method(opt.method, group_of(opt.group_size.value_or(128)), opt.seed);
+  cli::require_device_for(device, choice);
   (void)cli::parse_storage(opt.format, {});  // a mistyped --format, too, before the model is read
   cli::require_writable(opt.out_gguf, "--out-gguf");
   cli::require_writable(
@@ -791,6 +803,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", opt.seed, "seed (random block order; the embedded default layer)")
       ->check(cli::whole_number());
   app.add_option("--threads", opt.threads, "worker threads (0: all)")->check(cli::whole_number());
+  app.add_option("--device", opt.device,
+                 "cpu, or cuda[:N]: run the quantizer on CUDA device N (absmean, twn and itf; the CPU's codes and "
+                 "scales bit for bit; needs a build with the CUDA toolkit)");
   auto* text = app.add_option("--calib-text", opt.calib_text, "calibration text (UTF-8)");
   app.add_option("--calib-offset", opt.calib_offset, "byte offset of the calibration slice")
       ->check(cli::whole_number())

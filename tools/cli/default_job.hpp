@@ -25,9 +25,10 @@ inline std::vector<std::string> default_job_methods() {
 /// Quantizes a generated 512 x 1024 LLM-like layer (non-zero row means,
 /// heavy tails, outlier input channels; 2048 calibration tokens with outlier
 /// channels) with `method`, or with every default method when it is empty,
-/// and prints rel E_w, rel E_x and time per method.
+/// and prints rel E_w, rel E_x and time per method. A CUDA device in `exec` must have been checked against the
+/// method (`require_device_for`).
 inline int run_default_job(const std::string& method, std::size_t group_size, std::uint64_t seed,
-                           const cpu_exec& exec) {
+                           const executor& exec) {
   constexpr std::size_t rows = 512, cols = 1024, tokens = 2048;
   const auto w = testing::llm_like_weights(rows, cols, seed);
   gram_accumulator gram(cols);

@@ -4,13 +4,16 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
 #include <ternq/ternq.hpp>
 
+#include "cli/device.hpp"
 #include "cli/suggest.hpp"
 
 namespace ternq::cli {
@@ -128,6 +131,50 @@ ternary_matrix run_data_free(const cpu_exec& exec, const method_choice& choice, 
 template <class W, class G>
 ternary_matrix run_method(const cpu_exec& exec, const method_choice& choice, const W& w, const G& gram) {
   return std::visit([&](const auto& m) { return quantize(exec, w, m, gram); }, choice.method);
+}
+
+/// Where a tool runs its quantizers: the CPU's threads, and with `--device cuda[:N]` a CUDA device for the methods
+/// that have a specialization (`require_device_for` refuses the others before any work).
+struct executor {
+  cpu_exec cpu;
+  device_choice device;
+};
+
+/// The method of `choice` as one with a CUDA specialization, if it is one.
+inline std::optional<cuda_method> cuda_method_of(const method_choice& choice) {
+  if (const auto* m = std::get_if<absmean>(&choice.method)) return *m;
+  if (const auto* m = std::get_if<twn>(&choice.method)) return *m;
+  if (const auto* m = std::get_if<itf>(&choice.method)) return *m;
+  return std::nullopt;
+}
+
+/// Refuses, before any work, a CUDA `device` that the method or the build cannot serve, or that is not there.
+inline void require_device_for(const device_choice& device, const method_choice& choice) {
+  if (!device.cuda) return;
+  if (!cuda_method_of(choice)) {
+    fail(errc::unsupported, "--device cuda: method '", choice.name,
+         "' has no CUDA specialization yet (absmean, twn and itf have); run it with --device cpu");
+  }
+  require_cuda_device(*device.cuda);
+}
+
+/// `run_data_free` on the executor's device: the CUDA specialization when one was chosen (checked by
+/// `require_device_for`), else the CPU.
+template <class W>
+ternary_matrix run_data_free(const executor& ex, const method_choice& choice, const W& w) {
+  if (!ex.device.cuda) return run_data_free(ex.cpu, choice, w);
+  const auto view = as_const_view(w);
+  static_assert(std::is_same_v<typename decltype(view)::value_type, float>, "the CUDA path takes float weights");
+  return quantize_on_cuda(*ex.device.cuda, *cuda_method_of(choice), view);
+}
+
+/// `run_method` on the executor's device. The CUDA methods need no calibration data; `gram` is checked as the
+/// CPU path checks it, then left aside.
+template <class W, class G>
+ternary_matrix run_method(const executor& ex, const method_choice& choice, const W& w, const G& gram) {
+  if (!ex.device.cuda) return run_method(ex.cpu, choice, w, gram);
+  require_gram_for(as_const_view(gram), as_const_view(w).cols(), "quantize");
+  return run_data_free(ex, choice, w);
 }
 
 }  // namespace ternq::cli

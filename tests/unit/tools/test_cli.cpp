@@ -2,11 +2,12 @@
 // The command-line tools as a person runs them: tensor mode, model mode with GGUF and report, ternq-eval, bad input.
 #include <doctest/doctest.h>
 
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 
@@ -17,6 +18,7 @@
 #include <ternq/io/safetensors_reader.hpp>
 #include <ternq/io/safetensors_writer.hpp>
 
+#include "cli/device.hpp"
 #include "llama/save.hpp"
 #include "llm_like.hpp"
 #include "tools_test_support.hpp"
@@ -225,6 +227,52 @@ TEST_CASE("the tools refuse bad input with one line naming the problem") {
       run(quantize_exe + " --model " + quote(shared_dir() / "models/stories260K.bin") + " --method gptq_itf_aga");
   CHECK(calib.status != 0);
   CHECK(calib.output.find("needs calibration data: --calib-text, --calib-jsonl or --calib-tokens") != std::string::npos);
+}
+
+TEST_CASE("ternq-quantize --device: parsed and checked before any work; cuda gives the CPU's bytes where it runs") {
+  tools_test::temp_dir dir("tools-cli-device");
+  const auto bad = run(quantize_exe + " --device gpu --method itf");
+  CHECK(bad.status != 0);
+  CHECK(bad.output.find("--device 'gpu' is not one of cpu, cuda, cuda:N") != std::string::npos);
+  const auto ordinal = run(quantize_exe + " --device cuda:-1 --method itf");
+  CHECK(ordinal.status != 0);
+  CHECK(ordinal.output.find("--device 'cuda:-1' is not one of") != std::string::npos);
+  // A method without a CUDA specialization is refused for what it is, in every build, before the model is read.
+  const auto method = run(quantize_exe + " --model " + quote(dir.path()) + " --device cuda --method gptq_itf_aga");
+  CHECK(method.status != 0);
+  CHECK(method.output.find("[ternq.unsupported] --device cuda: method 'gptq_itf_aga' has no CUDA specialization yet "
+                           "(absmean, twn and itf have); run it with --device cpu") != std::string::npos);
+  const auto all = run(quantize_exe + " --device cuda");
+  CHECK(all.status != 0);
+  CHECK(all.output.find("--device cuda needs --method absmean, twn or itf") != std::string::npos);
+  CHECK(run(quantize_exe + " --device cpu --method twn --threads 1").status == 0);
+
+  // Tensor mode on the device and on the CPU: the same fake-quantized file, byte for byte, where a device runs it.
+  const auto w1 = testing::llm_like_weights(16, 300, 1);
+  {
+    io::safetensors_writer w;
+    w.add("layer.one", io::dtype::f32, as_const_view(w1));
+    w.write(dir.path() / "w.safetensors");
+  }
+  const std::string tensors = quantize_exe + " --tensors " + quote(dir.path() / "w.safetensors") + " --method itf";
+  const auto gpu = run(tensors + " --device cuda --out-fake " + quote(dir.path() / "gpu.safetensors"));
+  if (!cli::cuda_built()) {
+    CHECK(gpu.status != 0);
+    CHECK(gpu.output.find("[ternq.device] --device cuda:0: these tools were built without CUDA") != std::string::npos);
+    return;
+  }
+  if (gpu.status != 0) {  // a CUDA build on a machine without a usable device
+    CHECK(gpu.output.find("[ternq.device] --device cuda:0: ") != std::string::npos);
+    MESSAGE("no CUDA device here: the device run of --device cuda is not checked (" << gpu.output << ")");
+    return;
+  }
+  const auto cpu = run(tensors + " --out-fake " + quote(dir.path() / "cpu.safetensors"));
+  REQUIRE(cpu.status == 0);
+  const auto bytes = [](const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  CHECK(bytes(dir.path() / "gpu.safetensors") == bytes(dir.path() / "cpu.safetensors"));
 }
 
 namespace {

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: MIT
+// --device of the tools: where the quantizers run (the CPU, or a CUDA device for the methods that have a CUDA
+// specialization), parsed and checked before any work.
+#pragma once
+
+#include <charconv>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <variant>
+
+#include <ternq/core/error.hpp>
+#include <ternq/core/ternary_matrix.hpp>
+#include <ternq/core/view.hpp>
+#include <ternq/quant/absmean.hpp>
+#include <ternq/quant/itf.hpp>
+#include <ternq/quant/twn.hpp>
+
+namespace ternq::cli {
+
+/// A parsed --device: the CPU (no ordinal) or CUDA device `*cuda`.
+struct device_choice {
+  std::optional<int> cuda;
+};
+
+/// Parses "cpu", "cuda" (device 0) or "cuda:N".
+inline device_choice parse_device(std::string_view text) {
+  if (text == "cpu") return {};
+  if (text == "cuda") return {0};
+  if (text.starts_with("cuda:")) {
+    const std::string_view digits = text.substr(5);
+    int ordinal = -1;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ordinal);
+    if (ec == std::errc() && end == digits.data() + digits.size() && !digits.empty() && ordinal >= 0) return {ordinal};
+  }
+  fail(errc::invalid_argument, "--device '", text, "' is not one of cpu, cuda, cuda:N (N: a device number)");
+}
+
+/// The methods with a CUDA specialization (data-free, float weights).
+using cuda_method = std::variant<absmean, twn, itf>;
+
+/// Whether this build of the tools has the CUDA specializations (configured with the CUDA toolkit, TERNQ_CUDA).
+bool cuda_built() noexcept;
+
+/// Fails (errc::device) unless CUDA device `ordinal` can be used, saying why: no CUDA build, no device or driver, or
+/// fewer devices.
+void require_cuda_device(int ordinal);
+
+/// `quantize(cuda::exec{ordinal}, w, method)`: the same result as the CPU's, bit for bit.
+ternary_matrix quantize_on_cuda(int ordinal, const cuda_method& method, const matrix_view<const float>& w);
+
+}  // namespace ternq::cli

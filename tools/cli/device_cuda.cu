@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MIT
+// The tools' CUDA entry points (cli/device.hpp), compiled by nvcc where the CUDA toolkit is found.
+#include <cuda_runtime.h>
+
+#include <ternq/cuda/exec.cuh>
+#include <ternq/cuda/itf.cuh>
+#include <ternq/cuda/symmetric.cuh>
+
+#include "cli/device.hpp"
+
+namespace ternq::cli {
+
+bool cuda_built() noexcept { return true; }
+
+void require_cuda_device(int ordinal) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    fail(errc::device, "--device cuda:", ordinal, ": no usable CUDA device (", cudaGetErrorString(status), ")");
+  }
+  if (ordinal >= count) {
+    fail(errc::device, "--device cuda:", ordinal, ": this machine has ", count, " CUDA device", count == 1 ? "" : "s");
+  }
+}
+
+ternary_matrix quantize_on_cuda(int ordinal, const cuda_method& method, const matrix_view<const float>& w) {
+  const ternq::cuda::exec e{.device = ordinal};
+  return std::visit([&](const auto& m) { return quantize(e, w, m); }, method);
+}
+
+}  // namespace ternq::cli
