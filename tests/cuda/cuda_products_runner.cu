@@ -6,6 +6,8 @@
 #include <ternq/kernels/cpu/packed_view.hpp>
 #include <ternq/kernels/cuda/products.cuh>
 
+#include "cuda_timing.cuh"
+
 namespace ternq::testing::cuda {
 
 bool device_available(std::string& why) {
@@ -41,19 +43,7 @@ double packed_matmul_seconds(pack::format f, std::size_t rows, std::size_t cols,
   const std::vector<float> x(n * cols, 0.5F);
   const auto dx = ternq::cuda::device_buffer<float>::from_host(x);
   ternq::cuda::device_buffer<float> dy(n * rows);
-  kernels::cuda::matmul(w.view, dx.data(), n, dy.data());
-  cudaEvent_t start = nullptr, stop = nullptr;
-  TERNQ_CUDA_CHECK(cudaEventCreate(&start));
-  TERNQ_CUDA_CHECK(cudaEventCreate(&stop));
-  TERNQ_CUDA_CHECK(cudaEventRecord(start));
-  for (int i = 0; i < repeats; ++i) kernels::cuda::matmul(w.view, dx.data(), n, dy.data());
-  TERNQ_CUDA_CHECK(cudaEventRecord(stop));
-  TERNQ_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0.0F;
-  TERNQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  (void)cudaEventDestroy(start);
-  (void)cudaEventDestroy(stop);
-  return static_cast<double>(ms) * 1e-3 / repeats;
+  return seconds_per_launch(repeats, [&] { kernels::cuda::matmul(w.view, dx.data(), n, dy.data()); });
 }
 
 double device_peak_bandwidth(std::string& name) {

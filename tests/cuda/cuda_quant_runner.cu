@@ -9,6 +9,8 @@
 #include <ternq/cuda/itf.cuh>
 #include <ternq/cuda/symmetric.cuh>
 
+#include "cuda_timing.cuh"
+
 namespace ternq::testing::cuda {
 
 atq_result itf_on_device(const matrix_view<const float>& w, const itf& method) {
@@ -26,28 +28,6 @@ ternary_matrix quantize_on_device(const matrix_view<const float>& w, const absme
 ternary_matrix quantize_on_device(const matrix_view<const float>& w, const twn& method) {
   return quantize(ternq::cuda::exec{}, w, method);
 }
-
-namespace {
-
-/// Seconds per launch of `launch` over `repeats` launches, after one warm-up (CUDA events).
-template <class Launch>
-double seconds_per_launch(int repeats, Launch&& launch) {
-  launch();
-  cudaEvent_t start = nullptr, stop = nullptr;
-  TERNQ_CUDA_CHECK(cudaEventCreate(&start));
-  TERNQ_CUDA_CHECK(cudaEventCreate(&stop));
-  TERNQ_CUDA_CHECK(cudaEventRecord(start));
-  for (int i = 0; i < repeats; ++i) launch();
-  TERNQ_CUDA_CHECK(cudaEventRecord(stop));
-  TERNQ_CUDA_CHECK(cudaEventSynchronize(stop));
-  float ms = 0.0F;
-  TERNQ_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-  (void)cudaEventDestroy(start);
-  (void)cudaEventDestroy(stop);
-  return static_cast<double>(ms) * 1e-3 / repeats;
-}
-
-}  // namespace
 
 double itf_device_seconds(std::span<const float> w, std::size_t rows, std::size_t cols, std::size_t group_size,
                           int repeats, double& read_seconds) {

@@ -135,19 +135,10 @@ inline void itf_fit_device(const exec& e, const device_matrix_view& w, std::size
 /// the matrix, fits it with `itf_fit_device` and returns the same `atq_result` as `itf_quantize(cpu_exec, w,
 /// method)`, bit for bit.
 inline atq_result itf_quantize(const exec& e, const matrix_view<const float>& w, const itf& method) {
-  constexpr const char* context = "cuda::quantize(itf)";
-  require_nonempty(w, context, "weight matrix");
   const device_scope scope(e.device);
+  const auto weights = detail::upload_checked_weights(e, w, "cuda::quantize(itf)");
   atq_result result{ternary_matrix(w.rows(), w.cols(), method.group_size, true), {}};
   const group_layout& layout = result.matrix.layout();
-  std::vector<float> packed(w.rows() * w.cols());
-  std::vector<float> scratch(w.rows_contiguous() ? 0 : w.cols());
-  for (std::size_t i = 0; i < w.rows(); ++i) {
-    const std::span<const float> row = ternq::detail::row_of(w, i, scratch);
-    require_weight_row(row, i, context);
-    std::copy(row.begin(), row.end(), packed.begin() + static_cast<std::ptrdiff_t>(i * w.cols()));
-  }
-  const auto weights = device_buffer<float>::from_host(packed, e);
   const std::size_t groups = w.rows() * layout.count();
   device_buffer<std::int8_t> codes(w.rows() * w.cols());
   device_buffer<atq_grid> grids(groups);

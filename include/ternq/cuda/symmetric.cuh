@@ -79,18 +79,10 @@ __global__ void symmetric_fit_kernel(device_matrix_view w, std::size_t group_siz
 template <class Fit>
 ternary_matrix fit_symmetric_groups(const exec& e, const matrix_view<const float>& w, group_size_option group_size,
                                     Fit fit, const char* context) {
-  require_nonempty(w, context, "weight matrix");
   const device_scope scope(e.device);
+  const auto weights = upload_checked_weights(e, w, context);
   ternary_matrix q(w.rows(), w.cols(), group_size, false);
   const std::size_t groups_per_row = q.layout().count();
-  std::vector<float> packed(w.rows() * w.cols());
-  std::vector<float> scratch(w.rows_contiguous() ? 0 : w.cols());
-  for (std::size_t i = 0; i < w.rows(); ++i) {
-    const std::span<const float> row = ternq::detail::row_of(w, i, scratch);
-    require_weight_row(row, i, context);
-    std::copy(row.begin(), row.end(), packed.begin() + static_cast<std::ptrdiff_t>(i * w.cols()));
-  }
-  const auto weights = device_buffer<float>::from_host(packed, e);
   device_buffer<std::int8_t> codes(w.rows() * w.cols());
   device_buffer<float> scales(w.rows() * groups_per_row);
   const device_matrix_view dw{weights.data(), w.rows(), w.cols(), w.cols()};

@@ -1,16 +1,23 @@
 // SPDX-License-Identifier: MIT
 // A team of eight threads fitting one group: the CPU's eight-lane sums reproduced bit for bit with warp shuffles,
-// and the walk over a matrix's (row, group) pairs that the per-group kernels share.
+// the walk over a matrix's (row, group) pairs, and the checked upload of the weights, which the per-group kernels
+// share.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include <cuda_runtime.h>
 
+#include "ternq/core/view.hpp"
 #include "ternq/cuda/error.cuh"
+#include "ternq/cuda/exec.cuh"
 #include "ternq/quant/atq.hpp"
 #include "ternq/quant/detail/reduce.hpp"
+#include "ternq/quant/groupwise.hpp"
 
 namespace ternq::cuda {
 
@@ -88,6 +95,21 @@ __device__ inline group_span group_at(const device_matrix_view& w, std::size_t g
   const std::size_t begin = (group % groups_per_row) * group_size;
   return {w.data + row * w.ld + begin, codes + row * w.cols + begin,
           begin + group_size <= w.cols ? group_size : w.cols - begin};
+}
+
+/// A packed device copy of the host weights `w`, every row checked first as the CPU's quantizers check it (finite;
+/// `context` names the caller in the error).
+inline device_buffer<float> upload_checked_weights(const exec& e, const matrix_view<const float>& w,
+                                                   const char* context) {
+  require_nonempty(w, context, "weight matrix");
+  std::vector<float> packed(w.rows() * w.cols());
+  std::vector<float> scratch(w.rows_contiguous() ? 0 : w.cols());
+  for (std::size_t i = 0; i < w.rows(); ++i) {
+    const std::span<const float> row = ternq::detail::row_of(w, i, scratch);
+    require_weight_row(row, i, context);
+    std::copy(row.begin(), row.end(), packed.begin() + static_cast<std::ptrdiff_t>(i * w.cols()));
+  }
+  return device_buffer<float>::from_host(packed, e);
 }
 
 /// Blocks for a per-group kernel over `groups` groups: enough to fill the device several times over (32 blocks per
