@@ -62,6 +62,23 @@ std::vector<double> gram_from_device_batch(std::span<const float> x, std::size_t
   return acc.matrix();
 }
 
+std::vector<double> gram_after_refused_batch(std::span<const float> good, std::span<const float> bad,
+                                             std::size_t tokens, std::size_t features, bool& refused,
+                                             std::uint64_t& tokens_after) {
+  const auto dgood = ternq::cuda::device_buffer<float>::from_host(good);
+  const auto dbad = ternq::cuda::device_buffer<float>::from_host(bad);
+  ternq::cuda::gram_accumulator acc(features);
+  acc.add_device(dgood.data(), tokens, features);
+  refused = false;
+  try {
+    acc.add_device(dbad.data(), tokens, features);
+  } catch (const ternq::error&) {
+    refused = true;
+  }
+  tokens_after = acc.tokens();
+  return acc.matrix();
+}
+
 double gram_device_seconds(std::size_t tokens, std::size_t features, int repeats, double& syrk_seconds) {
   std::vector<float> x(tokens * features);
   for (std::size_t k = 0; k < x.size(); ++k) x[k] = static_cast<float>((k * 2654435761U) % 1000) * 1e-3F - 0.5F;

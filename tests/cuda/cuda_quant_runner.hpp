@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -39,6 +40,12 @@ std::vector<double> gram_on_device(std::span<const matrix_view<const float>> bat
 /// floats apart).
 std::vector<double> gram_from_device_batch(std::span<const float> x, std::size_t tokens, std::size_t features,
                                            std::size_t ld, gram_products products);
+
+/// Adds `good` through `add_device`, then tries `bad` (both `tokens x features`, packed); returns `C` and sets
+/// `refused` (whether `bad` threw) and `tokens_after`.
+std::vector<double> gram_after_refused_batch(std::span<const float> good, std::span<const float> bad,
+                                             std::size_t tokens, std::size_t features, bool& refused,
+                                             std::uint64_t& tokens_after);
 
 /// Mean seconds of adding a resident `tokens x features` float batch with `add_device` (float chunks), and in
 /// `syrk_seconds` of one cuBLAS SSYRK of the whole batch into a float matrix (the baseline), over `repeats` runs

@@ -3,6 +3,7 @@
 // ternq_tests_cuda, which exits 77 (skipped) without a device.
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <span>
 #include <vector>
@@ -89,6 +90,20 @@ TEST_CASE("CUDA Gram accumulation refuses bad batches with the place named") {
   CHECK_THROWS_WITH_AS(
       ternq::testing::cuda::gram_from_device_batch(flat, 40, 16, 16, ternq::gram_products::float_chunks),
       doctest::Contains("(33, 5)"), ternq::error);
+  // A refused device batch adds nothing, even where its first chunk is finite (2000 tokens: the NaN is in the
+  // second chunk of 1024).
+  const row_matrix good = ternq::testing::llm_like_activations(2000, 16, 6);
+  row_matrix bad = good;
+  bad(1500, 3) = std::numeric_limits<float>::quiet_NaN();
+  bool refused = false;
+  std::uint64_t tokens_after = 0;
+  const std::vector<double> after = ternq::testing::cuda::gram_after_refused_batch(
+      std::span<const float>(good.data(), 2000 * 16), std::span<const float>(bad.data(), 2000 * 16), 2000, 16, refused,
+      tokens_after);
+  CHECK(refused);
+  CHECK(tokens_after == 2000);
+  CHECK(after == ternq::testing::cuda::gram_from_device_batch(std::span<const float>(good.data(), 2000 * 16), 2000, 16,
+                                                              16, ternq::gram_products::float_chunks));
   const row_matrix finite = x.topRows(2);
   const row_matrix y = ternq::testing::llm_like_activations(4, 17, 5);
   const std::vector<ternq::matrix_view<const float>> mixed{view_of(finite), view_of(y)};

@@ -55,13 +55,16 @@ __global__ void add_lower_kernel(double* sum, const S* chunk, std::size_t m) {
   }
 }
 
-/// The first non-finite element of `x` (`count` elements) into `*first` (left alone if none): an atomic minimum of
-/// the indices, so the report names the same element whatever the launch order.
+/// The first non-finite element of the row-major `rows x cols` matrix at `x` (rows `ld` apart), as the row-major
+/// index `row * cols + col`, into `*first` (left alone if none): an atomic minimum of the indices, so the report
+/// names the same element whatever the launch order.
 template <class S>
-__global__ void first_non_finite_kernel(const S* x, std::size_t count, unsigned long long* first) {
+__global__ void first_non_finite_kernel(const S* x, std::size_t rows, std::size_t cols, std::size_t ld,
+                                        unsigned long long* first) {
+  const std::size_t count = rows * cols;
   for (std::size_t k = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < count;
        k += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    if (!isfinite(x[k])) atomicMin(first, static_cast<unsigned long long>(k));
+    if (!isfinite(x[(k / cols) * ld + k % cols])) atomicMin(first, static_cast<unsigned long long>(k));
   }
 }
 
@@ -84,7 +87,8 @@ inline unsigned elementwise_blocks(std::size_t count) {
 
 /// `gram_accumulator` on a CUDA device: accumulates `C = sum_t x_t x_t^T` over activation batches, and the number
 /// of tokens. Batches come from the host (`add`, any adaptable matrix, checked finite there) or already on the
-/// device (`add_device`, row-major `tokens x features` floats, checked finite on the device).
+/// device (`add_device`, row-major `tokens x features` floats, checked finite on the device). A refused batch adds
+/// nothing.
 ///
 /// Numerics, as the CPU's (`gram_products`): with `float_chunks` each chunk of at most 1024 tokens is one cuBLAS
 /// SSYRK in float, added to the double sum on the device, so the CPU's bound
@@ -148,12 +152,12 @@ class gram_accumulator {
     if (ld < features_) fail(errc::shape_mismatch, context, ": row stride ", ld, " below ", features_, " features");
     if (tokens == 0) return;
     const device_scope scope(exec_.device);
+    require_finite_on_device(x, tokens, ld, context);  // the whole batch first: a refused batch adds nothing
     for (std::size_t t0 = 0; t0 < tokens; t0 += chunk_tokens) {
       const std::size_t n = std::min(chunk_tokens, tokens - t0);
-      // a packed copy of the chunk: SYRK's operand and the finiteness check need it contiguous
+      // a packed copy of the chunk, SYRK's contiguous operand
       TERNQ_CUDA_CHECK(cudaMemcpy2DAsync(chunk_.data(), features_ * sizeof(float), x + t0 * ld, ld * sizeof(float),
                                          features_ * sizeof(float), n, cudaMemcpyDeviceToDevice, exec_.stream));
-      require_finite_on_device(chunk_.data(), n, t0, context);
       if (products_ == gram_products::float_chunks) {
         add_float_chunk(chunk_.data(), n);
       } else {
@@ -206,21 +210,21 @@ class gram_accumulator {
     TERNQ_CUDA_CHECK(cudaStreamSynchronize(exec_.stream));
   }
 
-  /// Fails naming the first non-finite activation of the `n`-token chunk at `x` (token `t0` of the batch).
-  void require_finite_on_device(const float* x, std::size_t n, std::size_t t0, const char* context) {
+  /// Fails naming the first non-finite activation of the `tokens`-row batch at `x` (rows `ld` floats apart).
+  void require_finite_on_device(const float* x, std::size_t tokens, std::size_t ld, const char* context) {
     const unsigned long long none = ~0ULL;
     TERNQ_CUDA_CHECK(cudaMemcpyAsync(first_bad_.data(), &none, sizeof(none), cudaMemcpyHostToDevice, exec_.stream));
-    const std::size_t count = n * features_;
-    detail::first_non_finite_kernel<<<detail::elementwise_blocks(count), 256, 0, exec_.stream>>>(x, count,
-                                                                                                 first_bad_.data());
+    detail::first_non_finite_kernel<<<detail::elementwise_blocks(tokens * features_), 256, 0, exec_.stream>>>(
+        x, tokens, features_, ld, first_bad_.data());
     TERNQ_CUDA_CHECK(cudaGetLastError());
     unsigned long long first = none;
     TERNQ_CUDA_CHECK(cudaMemcpyAsync(&first, first_bad_.data(), sizeof(first), cudaMemcpyDeviceToHost, exec_.stream));
     TERNQ_CUDA_CHECK(cudaStreamSynchronize(exec_.stream));
     if (first != none) {
+      const std::size_t row = first / features_, col = first % features_;
       float value = 0.0F;
-      TERNQ_CUDA_CHECK(cudaMemcpy(&value, x + first, sizeof(value), cudaMemcpyDeviceToHost));
-      fail_non_finite(value, t0 + first / features_, first % features_, context, "activations");
+      TERNQ_CUDA_CHECK(cudaMemcpy(&value, x + row * ld + col, sizeof(value), cudaMemcpyDeviceToHost));
+      fail_non_finite(value, row, col, context, "activations");
     }
   }
 
