@@ -125,20 +125,10 @@ class gram_accumulator {
     for (std::size_t t0 = 0; t0 < x.rows(); t0 += chunk_tokens) {
       const std::size_t n = std::min(chunk_tokens, x.rows() - t0);
       if (products_ == gram_products::float_chunks) {
-        host_float_.resize(n * features_);
-        for (std::size_t t = 0; t < n; ++t) {
-          for (std::size_t j = 0; j < features_; ++j) host_float_[t * features_ + j] = static_cast<float>(x(t0 + t, j));
-        }
-        upload_prefix(chunk_, host_float_);
+        upload_chunk(x, t0, n, host_float_, chunk_);
         add_float_chunk(chunk_.data(), n);
       } else {
-        host_double_.resize(n * features_);
-        for (std::size_t t = 0; t < n; ++t) {
-          for (std::size_t j = 0; j < features_; ++j) {
-            host_double_[t * features_ + j] = static_cast<double>(x(t0 + t, j));
-          }
-        }
-        upload_prefix(chunk_double_, host_double_);
+        upload_chunk(x, t0, n, host_double_, chunk_double_);
         add_double_chunk(chunk_double_.data(), n);
       }
     }
@@ -202,11 +192,17 @@ class gram_accumulator {
     if (cols != features_) fail(errc::shape_mismatch, context, ": batch has ", cols, " features, expected ", features_);
   }
 
-  template <class S>
-  void upload_prefix(device_buffer<S>& to, const std::vector<S>& from) {
+  /// Tokens `[t0, t0 + n)` of the host batch `x`, converted to `S` in `host` (packed, row-major), copied into `to`.
+  template <class S, class T>
+  void upload_chunk(const matrix_view<const T>& x, std::size_t t0, std::size_t n, std::vector<S>& host,
+                    device_buffer<S>& to) {
+    host.resize(n * features_);
+    for (std::size_t t = 0; t < n; ++t) {
+      for (std::size_t j = 0; j < features_; ++j) host[t * features_ + j] = static_cast<S>(x(t0 + t, j));
+    }
     TERNQ_CUDA_CHECK(
-        cudaMemcpyAsync(to.data(), from.data(), from.size() * sizeof(S), cudaMemcpyHostToDevice, exec_.stream));
-    // `from` is reused for the next chunk: wait until the copy has read it.
+        cudaMemcpyAsync(to.data(), host.data(), host.size() * sizeof(S), cudaMemcpyHostToDevice, exec_.stream));
+    // `host` is reused for the next chunk: wait until the copy has read it.
     TERNQ_CUDA_CHECK(cudaStreamSynchronize(exec_.stream));
   }
 

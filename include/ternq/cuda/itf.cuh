@@ -52,14 +52,12 @@ __global__ void itf_fit_kernel(device_matrix_view w, std::size_t group_size, std
     const std::size_t n = g.n;
 
     // atq_init_group
-    double lane_w = 0.0;
-    for (std::size_t j = lane; j < n; j += team_size) lane_w += static_cast<double>(x[j]);
-    const double sum_w = team_tree_sum(lane_w, mask);
+    const double sum_w = team_lane_sum(n, lane, mask, [x](std::size_t j) { return static_cast<double>(x[j]); });
     const double count_n = static_cast<double>(n);
     const double mu = sum_w / count_n;
-    double lane_abs = 0.0;
-    for (std::size_t j = lane; j < n; j += team_size) lane_abs += fabs(static_cast<double>(x[j]) - mu);
-    const double delta = 0.75 * team_tree_sum(lane_abs, mask) / count_n;
+    const double delta =
+        0.75 * team_lane_sum(n, lane, mask, [x, mu](std::size_t j) { return fabs(static_cast<double>(x[j]) - mu); }) /
+        count_n;
     int lane_count = 0;
     double lane_kept = 0.0;
     for (std::size_t j = lane; j < n; j += team_size) {
@@ -159,10 +157,7 @@ inline atq_result itf_quantize(const exec& e, const matrix_view<const float>& w,
 /// matrix (Eigen, xtensor, a view), the GPU counterpart of `quantize(cpu_exec, w, itf{...})`.
 template <class W>
 ternary_matrix quantize(const exec& e, const W& w, const itf& method) {
-  const auto view = as_const_view(w);
-  static_assert(std::is_same_v<typename decltype(view)::value_type, float>,
-                "ternq::cuda::quantize: the CUDA specializations take float weights");
-  return itf_quantize(e, view, method).matrix;
+  return itf_quantize(e, detail::float_view(w), method).matrix;
 }
 
 }  // namespace ternq::cuda

@@ -90,20 +90,8 @@ ternary_matrix fit_symmetric_groups(const exec& e, const matrix_view<const float
       dw, q.layout().group_size(), groups_per_row, fit, codes.data(), scales.data());
   TERNQ_CUDA_CHECK(cudaGetLastError());
   codes.download(q.codes(), e);
-  std::vector<float> host_scales(w.rows() * groups_per_row);
-  scales.download(host_scales, e);
-  for (std::size_t i = 0; i < w.rows(); ++i) {
-    for (std::size_t k = 0; k < groups_per_row; ++k) q.scale(i, k) = host_scales[i * groups_per_row + k];
-  }
+  scales.download(q.scales(), e);  // both row-major `rows x groups`
   return q;
-}
-
-template <class W>
-matrix_view<const float> float_view(const W& w) {
-  const auto view = as_const_view(w);
-  static_assert(std::is_same_v<typename decltype(view)::value_type, float>,
-                "ternq::cuda::quantize: the CUDA specializations take float weights");
-  return view;
 }
 
 }  // namespace detail

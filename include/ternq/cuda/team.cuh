@@ -8,10 +8,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include <cuda_runtime.h>
 
+#include "ternq/core/adapt.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/cuda/error.cuh"
 #include "ternq/cuda/exec.cuh"
@@ -63,6 +65,15 @@ __device__ inline V team_tree_sum(V v, unsigned mask) {
   return v;
 }
 
+/// `ternq::detail::lane_sum(n, f)` in every lane of the team, bit for bit: lane `l` adds `f(j)` for `j = l (mod 8)`
+/// in order, as CPU lane `l` does, and `team_tree_sum` combines the lanes in the CPU's tree.
+template <class F>
+__device__ inline double team_lane_sum(std::size_t n, unsigned lane, unsigned mask, F f) {
+  double v = 0.0;
+  for (std::size_t j = lane; j < n; j += team_size) v += f(j);
+  return team_tree_sum(v, mask);
+}
+
 /// `ternq::detail::blocked_lane_sum(x[0, n), f)` in every lane of the team, bit for bit: lane `l` keeps CPU lane
 /// `l`'s float partial sums over blocks of 128 and its double total, and the totals are added in lane order.
 template <class F>
@@ -110,6 +121,15 @@ inline device_buffer<float> upload_checked_weights(const exec& e, const matrix_v
     std::copy(row.begin(), row.end(), packed.begin() + static_cast<std::ptrdiff_t>(i * w.cols()));
   }
   return device_buffer<float>::from_host(packed, e);
+}
+
+/// `w` as a float view, refused at compile time for other element types (the device kernels take float weights).
+template <class W>
+matrix_view<const float> float_view(const W& w) {
+  const auto view = as_const_view(w);
+  static_assert(std::is_same_v<typename decltype(view)::value_type, float>,
+                "ternq::cuda::quantize: the CUDA specializations take float weights");
+  return view;
 }
 
 /// Blocks for a per-group kernel over `groups` groups: enough to fill the device several times over (32 blocks per
