@@ -9,6 +9,8 @@
 
 #include "ternq/quant/absmean.hpp"
 #include "ternq/quant/aga.hpp"
+#include "ternq/quant/aga_methods.hpp"
+#include "ternq/quant/aga_solve.hpp"
 #include "ternq/quant/atq.hpp"
 #include "ternq/quant/catq.hpp"
 #include "ternq/quant/catq/calibrator.hpp"

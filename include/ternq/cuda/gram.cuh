@@ -19,27 +19,10 @@
 #include "ternq/core/view.hpp"
 #include "ternq/cuda/error.cuh"
 #include "ternq/cuda/exec.cuh"
+#include "ternq/cuda/handles.cuh"
 #include "ternq/linalg/gram_products.hpp"
 
 namespace ternq::cuda {
-
-/// A cuBLAS handle bound to a stream, owned by RAII.
-class blas_handle {
- public:
-  explicit blas_handle(cudaStream_t stream) {
-    TERNQ_CUDA_CHECK(cublasCreate(&handle_));
-    TERNQ_CUDA_CHECK(cublasSetStream(handle_, stream));
-  }
-  ~blas_handle() {
-    if (handle_ != nullptr) (void)cublasDestroy(handle_);
-  }
-  blas_handle(const blas_handle&) = delete;
-  blas_handle& operator=(const blas_handle&) = delete;
-  [[nodiscard]] cublasHandle_t get() const noexcept { return handle_; }
-
- private:
-  cublasHandle_t handle_ = nullptr;
-};
 
 namespace detail {
 

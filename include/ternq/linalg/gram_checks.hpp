@@ -10,17 +10,9 @@
 
 #include "ternq/core/error.hpp"
 #include "ternq/core/view.hpp"
+#include "ternq/linalg/gram_psd.hpp"
 
 namespace ternq::linalg {
-
-/// A Gram matrix `C = X X^T` is positive semi-definite; one assembled from
-/// rounded sums may have eigenvalues slightly below zero. `C` passes when
-/// `C + tau mean(diag C) I` has a Cholesky factorization, with
-/// `tau = gram_psd_tolerance`: no eigenvalue below `-1%` of the mean
-/// eigenvalue (`mean(diag C) = trace(C) / m`). It is the GPTQ driver's
-/// default damping, so a Gram matrix the driver accepts at its default
-/// passes here too.
-inline constexpr double gram_psd_tolerance = 1e-2;
 
 /// Refuses a matrix that is not positive semi-definite within
 /// `gram_psd_tolerance` with `[ternq.invalid_argument] <context>: <what> is
@@ -47,16 +39,9 @@ void require_psd(const matrix_view<const T>& c, std::string_view context, std::s
     h(q, q) += shift;
   }
   if (all_zero) return;
-  if (trace <= 0.0) {
-    fail(errc::invalid_argument, context, ": ", what,
-         " is not positive semi-definite: its diagonal is zero but other entries are not");
-  }
+  if (trace <= 0.0) fail_zero_trace_gram(context, what);
   const Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>, Eigen::Lower> llt(h);
-  if (llt.info() != Eigen::Success) {
-    fail(errc::invalid_argument, context, ": ", what, " is not positive semi-definite: it has an eigenvalue below -",
-         gram_psd_tolerance, " x its mean eigenvalue ", trace / static_cast<double>(m), " (C + ", gram_psd_tolerance,
-         " mean(diag C) I has no Cholesky factorization); a Gram matrix X X^T has none");
-  }
+  if (llt.info() != Eigen::Success) fail_not_psd_gram(context, what, trace, static_cast<double>(m));
 }
 
 }  // namespace ternq::linalg

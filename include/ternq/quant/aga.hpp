@@ -11,54 +11,10 @@
 
 #include "ternq/config.hpp"
 #include "ternq/core/error.hpp"
+#include "ternq/quant/aga_solve.hpp"
 #include "ternq/quant/atq.hpp"
 
 namespace ternq {
-
-/// The 2x2 normal equations of AGA for one row-group (ALGORITHMS.md §2):
-///
-///     [ t C t^T   1^T C t^T ] [alpha]   [ w C t^T ]
-///     [ t C 1     1^T C 1   ] [ mu  ] = [ w C 1   ]
-struct aga_system {
-  double a11 = 0.0;  ///< t C t^T
-  double a12 = 0.0;  ///< 1^T C t^T
-  double a22 = 0.0;  ///< 1^T C 1
-  double b1 = 0.0;   ///< w C t^T
-  double b2 = 0.0;   ///< w C 1
-};
-
-/// The solved AGA grid of one row-group.
-struct aga_outcome {
-  atq_grid grid;
-  bool fallback = false;  ///< the determinant vanished: `grid` is the fallback (ITF) grid
-  bool flip = false;      ///< the solve gave `alpha < 0`: `grid.alpha` is its magnitude and the codes must be negated
-};
-
-/// A determinant at most this fraction of `a11 a22` counts as zero: by
-/// Cauchy-Schwarz `0 <= det <= a11 a22` for a positive semi-definite `C`, so
-/// the ratio measures how far `t` is from `1` under `C`; below 1e-9 the grid
-/// carries about half of double's digits or fewer and the ITF grid is kept.
-inline constexpr double aga_relative_determinant_floor = 1e-9;
-
-/// Solves the AGA system by Cramer's rule; falls back to `fallback` when the
-/// determinant vanishes relative to its terms (or anything is not finite),
-/// and reports a negative scale as `flip` (ALGORITHMS.md §2 degenerate rules).
-inline aga_outcome aga_solve(const aga_system& s, atq_grid fallback) {
-  const double det = s.a11 * s.a22 - s.a12 * s.a12;
-  const double scale = s.a11 * s.a22;
-  aga_outcome out;
-  if (!(det > aga_relative_determinant_floor * scale) || !std::isfinite(det) || !std::isfinite(s.b1) ||
-      !std::isfinite(s.b2)) {
-    out.grid = fallback;
-    out.fallback = true;
-    return out;
-  }
-  const double alpha = (s.a22 * s.b1 - s.a12 * s.b2) / det;
-  const double mu = (s.a11 * s.b2 - s.a12 * s.b1) / det;
-  out.grid = {std::abs(alpha), mu};
-  out.flip = alpha < 0.0;
-  return out;
-}
 
 /// The AGA system of one row-group against the `g' x g'` metric `c` (the
 /// Gram block `C[B, B]`, or `P^{-1}` inside the GPTQ driver). The research

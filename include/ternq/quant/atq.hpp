@@ -110,6 +110,15 @@ TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE double magnitude(double x) noexcept {
 #endif
 }
 
+/// `std::isfinite(x)` in host and device code.
+TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE bool finite_value(double x) noexcept {
+#if defined(__CUDA_ARCH__)
+  return isfinite(x);
+#else
+  return std::isfinite(x);
+#endif
+}
+
 /// Partial sums in lanes: lane `l` adds the terms `j = l (mod 8)` in order
 /// and the lanes are combined in a fixed tree. Breaking one long chain of
 /// dependent additions lets a loop run at throughput instead of latency; the

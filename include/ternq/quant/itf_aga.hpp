@@ -16,21 +16,13 @@
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/linalg/gram_checks.hpp"
 #include "ternq/quant/aga.hpp"
+#include "ternq/quant/aga_methods.hpp"
 #include "ternq/quant/atq.hpp"
 #include "ternq/quant/detail/atq_rows.hpp"
 #include "ternq/quant/itf.hpp"
 #include "ternq/quant/quantize.hpp"
 
 namespace ternq {
-
-/// PT²-LLM's asymmetric ternary quantizer: ITF per group (as `itf`), then
-/// AGA once per group with the codes frozen, against the diagonal block
-/// `C[B, B]` of the Gram matrix of the group's columns. Needs calibration
-/// statistics: `quantize(w, itf_aga{}, gram)`.
-struct itf_aga {
-  group_size_option group_size = 128;  ///< columns per group, or `per_row`
-  unsigned max_iters = 10;             ///< ITF grid solves per group at most
-};
 
 /// `itf_aga` with its counters; `gram` is the `m x m` matrix `C = X X^T`.
 template <class T, class G>

@@ -20,6 +20,7 @@
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
+#include "ternq/quant/aga_methods.hpp"
 #include "ternq/quant/atq.hpp"
 #include "ternq/quant/detail/atq_rows.hpp"
 #include "ternq/quant/groupwise.hpp"
@@ -27,22 +28,6 @@
 #include "ternq/quant/quantize.hpp"
 
 namespace ternq {
-
-/// A symmetric ternary quantizer aligned to the activations: per row-group
-/// the codes of the exact symmetric optimum (`optimal_symmetric`), then the
-/// scale that minimizes the group's output error `(w - alpha t) C (w - alpha t)^T`
-/// for those codes (AGA's closed form with `mu = 0`), then, up to
-/// `max_iters` times, the codes re-rounded to the nearest level of that
-/// scale and the scale solved again, keeping the best output error seen.
-/// `C` is the Gram block `C[B, B]` of the group's columns; inside the GPTQ
-/// driver the compensated metric `P^{-1}` of the block (see `gptq`).
-/// Unlike `itf_aga` the grid has no offset, so the result packs into every
-/// ternary block format. Needs calibration statistics:
-/// `quantize(w, optimal_aga{}, gram)`.
-struct optimal_aga {
-  group_size_option group_size = 128;  ///< columns per group, or `per_row`
-  unsigned max_iters = 4;              ///< re-roundings of the codes after the first scale solve
-};
 
 /// The scale `alpha` minimizing `(w - alpha t) C (w - alpha t)^T` for frozen
 /// codes `t` under the positive semi-definite metric `c`:

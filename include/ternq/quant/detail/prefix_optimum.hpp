@@ -25,11 +25,11 @@ struct prefix_optimum {
   double tau = 0.0;
 
   /// True when `s^2 / k_new` is at least `margin` times below the best.
-  [[nodiscard]] bool beats_or_ties(double s, std::size_t k_new, double margin = 1.0) const noexcept {
+  [[nodiscard]] TERNQ_HOST_DEVICE bool beats_or_ties(double s, std::size_t k_new, double margin = 1.0) const noexcept {
     return s * s * static_cast<double>(k) * margin >= s2 * static_cast<double>(k_new);
   }
 
-  void offer(double s, std::size_t k_new, double tau_new) noexcept {
+  TERNQ_HOST_DEVICE void offer(double s, std::size_t k_new, double tau_new) noexcept {
     const double lhs = s * s * static_cast<double>(k);
     const double rhs = s2 * static_cast<double>(k_new);
     if (k == 0 || lhs > rhs || (lhs == rhs && k_new < k)) {
@@ -47,8 +47,13 @@ struct prefix_optimum {
 /// The shift is clamped to the normal exponent range so that `f` itself is
 /// finite (for denormal `top`, `top * f` is then below 1, still far from
 /// underflow when squared).
-inline double objective_scale(double top) noexcept {
+TERNQ_HOST_DEVICE inline double objective_scale(double top) noexcept {
+#if defined(__CUDA_ARCH__)
+  const int shift = -ilogb(top);
+  return ldexp(1.0, shift < -1022 ? -1022 : (shift > 1022 ? 1022 : shift));
+#else
   return std::ldexp(1.0, std::clamp(-std::ilogb(top), -1022, 1022));
+#endif
 }
 
 /// Scans the prefixes of `sorted` (descending magnitudes) that end a run of
@@ -56,15 +61,25 @@ inline double objective_scale(double top) noexcept {
 /// taken. Within a run of equal values `f` is convex in the count, so the
 /// optimum never splits a run: only run ends are candidates, and
 /// `|w| >= tau` then selects exactly `k` elements.
+/// The scan of the `n` magnitudes at `sorted`, shared with the CUDA kernel of the exact optimum. Each term is a
+/// magnitude times a power of two, an exact product, so a fused multiply-add (which nvcc forms by default) gives
+/// the same sums as the CPU's separate multiply and add.
+template <class T>
+TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE void scan_run_ends(const T* sorted, std::size_t n, std::size_t k0, double s0,
+                                                         double scale, prefix_optimum& best) noexcept {
+  double s = s0;
+  for (std::size_t t = 0; t < n; ++t) {
+    s += static_cast<double>(sorted[t]) * scale;
+    if (t + 1 < n && sorted[t + 1] == sorted[t]) continue;
+    best.offer(s, k0 + t + 1, static_cast<double>(sorted[t]));
+  }
+}
+
+/// `scan_run_ends` over a span.
 template <class T>
 TERNQ_ALWAYS_INLINE void scan_sorted_prefixes(std::span<const T> sorted, std::size_t k0, double s0, double scale,
                                               prefix_optimum& best) noexcept {
-  double s = s0;
-  for (std::size_t t = 0; t < sorted.size(); ++t) {
-    s += static_cast<double>(sorted[t]) * scale;
-    if (t + 1 < sorted.size() && sorted[t + 1] == sorted[t]) continue;
-    best.offer(s, k0 + t + 1, static_cast<double>(sorted[t]));
-  }
+  scan_run_ends(sorted.data(), sorted.size(), k0, s0, scale, best);
 }
 
 /// Codes `sign(w) [|w| >= tau]` and their least-squares scale; `tau > 0` is a data magnitude.
