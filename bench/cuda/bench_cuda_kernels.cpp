@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // The CUDA packed products: effective bandwidth (packed bytes read per second) as a fraction of the device's
 // peak, for the decode GEMV and small batches at LLM shapes; ITF on the device against a device-to-device copy of
-// the same matrix in the same run; the Gram accumulation (float chunks summed in double) against one cuBLAS SSYRK
+// the same matrix in the same run; the exact optimum and itf_aga, host to host, against the transfers they cannot
+// avoid; the Gram accumulation (float chunks summed in double) against one cuBLAS SSYRK
 // of the same batch. Device time from CUDA events (manual time).
 #include <cstdio>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -55,6 +57,38 @@ void itf_device(benchmark::State& state, std::size_t rows, std::size_t cols) {
   state.counters["weights_GBps"] = static_cast<double>(rows * cols * sizeof(float)) * 1e-9 / itf;
 }
 
+/// The exact optimum (g = 128) called on a host matrix: upload, segmented sort, scan and fit, download;
+/// `transfer_over_call` is the time of the transfers alone (W up, codes down) over the call's (1: transfer-bound).
+void optimal_device(benchmark::State& state, std::size_t rows, std::size_t cols) {
+  const ternq::testing::row_matrix w = ternq::testing::llm_like_weights(rows, cols, 42);
+  const std::span<const float> data(w.data(), rows * cols);
+  double transfer = 0.0;
+  double call = 0.0;
+  for (auto _ : state) {
+    call = ternq::testing::cuda::optimal_symmetric_call_seconds(data, rows, cols, 5, transfer);
+    state.SetIterationTime(call);
+  }
+  state.counters["transfer_over_call"] = transfer / call;
+}
+
+/// itf_aga (g = 128) called on a host matrix and Gram matrix: checks, upload, cuSOLVER's batched check of the
+/// blocks, ITF, the T C products (DGEMM), the 2x2 solves, download; `transfer_over_call` as above.
+void itf_aga_device(benchmark::State& state, std::size_t rows, std::size_t cols) {
+  const ternq::testing::row_matrix w = ternq::testing::llm_like_weights(rows, cols, 42);
+  const ternq::testing::row_matrix x = ternq::testing::llm_like_activations(2048, cols, 42);
+  const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> c =
+      x.cast<double>().transpose() * x.cast<double>();
+  double transfer = 0.0;
+  double call = 0.0;
+  for (auto _ : state) {
+    call = ternq::testing::cuda::itf_aga_call_seconds(std::span<const float>(w.data(), rows * cols),
+                                                      std::span<const double>(c.data(), cols * cols), rows, cols, 5,
+                                                      transfer);
+    state.SetIterationTime(call);
+  }
+  state.counters["transfer_over_call"] = transfer / call;
+}
+
 /// The Gram accumulation of a resident batch (`add_device`: finiteness check, SSYRK per 1024-token chunk, sums in
 /// double); `syrk_over_gram` is the time of one SSYRK of the whole batch over it (1: no overhead).
 void gram_device(benchmark::State& state, std::size_t tokens, std::size_t features) {
@@ -89,6 +123,15 @@ int main(int argc, char** argv) {
   for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
     const std::string name = "itf/" + std::to_string(rows) + "x" + std::to_string(cols);
     benchmark::RegisterBenchmark(name.c_str(), itf_device, rows, cols)->UseManualTime()->Iterations(3);
+  }
+  for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
+    const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+    benchmark::RegisterBenchmark(("optimal/" + shape).c_str(), optimal_device, rows, cols)
+        ->UseManualTime()
+        ->Iterations(2);
+    benchmark::RegisterBenchmark(("itf_aga/" + shape).c_str(), itf_aga_device, rows, cols)
+        ->UseManualTime()
+        ->Iterations(2);
   }
   for (const std::size_t features : {4096, 11008}) {
     const std::string name = "gram/8192x" + std::to_string(features);

@@ -7,6 +7,9 @@
 #include <ternq/cuda/exec.cuh>
 #include <ternq/cuda/gram.cuh>
 #include <ternq/cuda/itf.cuh>
+#include <ternq/cuda/itf_aga.cuh>
+#include <ternq/cuda/optimal_aga.cuh>
+#include <ternq/cuda/optimal_symmetric.cuh>
 #include <ternq/cuda/symmetric.cuh>
 
 #include "cuda_timing.cuh"
@@ -21,11 +24,35 @@ ternary_matrix quantize_itf_on_device(const matrix_view<const float>& w, const i
   return quantize(ternq::cuda::exec{}, w, method);  // found by argument-dependent lookup, as a user would call it
 }
 
+atq_result itf_aga_on_device(const matrix_view<const float>& w, const matrix_view<const double>& gram,
+                             const itf_aga& method) {
+  return ternq::cuda::itf_aga_quantize(ternq::cuda::exec{}, w, gram, method);
+}
+
+atq_result itf_aga_on_device(const matrix_view<const float>& w, const matrix_view<const float>& gram,
+                             const itf_aga& method) {
+  return ternq::cuda::itf_aga_quantize(ternq::cuda::exec{}, w, gram, method);
+}
+
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const itf_aga& method,
+                                  const matrix_view<const double>& gram) {
+  return quantize(ternq::cuda::exec{}, w, method, gram);
+}
+
+ternary_matrix optimal_aga_on_device(const matrix_view<const float>& w, const matrix_view<const double>& gram,
+                                     const optimal_aga& method) {
+  return ternq::cuda::optimal_aga_quantize(ternq::cuda::exec{}, w, gram, method);
+}
+
 ternary_matrix quantize_on_device(const matrix_view<const float>& w, const absmean& method) {
   return quantize(ternq::cuda::exec{}, w, method);
 }
 
 ternary_matrix quantize_on_device(const matrix_view<const float>& w, const twn& method) {
+  return quantize(ternq::cuda::exec{}, w, method);
+}
+
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const optimal_symmetric& method) {
   return quantize(ternq::cuda::exec{}, w, method);
 }
 
@@ -77,6 +104,40 @@ std::vector<double> gram_after_refused_batch(std::span<const float> good, std::s
   }
   tokens_after = acc.tokens();
   return acc.matrix();
+}
+
+namespace {
+
+/// Seconds of uploading the `rows x cols` weights and downloading as many codes.
+double transfer_seconds_of(std::span<const float> w, int repeats) {
+  std::vector<std::int8_t> codes(w.size());
+  return seconds_per_launch(repeats, [&] {
+    const auto dw = ternq::cuda::device_buffer<float>::from_host(w);
+    ternq::cuda::device_buffer<std::int8_t> dc(codes.size());
+    dc.download(codes);
+  });
+}
+
+}  // namespace
+
+double optimal_symmetric_call_seconds(std::span<const float> w, std::size_t rows, std::size_t cols, int repeats,
+                                      double& transfer_seconds) {
+  if (w.size() != rows * cols) fail(errc::shape_mismatch, "optimal_symmetric_call_seconds: ", w.size(), " weights");
+  transfer_seconds = transfer_seconds_of(w, repeats);
+  const auto view = row_major(w.data(), rows, cols);
+  return seconds_per_launch(repeats, [&] { (void)quantize(ternq::cuda::exec{}, view, optimal_symmetric{}); });
+}
+
+double itf_aga_call_seconds(std::span<const float> w, std::span<const double> gram, std::size_t rows, std::size_t cols,
+                            int repeats, double& transfer_seconds) {
+  if (w.size() != rows * cols || gram.size() != cols * cols) {
+    fail(errc::shape_mismatch, "itf_aga_call_seconds: ", w.size(), " weights and ", gram.size(), " gram entries");
+  }
+  transfer_seconds = transfer_seconds_of(w, repeats);
+  const auto view = row_major(w.data(), rows, cols);
+  const auto c = row_major(gram.data(), cols, cols);
+  return seconds_per_launch(repeats,
+                            [&] { (void)ternq::cuda::itf_aga_quantize(ternq::cuda::exec{}, view, c, itf_aga{}); });
 }
 
 double gram_device_seconds(std::size_t tokens, std::size_t features, int repeats, double& syrk_seconds) {

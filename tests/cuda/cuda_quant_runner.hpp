@@ -12,7 +12,10 @@
 #include <ternq/core/view.hpp>
 #include <ternq/linalg/gram_products.hpp>
 #include <ternq/quant/absmean.hpp>
+#include <ternq/quant/aga_methods.hpp>
+#include <ternq/quant/atq.hpp>
 #include <ternq/quant/itf.hpp>
+#include <ternq/quant/optimal_symmetric.hpp>
 #include <ternq/quant/twn.hpp>
 
 namespace ternq::testing::cuda {
@@ -23,15 +26,38 @@ atq_result itf_on_device(const matrix_view<const float>& w, const itf& method);
 /// `quantize(cuda::exec{}, w, method)`, the generic entry point.
 ternary_matrix quantize_itf_on_device(const matrix_view<const float>& w, const itf& method);
 
+/// `cuda::itf_aga_quantize` on device `0`'s default stream, and the generic `quantize(cuda::exec{}, w, method, gram)`.
+atq_result itf_aga_on_device(const matrix_view<const float>& w, const matrix_view<const double>& gram,
+                             const itf_aga& method);
+atq_result itf_aga_on_device(const matrix_view<const float>& w, const matrix_view<const float>& gram,
+                             const itf_aga& method);
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const itf_aga& method,
+                                  const matrix_view<const double>& gram);
+
+/// `cuda::optimal_aga_quantize` on device `0`'s default stream.
+ternary_matrix optimal_aga_on_device(const matrix_view<const float>& w, const matrix_view<const double>& gram,
+                                     const optimal_aga& method);
+
 /// `quantize(cuda::exec{}, w, method)` for the symmetric data-free methods.
 ternary_matrix quantize_on_device(const matrix_view<const float>& w, const absmean& method);
 ternary_matrix quantize_on_device(const matrix_view<const float>& w, const twn& method);
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const optimal_symmetric& method);
 
 /// Mean seconds of one `cuda::itf_fit_device` (10 iterations at most) over `repeats` launches on the row-major
 /// `rows x cols` matrix `w` resident on the device, after one warm-up launch; and in `read_seconds`, of one
 /// device-to-device copy of it (a plain read and write, the bandwidth baseline).
 double itf_device_seconds(std::span<const float> w, std::size_t rows, std::size_t cols, std::size_t group_size,
                           int repeats, double& read_seconds);
+
+/// Mean seconds of one host-to-host call of the exact optimum on the device (`quantize(cuda::exec{}, w,
+/// optimal_symmetric{}`: upload, sort, fit, download) on the row-major `rows x cols` matrix `w`, over `repeats` calls
+/// after a warm-up; and in `transfer_seconds`, of the transfers no call can avoid (`w` up, its codes down).
+double optimal_symmetric_call_seconds(std::span<const float> w, std::size_t rows, std::size_t cols, int repeats,
+                                      double& transfer_seconds);
+
+/// The same for `cuda::itf_aga_quantize` with the row-major `cols x cols` Gram matrix `gram` (g = 128).
+double itf_aga_call_seconds(std::span<const float> w, std::span<const double> gram, std::size_t rows, std::size_t cols,
+                            int repeats, double& transfer_seconds);
 
 /// `C` of `cuda::gram_accumulator` (`features x features`) after adding `batches` in order from the host.
 std::vector<double> gram_on_device(std::span<const matrix_view<const float>> batches, gram_products products);

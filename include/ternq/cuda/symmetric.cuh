@@ -42,23 +42,30 @@ struct absmean_team_fit {
   }
 };
 
+/// `ternarize_above(x[0, n), t, cut)` for a team: codes `sign(x) [|x| > cut]`, and the scale, the mean magnitude of
+/// the kept weights (their sum in the CPU's blocked lane order), or 0 when none is kept.
+__device__ inline float team_ternarize_above(const float* x, std::int8_t* t, std::size_t n, float cut, unsigned lane,
+                                             unsigned mask) {
+  int count = 0;
+  for (std::size_t j = lane; j < n; j += team_size) {
+    t[j] = static_cast<std::int8_t>(static_cast<int>(x[j] > cut) - static_cast<int>(x[j] < -cut));
+    count += fabsf(x[j]) > cut ? 1 : 0;
+  }
+  count = team_tree_sum(count, mask);
+  if (count == 0) return 0.0F;
+  const double kept =
+      team_blocked_lane_sum(x, n, lane, mask, [cut](float v) { return fabsf(v) > cut ? fabsf(v) : 0.0F; });
+  return static_cast<float>(kept / static_cast<double>(count));
+}
+
 /// `twn_fit_group` for a team: `delta = ratio sum|w| / n`, codes `sign(w) [|w| > at_most(delta)]`, scale the mean
-/// magnitude of the kept weights (`ternarize_above`, its sum in the CPU's order).
+/// magnitude of the kept weights (`ternarize_above`).
 struct twn_team_fit {
   double ratio;
   __device__ float operator()(const float* x, std::int8_t* t, std::size_t n, unsigned lane, unsigned mask) const {
     const double sum = team_blocked_lane_sum(x, n, lane, mask, [](float v) { return fabsf(v); });
-    const float cut = ternq::detail::at_most<float>(ratio * sum / static_cast<double>(n));
-    int count = 0;
-    for (std::size_t j = lane; j < n; j += team_size) {
-      t[j] = static_cast<std::int8_t>(static_cast<int>(x[j] > cut) - static_cast<int>(x[j] < -cut));
-      count += fabsf(x[j]) > cut ? 1 : 0;
-    }
-    count = team_tree_sum(count, mask);
-    if (count == 0) return 0.0F;
-    const double kept =
-        team_blocked_lane_sum(x, n, lane, mask, [cut](float v) { return fabsf(v) > cut ? fabsf(v) : 0.0F; });
-    return static_cast<float>(kept / static_cast<double>(count));
+    return team_ternarize_above(x, t, n, ternq::detail::at_most<float>(ratio * sum / static_cast<double>(n)), lane,
+                                mask);
   }
 };
 
