@@ -747,9 +747,8 @@ int run(const options& opt) {
   const cli::device_choice device = cli::parse_device(opt.device);
   if (opt.model_path.empty() && opt.tensors_path.empty()) {
     if (device.cuda && opt.method.empty()) {
-      fail(errc::invalid_argument,
-           "--device cuda needs --method absmean, twn or itf (the methods with a CUDA "
-           "specialization)");
+      fail(errc::invalid_argument, "--device cuda needs --method: one of ", cli::cuda_method_names,
+           " (the methods with a CUDA specialization)");
     }
     if (device.cuda) cli::require_device_for(device, cli::parse_method(opt.method, ternq::per_row, opt.seed));
     return cli::run_default_job(opt.method, opt.group_size.value_or(128), opt.seed, executor_of(opt));
@@ -804,8 +803,10 @@ int main(int argc, char** argv) {
       ->check(cli::whole_number());
   app.add_option("--threads", opt.threads, "worker threads (0: all)")->check(cli::whole_number());
   app.add_option("--device", opt.device,
-                 "cpu, or cuda[:N]: run the quantizer on CUDA device N (absmean, twn and itf; the CPU's codes and "
-                 "scales bit for bit; needs a build with the CUDA toolkit)");
+                 std::string("cpu, or cuda[:N]: run the quantizer on CUDA device N (") +
+                     std::string(cli::cuda_method_names) +
+                     "; the CPU's results, bit for bit or to rounding: docs/cuda.md; needs a build with the CUDA "
+                     "toolkit)");
   auto* text = app.add_option("--calib-text", opt.calib_text, "calibration text (UTF-8)");
   app.add_option("--calib-offset", opt.calib_offset, "byte offset of the calibration slice")
       ->check(cli::whole_number())

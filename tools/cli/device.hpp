@@ -14,7 +14,9 @@
 #include <ternq/core/ternary_matrix.hpp>
 #include <ternq/core/view.hpp>
 #include <ternq/quant/absmean.hpp>
+#include <ternq/quant/aga_methods.hpp>
 #include <ternq/quant/itf.hpp>
+#include <ternq/quant/optimal_symmetric.hpp>
 #include <ternq/quant/twn.hpp>
 
 namespace ternq::cli {
@@ -37,8 +39,11 @@ inline device_choice parse_device(std::string_view text) {
   fail(errc::invalid_argument, "--device '", text, "' is not one of cpu, cuda, cuda:N (N: a device number)");
 }
 
-/// The methods with a CUDA specialization (data-free, float weights).
-using cuda_method = std::variant<absmean, twn, itf>;
+/// The methods with a CUDA specialization (float weights): data-free ones, and ones that need a Gram matrix. Their
+/// --method names, for messages.
+using cuda_method = std::variant<absmean, twn, optimal_symmetric, itf>;
+using cuda_gram_method = std::variant<itf_aga, optimal_aga>;
+inline constexpr std::string_view cuda_method_names = "absmean, twn, optimal, itf, itf_aga and optimal_aga";
 
 /// Whether this build of the tools has the CUDA specializations (configured with the CUDA toolkit, TERNQ_CUDA).
 bool cuda_built() noexcept;
@@ -47,7 +52,15 @@ bool cuda_built() noexcept;
 /// fewer devices.
 void require_cuda_device(int ordinal);
 
-/// `quantize(cuda::exec{ordinal}, w, method)`: the same result as the CPU's, bit for bit.
+/// `quantize(cuda::exec{ordinal}, w, method)`: the same result as the CPU's, bit for bit (for `optimal`, as the
+/// CPU's sorted reference, which the CPU's faster search equals except for ties within rounding).
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_method& method, const matrix_view<const float>& w);
+
+/// `quantize(cuda::exec{ordinal}, w, method, gram)` for the methods that need a Gram matrix (float or double): the
+/// CPU's result to rounding (see ternq/cuda/itf_aga.cuh and optimal_aga.cuh).
+ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
+                                const matrix_view<const float>& gram);
+ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
+                                const matrix_view<const double>& gram);
 
 }  // namespace ternq::cli

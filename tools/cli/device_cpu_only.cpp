@@ -17,4 +17,14 @@ void require_cuda_device(int ordinal) { refuse(ordinal); }
 
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_method&, const matrix_view<const float>&) { refuse(ordinal); }
 
+ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method&, const matrix_view<const float>&,
+                                const matrix_view<const float>&) {
+  refuse(ordinal);
+}
+
+ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method&, const matrix_view<const float>&,
+                                const matrix_view<const double>&) {
+  refuse(ordinal);
+}
+
 }  // namespace ternq::cli

@@ -4,6 +4,9 @@
 
 #include <ternq/cuda/exec.cuh>
 #include <ternq/cuda/itf.cuh>
+#include <ternq/cuda/itf_aga.cuh>
+#include <ternq/cuda/optimal_aga.cuh>
+#include <ternq/cuda/optimal_symmetric.cuh>
 #include <ternq/cuda/symmetric.cuh>
 
 #include "cli/device.hpp"
@@ -26,6 +29,18 @@ void require_cuda_device(int ordinal) {
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_method& method, const matrix_view<const float>& w) {
   const ternq::cuda::exec e{.device = ordinal};
   return std::visit([&](const auto& m) { return quantize(e, w, m); }, method);
+}
+
+ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
+                                const matrix_view<const float>& gram) {
+  const ternq::cuda::exec e{.device = ordinal};
+  return std::visit([&](const auto& m) { return quantize(e, w, m, gram); }, method);
+}
+
+ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
+                                const matrix_view<const double>& gram) {
+  const ternq::cuda::exec e{.device = ordinal};
+  return std::visit([&](const auto& m) { return quantize(e, w, m, gram); }, method);
 }
 
 }  // namespace ternq::cli

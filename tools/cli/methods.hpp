@@ -144,17 +144,32 @@ struct executor {
 inline std::optional<cuda_method> cuda_method_of(const method_choice& choice) {
   if (const auto* m = std::get_if<absmean>(&choice.method)) return *m;
   if (const auto* m = std::get_if<twn>(&choice.method)) return *m;
+  if (const auto* m = std::get_if<optimal_symmetric>(&choice.method)) return *m;
   if (const auto* m = std::get_if<itf>(&choice.method)) return *m;
   return std::nullopt;
+}
+
+/// The method of `choice` as one with a CUDA specialization that needs a Gram matrix, if it is one.
+inline std::optional<cuda_gram_method> cuda_gram_method_of(const method_choice& choice) {
+  if (const auto* m = std::get_if<itf_aga>(&choice.method)) return *m;
+  if (const auto* m = std::get_if<optimal_aga>(&choice.method)) return *m;
+  return std::nullopt;
+}
+
+/// Whether `choice` has a CUDA specialization.
+inline bool has_cuda_specialization(const method_choice& choice) {
+  return cuda_method_of(choice) || cuda_gram_method_of(choice);
+}
+
+[[noreturn]] inline void refuse_on_cuda(const method_choice& choice) {
+  fail(errc::unsupported, "--device cuda: method '", choice.name, "' has no CUDA specialization yet (",
+       cuda_method_names, " have); run it with --device cpu");
 }
 
 /// Refuses, before any work, a CUDA `device` that the method or the build cannot serve, or that is not there.
 inline void require_device_for(const device_choice& device, const method_choice& choice) {
   if (!device.cuda) return;
-  if (!cuda_method_of(choice)) {
-    fail(errc::unsupported, "--device cuda: method '", choice.name,
-         "' has no CUDA specialization yet (absmean, twn and itf have); run it with --device cpu");
-  }
+  if (!has_cuda_specialization(choice)) refuse_on_cuda(choice);
   require_cuda_device(*device.cuda);
 }
 
@@ -163,17 +178,26 @@ inline void require_device_for(const device_choice& device, const method_choice&
 template <class W>
 ternary_matrix run_data_free(const executor& ex, const method_choice& choice, const W& w) {
   if (!ex.device.cuda) return run_data_free(ex.cpu, choice, w);
+  const auto method = cuda_method_of(choice);
+  if (!method) {  // a Gram method without calibration data: the CPU path's refusal; nothing runs elsewhere
+    if (!has_cuda_specialization(choice)) refuse_on_cuda(choice);
+    fail(errc::invalid_argument, "method ", choice.name, " needs calibration statistics");
+  }
   const auto view = as_const_view(w);
   static_assert(std::is_same_v<typename decltype(view)::value_type, float>, "the CUDA path takes float weights");
-  return quantize_on_cuda(*ex.device.cuda, *cuda_method_of(choice), view);
+  return quantize_on_cuda(*ex.device.cuda, *method, view);
 }
 
-/// `run_method` on the executor's device. The CUDA methods need no calibration data; `gram` is checked as the
-/// CPU path checks it, then left aside.
+/// `run_method` on the executor's device: itf_aga and optimal_aga with the Gram matrix; the data-free methods with
+/// `gram` checked as the CPU path checks it, then left aside.
 template <class W, class G>
 ternary_matrix run_method(const executor& ex, const method_choice& choice, const W& w, const G& gram) {
   if (!ex.device.cuda) return run_method(ex.cpu, choice, w, gram);
-  require_gram_for(as_const_view(gram), as_const_view(w).cols(), "quantize");
+  const auto view = as_const_view(w);
+  static_assert(std::is_same_v<typename decltype(view)::value_type, float>, "the CUDA path takes float weights");
+  if (const auto m = cuda_gram_method_of(choice))
+    return quantize_on_cuda(*ex.device.cuda, *m, view, as_const_view(gram));
+  require_gram_for(as_const_view(gram), view.cols(), "quantize");
   return run_data_free(ex, choice, w);
 }
 
