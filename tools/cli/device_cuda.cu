@@ -31,16 +31,23 @@ ternary_matrix quantize_on_cuda(int ordinal, const cuda_method& method, const ma
   return std::visit([&](const auto& m) { return quantize(e, w, m); }, method);
 }
 
-ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
-                                const matrix_view<const float>& gram) {
+namespace {
+template <class G>
+ternary_matrix quantize_gram_method_on_cuda(int ordinal, const cuda_gram_method& method,
+                                            const matrix_view<const float>& w, const matrix_view<const G>& gram) {
   const ternq::cuda::exec e{.device = ordinal};
   return std::visit([&](const auto& m) { return quantize(e, w, m, gram); }, method);
+}
+}  // namespace
+
+ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
+                                const matrix_view<const float>& gram) {
+  return quantize_gram_method_on_cuda(ordinal, method, w, gram);
 }
 
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
                                 const matrix_view<const double>& gram) {
-  const ternq::cuda::exec e{.device = ordinal};
-  return std::visit([&](const auto& m) { return quantize(e, w, m, gram); }, method);
+  return quantize_gram_method_on_cuda(ordinal, method, w, gram);
 }
 
 }  // namespace ternq::cli

@@ -2,6 +2,7 @@
 // The CUDA execution policy (device and stream) and device memory owned by RAII.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <span>
 #include <utility>
@@ -86,5 +87,19 @@ class device_buffer {
   T* data_ = nullptr;
   std::size_t count_ = 0;
 };
+
+namespace detail {
+
+/// Threads per block of an elementwise kernel (one element per thread, grid-striding beyond the grid).
+inline constexpr unsigned elementwise_threads = 256;
+
+/// Blocks for an elementwise kernel over `count` elements: enough to fill any current device, grid-striding
+/// beyond.
+inline unsigned elementwise_blocks(std::size_t count) {
+  return static_cast<unsigned>(
+      std::clamp<std::size_t>((count + elementwise_threads - 1) / elementwise_threads, 1, 4096));
+}
+
+}  // namespace detail
 
 }  // namespace ternq::cuda

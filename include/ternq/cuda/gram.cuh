@@ -60,12 +60,6 @@ __global__ void widen_kernel(double* to, const S* from, std::size_t count) {
   }
 }
 
-/// Blocks for an elementwise kernel over `count` elements: enough to fill any current device, grid-striding
-/// beyond.
-inline unsigned elementwise_blocks(std::size_t count) {
-  return static_cast<unsigned>(std::clamp<std::size_t>((count + 255) / 256, 1, 4096));
-}
-
 }  // namespace detail
 
 /// `gram_accumulator` on a CUDA device: accumulates `C = sum_t x_t x_t^T` over activation batches, and the number
@@ -193,8 +187,8 @@ class gram_accumulator {
   void require_finite_on_device(const float* x, std::size_t tokens, std::size_t ld, const char* context) {
     const unsigned long long none = ~0ULL;
     TERNQ_CUDA_CHECK(cudaMemcpyAsync(first_bad_.data(), &none, sizeof(none), cudaMemcpyHostToDevice, exec_.stream));
-    detail::first_non_finite_kernel<<<detail::elementwise_blocks(tokens * features_), 256, 0, exec_.stream>>>(
-        x, tokens, features_, ld, first_bad_.data());
+    detail::first_non_finite_kernel<<<detail::elementwise_blocks(tokens * features_), detail::elementwise_threads, 0,
+                                      exec_.stream>>>(x, tokens, features_, ld, first_bad_.data());
     TERNQ_CUDA_CHECK(cudaGetLastError());
     unsigned long long first = none;
     TERNQ_CUDA_CHECK(cudaMemcpyAsync(&first, first_bad_.data(), sizeof(first), cudaMemcpyDeviceToHost, exec_.stream));
@@ -215,8 +209,8 @@ class gram_accumulator {
     TERNQ_CUDA_CHECK(cublasSsyrk(blas_->get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, m, static_cast<int>(n), &one, chunk,
                                  m, &zero, product_.data(), m));
     const std::size_t count = features_ * features_;
-    detail::add_lower_kernel<<<detail::elementwise_blocks(count), 256, 0, exec_.stream>>>(sum_.data(), product_.data(),
-                                                                                          features_);
+    detail::add_lower_kernel<<<detail::elementwise_blocks(count), detail::elementwise_threads, 0, exec_.stream>>>(
+        sum_.data(), product_.data(), features_);
     TERNQ_CUDA_CHECK(cudaGetLastError());
   }
 
@@ -231,8 +225,8 @@ class gram_accumulator {
   /// The float chunk in `chunk_` widened into `chunk_double_` (exact).
   void widen_chunk(std::size_t n) {
     const std::size_t count = n * features_;
-    detail::widen_kernel<<<detail::elementwise_blocks(count), 256, 0, exec_.stream>>>(chunk_double_.data(),
-                                                                                      chunk_.data(), count);
+    detail::widen_kernel<<<detail::elementwise_blocks(count), detail::elementwise_threads, 0, exec_.stream>>>(
+        chunk_double_.data(), chunk_.data(), count);
     TERNQ_CUDA_CHECK(cudaGetLastError());
   }
 

@@ -180,9 +180,8 @@ atq_result itf_aga_quantize(const exec& e, const matrix_view<const float>& w, co
 
   device_buffer<double> t(count);
   device_buffer<double> tc(count);
-  // one thread per code: as many blocks as a team kernel over `count / team_size` groups of eight
-  detail::codes_as_double_kernel<<<detail::team_blocks(count / detail::team_size + 1), detail::team_block_threads, 0,
-                                   e.stream>>>(codes.data(), t.data(), count);
+  detail::codes_as_double_kernel<<<detail::elementwise_blocks(count), detail::elementwise_threads, 0, e.stream>>>(
+      codes.data(), t.data(), count);
   TERNQ_CUDA_CHECK(cudaGetLastError());
   const auto d_blocks = device_buffer<double>::from_host(blocks.packed, e);
   const blas_handle blas(e.stream);

@@ -138,11 +138,10 @@ ternary_matrix optimal_aga_quantize(const exec& e, const matrix_view<const float
   device_buffer<double> tc(count);
   device_buffer<detail::symmetric_aga_device_state> state(groups);
   device_buffer<unsigned> any(1);
-  const unsigned element_blocks = detail::team_blocks(count / detail::team_size + 1);  // a thread per element
-  detail::codes_as_double_kernel<<<element_blocks, detail::team_block_threads, 0, e.stream>>>(codes.data(),
-                                                                                              trial.data(), count);
-  detail::symmetric_aga_start_kernel<<<detail::team_blocks(groups / detail::team_size + 1), detail::team_block_threads,
-                                       0, e.stream>>>(scales.data(), state.data(), groups);
+  detail::codes_as_double_kernel<<<detail::elementwise_blocks(count), detail::elementwise_threads, 0, e.stream>>>(
+      codes.data(), trial.data(), count);
+  detail::symmetric_aga_start_kernel<<<detail::elementwise_blocks(groups), detail::elementwise_threads, 0, e.stream>>>(
+      scales.data(), state.data(), groups);
   TERNQ_CUDA_CHECK(cudaGetLastError());
   const auto d_blocks = device_buffer<double>::from_host(blocks.packed, e);
   const blas_handle blas(e.stream);
@@ -157,8 +156,8 @@ ternary_matrix optimal_aga_quantize(const exec& e, const matrix_view<const float
     any.download(std::span<unsigned>(&host_any, 1), e);
     if (host_any == 0) break;
   }
-  detail::symmetric_aga_scales_kernel<<<detail::team_blocks(groups / detail::team_size + 1), detail::team_block_threads,
-                                        0, e.stream>>>(state.data(), scales.data(), groups);
+  detail::symmetric_aga_scales_kernel<<<detail::elementwise_blocks(groups), detail::elementwise_threads, 0, e.stream>>>(
+      state.data(), scales.data(), groups);
   TERNQ_CUDA_CHECK(cudaGetLastError());
   codes.download(q.codes(), e);
   scales.download(q.scales(), e);

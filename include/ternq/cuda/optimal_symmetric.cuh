@@ -72,9 +72,7 @@ inline void sort_group_magnitudes(const exec& e, const device_matrix_view& dw, c
   }
   const std::size_t count = dw.rows * dw.cols;
   device_buffer<float> magnitudes(count);
-  // one thread per weight: as many blocks as a team kernel over `count / team_size` groups of eight
-  magnitudes_kernel<<<team_blocks(count / team_size + 1), team_block_threads, 0, e.stream>>>(dw.data, magnitudes.data(),
-                                                                                             count);
+  magnitudes_kernel<<<elementwise_blocks(count), elementwise_threads, 0, e.stream>>>(dw.data, magnitudes.data(), count);
   TERNQ_CUDA_CHECK(cudaGetLastError());
   std::vector<std::int64_t> begin(dw.rows * layout.count());
   std::vector<std::int64_t> end(begin.size());
