@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ternq/config.hpp"
 #include "ternq/core/error.hpp"
 #include "ternq/core/parallel.hpp"
 
@@ -33,6 +34,42 @@ inline void validate(const adam_options& o, std::string_view context) {
   if (!(std::isfinite(o.epsilon) && o.epsilon > 0.0)) {
     fail(errc::invalid_argument, context, ": epsilon must be finite and > 0 (got ", o.epsilon, ")");
   }
+}
+
+/// The per-step constants of Adam's update, in the parameters' type `S`
+/// (the bias corrections computed in double once per step).
+template <class S>
+struct adam_step_terms {
+  S b1 = 0;
+  S b2 = 0;
+  S one_minus_b1 = 0;
+  S one_minus_b2 = 0;
+  S step_size = 0;    ///< lr / (1 - beta1^t)
+  S inv_sqrt_c2 = 0;  ///< 1 / sqrt(1 - beta2^t)
+  S eps = 0;
+
+  adam_step_terms(const adam_options& o, std::size_t t)
+      : b1(static_cast<S>(o.beta1)),
+        b2(static_cast<S>(o.beta2)),
+        one_minus_b1(static_cast<S>(1.0 - o.beta1)),
+        one_minus_b2(static_cast<S>(1.0 - o.beta2)),
+        // lr * m_hat = (lr / (1 - beta1^t)) m;  sqrt(v_hat) = sqrt(v) / sqrt(1 - beta2^t).
+        step_size(static_cast<S>(o.lr / (1.0 - std::pow(o.beta1, static_cast<double>(t))))),
+        inv_sqrt_c2(static_cast<S>(1.0 / std::sqrt(1.0 - std::pow(o.beta2, static_cast<double>(t))))),
+        eps(static_cast<S>(o.epsilon)) {}
+};
+
+/// Adam's update of one parameter `p` with gradient `g` and moments `m`, `v`:
+/// the one body of arithmetic of the CPU optimizer and the CUDA kernel.
+template <class S>
+TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE void adam_update(S& p, S& m, S& v, S g, const adam_step_terms<S>& k) noexcept {
+  m = k.b1 * m + k.one_minus_b1 * g;
+  v = k.b2 * v + k.one_minus_b2 * g * g;
+#if defined(__CUDA_ARCH__)
+  p -= k.step_size * m / (sqrt(v) * k.inv_sqrt_c2 + k.eps);
+#else
+  p -= k.step_size * m / (std::sqrt(v) * k.inv_sqrt_c2 + k.eps);
+#endif
 }
 
 /// Adam over a fixed number of parameters of type `S` (float or double).
@@ -72,15 +109,7 @@ class adam {
            " gradients for an optimizer of ", m_.size());
     }
     ++t_;
-    const double t = static_cast<double>(t_);
-    const S b1 = static_cast<S>(options_.beta1);
-    const S b2 = static_cast<S>(options_.beta2);
-    const S one_minus_b1 = static_cast<S>(1.0 - options_.beta1);
-    const S one_minus_b2 = static_cast<S>(1.0 - options_.beta2);
-    // lr * m_hat = (lr / (1 - beta1^t)) m;  sqrt(v_hat) = sqrt(v) / sqrt(1 - beta2^t).
-    const S step_size = static_cast<S>(options_.lr / (1.0 - std::pow(options_.beta1, t)));
-    const S inv_sqrt_c2 = static_cast<S>(1.0 / std::sqrt(1.0 - std::pow(options_.beta2, t)));
-    const S eps = static_cast<S>(options_.epsilon);
+    const adam_step_terms<S> k(options_, t_);
     S* p = params.data();
     const S* g = grads.data();
     S* m = m_.data();
@@ -88,11 +117,7 @@ class adam {
     constexpr std::size_t chunk = 4096;  // fixed chunks: the same arithmetic whatever the thread count
     parallel_for((m_.size() + chunk - 1) / chunk, exec.thread_count(), [&](std::size_t c0, std::size_t c1) {
       const std::size_t end = std::min(c1 * chunk, m_.size());
-      for (std::size_t j = c0 * chunk; j < end; ++j) {
-        m[j] = b1 * m[j] + one_minus_b1 * g[j];
-        v[j] = b2 * v[j] + one_minus_b2 * g[j] * g[j];
-        p[j] -= step_size * m[j] / (std::sqrt(v[j]) * inv_sqrt_c2 + eps);
-      }
+      for (std::size_t j = c0 * chunk; j < end; ++j) adam_update(p[j], m[j], v[j], g[j], k);
     });
   }
 

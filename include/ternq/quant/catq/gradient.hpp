@@ -15,6 +15,7 @@
 #include "ternq/core/parallel.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
+#include "ternq/quant/catq/loop.hpp"
 #include "ternq/quant/catq/loss.hpp"
 #include "ternq/quant/catq/modulation.hpp"
 #include "ternq/quant/catq/soft_ternarize.hpp"
@@ -22,26 +23,11 @@
 
 namespace ternq {
 
-/// Which ternarization a pass uses: the soft step at sharpness `s`, or the hard step.
-struct catq_phase {
-  double sharpness = 0.0;  ///< `s >= 0` of the soft step; ignored when `hard`
-  bool hard = false;
-
-  static constexpr catq_phase soft(double s) noexcept { return {s, false}; }
-  static constexpr catq_phase hard_step() noexcept { return {0.0, true}; }
-};
-
 /// Weight rows per block of the CAT-Q passes. A constant, never derived from
 /// the thread count: each block is computed by the same instructions
 /// whichever thread runs it, and block sums are added in block order, so
 /// results are bit-identical for any number of threads.
 inline constexpr std::size_t catq_rows_per_block = 128;
-
-/// What one pass returns.
-struct catq_pass {
-  double loss = 0.0;                ///< the loss at the pass's phase
-  std::optional<double> hard_loss;  ///< the loss of the hard ternarization, when asked for
-};
 
 /// The CAT-Q objective on one weight matrix: `L(What(b))` for a loss
 /// (`gram_loss`, `activation_loss`) and its analytic gradient with respect to

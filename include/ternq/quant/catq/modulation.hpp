@@ -16,7 +16,7 @@
 #include "ternq/core/parallel.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
-#include "ternq/quant/catq/soft_ternarize.hpp"
+#include "ternq/quant/catq/grid.hpp"
 #include "ternq/quant/groupwise.hpp"
 
 namespace ternq {
@@ -44,44 +44,6 @@ inline void validate(const catq_priors& p, std::string_view context) {
     fail(errc::invalid_argument, context, ": prior epsilon must be finite and > 0 (got ", p.epsilon, ")");
   }
 }
-
-/// `sigmoid(b) = 1 / (1 + e^-b)`; exact limits 0 and 1, no NaN.
-template <class S>
-S sigmoid(S b) noexcept {
-  return S(1) / (S(1) + std::exp(-b));
-}
-/// `delta_mu = 2 sigmoid(b) - 1`, written `tanh(b / 2)` (the same function, without cancellation near 0).
-template <class S>
-S modulation_offset(S b) noexcept {
-  return std::tanh(b / S(2));
-}
-/// `delta_alpha = delta_Delta = 2 sigmoid(b)`, in (0, 2), 1 at b = 0.
-template <class S>
-S modulation_factor(S b) noexcept {
-  return S(2) * sigmoid(b);
-}
-/// `d/db` of both parameterizations: `2 sigmoid(b) (1 - sigmoid(b))`.
-template <class S>
-S modulation_slope(S b) noexcept {
-  const S sg = sigmoid(b);
-  return S(2) * sg * (S(1) - sg);
-}
-
-/// The grid of one (row, group) at the current logits:
-/// `mu = mu0 + delta_mu alpha0`, `alpha = delta_alpha alpha0`, `Delta = delta_Delta Delta0`.
-template <class S>
-struct catq_grid {
-  S mu = 0;
-  S alpha = 1;
-  S delta = 0;
-  S inv_alpha = 1;
-
-  /// The redistribution proxy `z = (w - mu) / alpha` (as `(w - mu) * (1 / alpha)`,
-  /// the one expression every CAT-Q routine uses, so hard codes agree everywhere).
-  [[nodiscard]] S proxy(S w) const noexcept { return (w - mu) * inv_alpha; }
-  /// The hard code `sign(z) [|z| > Delta]`.
-  [[nodiscard]] std::int8_t code(S w) const noexcept { return hard_ternarize(proxy(w), delta); }
-};
 
 /// CAT-Q's per-(row, group) state: priors `mu0`, `alpha0`, `Delta0` and the
 /// learnable logits `b_mu`, `b_alpha`, `b_Delta` (all 0 at the start, where
@@ -140,14 +102,13 @@ class catq_modulation {
   /// The grid of (row `i`, group `k`) at the current logits.
   [[nodiscard]] catq_grid<S> grid(std::size_t i, std::size_t k) const noexcept {
     const std::size_t g = index(i, k);
-    catq_grid<S> out;
-    out.mu = mu0_[g] + modulation_offset(logits_[g]) * alpha0_[g];
-    // alpha stays a positive normal number even for absurd logits, so 1 / alpha is finite.
-    out.alpha = std::max(modulation_factor(logits_[groups() + g]) * alpha0_[g], std::numeric_limits<S>::min());
-    out.delta = modulation_factor(logits_[2 * groups() + g]) * delta0_[g];
-    out.inv_alpha = S(1) / out.alpha;
-    return out;
+    return catq_grid_of(mu0_[g], alpha0_[g], delta0_[g], logits_[g], logits_[groups() + g], logits_[2 * groups() + g]);
   }
+
+  /// The priors of every (row, group), row-major `rows x groups` (the layout of each logit block).
+  [[nodiscard]] std::span<const S> mu0_values() const noexcept { return mu0_; }
+  [[nodiscard]] std::span<const S> alpha0_values() const noexcept { return alpha0_; }
+  [[nodiscard]] std::span<const S> delta0_values() const noexcept { return delta0_; }
 
  private:
   [[nodiscard]] std::size_t index(std::size_t i, std::size_t k) const noexcept {
