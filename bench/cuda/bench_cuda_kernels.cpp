@@ -2,8 +2,8 @@
 // The CUDA packed products: effective bandwidth (packed bytes read per second) as a fraction of the device's
 // peak, for the decode GEMV and small batches at LLM shapes; ITF on the device against a device-to-device copy of
 // the same matrix in the same run; the exact optimum and itf_aga, host to host, against the transfers they cannot
-// avoid; the Gram accumulation (float chunks summed in double) against one cuBLAS SSYRK
-// of the same batch. Device time from CUDA events (manual time).
+// avoid; a CAT-Q step against one SGEMM of its product; the Gram accumulation (float chunks summed in double) against
+// one cuBLAS SSYRK of the same batch. Device time from CUDA events (manual time).
 #include <cstdio>
 #include <span>
 #include <string>
@@ -89,6 +89,27 @@ void itf_aga_device(benchmark::State& state, std::size_t rows, std::size_t cols)
   state.counters["transfer_over_call"] = transfer / call;
 }
 
+/// One CAT-Q calibration step (soft phase, Gram loss) on resident weights: grids, the fused soft step and
+/// residual, `E C` by SGEMM (fp32 or TF32), the gradient per group, the loss in double, Adam, and the loss brought
+/// back to the host. `sgemm_over_step` is the time of one SGEMM of the same `E C` in the same arithmetic over it
+/// (1: the step costs no more than its product); `step_ms` is the figure of the goal (1.5 ms at 4096^2).
+void catq_step_device(benchmark::State& state, std::size_t rows, std::size_t cols, bool tf32) {
+  const ternq::testing::row_matrix w = ternq::testing::llm_like_weights(rows, cols, 42);
+  const ternq::testing::row_matrix x = ternq::testing::llm_like_activations(2048, cols, 42);
+  const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> c =
+      x.cast<double>().transpose() * x.cast<double>();
+  double sgemm = 0.0;
+  double step = 0.0;
+  for (auto _ : state) {
+    step = ternq::testing::cuda::catq_step_seconds(std::span<const float>(w.data(), rows * cols),
+                                                   std::span<const double>(c.data(), cols * cols), rows, cols, tf32, 20,
+                                                   sgemm);
+    state.SetIterationTime(step);
+  }
+  state.counters["sgemm_over_step"] = sgemm / step;
+  state.counters["step_ms"] = step * 1e3;
+}
+
 /// The Gram accumulation of a resident batch (`add_device`: finiteness check, SSYRK per 1024-token chunk, sums in
 /// double); `syrk_over_gram` is the time of one SSYRK of the whole batch over it (1: no overhead).
 void gram_device(benchmark::State& state, std::size_t tokens, std::size_t features) {
@@ -132,6 +153,10 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("itf_aga/" + shape).c_str(), itf_aga_device, rows, cols)
         ->UseManualTime()
         ->Iterations(2);
+  }
+  for (const bool tf32 : {false, true}) {
+    const std::string name = std::string("catq_step/4096x4096/") + (tf32 ? "tf32" : "fp32");
+    benchmark::RegisterBenchmark(name.c_str(), catq_step_device, 4096, 4096, tf32)->UseManualTime()->Iterations(2);
   }
   for (const std::size_t features : {4096, 11008}) {
     const std::string name = "gram/8192x" + std::to_string(features);

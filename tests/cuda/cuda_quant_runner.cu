@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include <ternq/cuda/catq.cuh>
 #include <ternq/cuda/exec.cuh>
 #include <ternq/cuda/gram.cuh>
 #include <ternq/cuda/itf.cuh>
@@ -138,6 +139,52 @@ double itf_aga_call_seconds(std::span<const float> w, std::span<const double> gr
   const auto c = row_major(gram.data(), cols, cols);
   return seconds_per_launch(repeats,
                             [&] { (void)ternq::cuda::itf_aga_quantize(ternq::cuda::exec{}, view, c, itf_aga{}); });
+}
+
+catq_result catq_on_device(const matrix_view<const float>& w, const matrix_view<const double>& gram,
+                           const catq& options, bool tf32) {
+  return ternq::cuda::catq_calibrate(ternq::cuda::exec{}, w, gram, options,
+                                     {tf32 ? ternq::cuda::catq_gemm::tf32 : ternq::cuda::catq_gemm::fp32});
+}
+
+catq_result catq_on_device(const matrix_view<const float>& w, const matrix_view<const float>& gram,
+                           const catq& options) {
+  return ternq::cuda::catq_calibrate(ternq::cuda::exec{}, w, gram, options);
+}
+
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const catq& method,
+                                  const matrix_view<const double>& gram) {
+  return quantize(ternq::cuda::exec{}, w, method, gram);
+}
+
+double catq_step_seconds(std::span<const float> w, std::span<const double> gram, std::size_t rows, std::size_t cols,
+                         bool tf32, int repeats, double& sgemm_seconds) {
+  if (w.size() != rows * cols || gram.size() != cols * cols) {
+    fail(errc::shape_mismatch, "catq_step_seconds: ", w.size(), " weights and ", gram.size(), " gram entries");
+  }
+  const auto view = row_major(w.data(), rows, cols);
+  const auto c = row_major(gram.data(), cols, cols);
+  // every step of the timing in the soft phase: the schedule's hard phase starts after all of them
+  const catq options{
+      .steps = static_cast<std::size_t>(repeats) + 2, .gamma = 1.0, .patience = std::nullopt, .refit_scales = false};
+  const ternq::cuda::catq_gemm gemm = tf32 ? ternq::cuda::catq_gemm::tf32 : ternq::cuda::catq_gemm::fp32;
+  ternq::cuda::catq_calibrator calibrator(ternq::cuda::exec{}, view, c, options, {gemm});
+
+  std::vector<float> x(rows * cols, 0.25F);
+  const auto d_x = ternq::cuda::device_buffer<float>::from_host(x);
+  std::vector<float> cf(cols * cols);
+  for (std::size_t k = 0; k < cf.size(); ++k) cf[k] = static_cast<float>(gram[k]);
+  const auto d_c = ternq::cuda::device_buffer<float>::from_host(cf);
+  ternq::cuda::device_buffer<float> d_y(rows * cols);
+  const ternq::cuda::blas_handle blas(nullptr);
+  TERNQ_CUDA_CHECK(cublasSetMathMode(blas.get(), tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  const float one = 1.0F, zero = 0.0F;
+  const int m = static_cast<int>(cols), n = static_cast<int>(rows);
+  sgemm_seconds = seconds_per_launch(repeats, [&] {
+    TERNQ_CUDA_CHECK(cublasSgemm(blas.get(), CUBLAS_OP_N, CUBLAS_OP_N, m, n, m, &one, d_c.data(), m, d_x.data(), m,
+                                 &zero, d_y.data(), m));
+  });
+  return seconds_per_launch(repeats, [&] { (void)calibrator.step(); });
 }
 
 double gram_device_seconds(std::size_t tokens, std::size_t features, int repeats, double& syrk_seconds) {

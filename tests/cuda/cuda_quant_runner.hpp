@@ -14,6 +14,8 @@
 #include <ternq/quant/absmean.hpp>
 #include <ternq/quant/aga_methods.hpp>
 #include <ternq/quant/atq.hpp>
+#include <ternq/quant/catq/loop.hpp>
+#include <ternq/quant/catq/options.hpp>
 #include <ternq/quant/itf.hpp>
 #include <ternq/quant/optimal_symmetric.hpp>
 #include <ternq/quant/twn.hpp>
@@ -42,6 +44,22 @@ ternary_matrix optimal_aga_on_device(const matrix_view<const float>& w, const ma
 ternary_matrix quantize_on_device(const matrix_view<const float>& w, const absmean& method);
 ternary_matrix quantize_on_device(const matrix_view<const float>& w, const twn& method);
 ternary_matrix quantize_on_device(const matrix_view<const float>& w, const optimal_symmetric& method);
+
+/// `cuda::catq_calibrate` on device `0`'s default stream (the product `E C` in TF32 when `tf32`), with the Gram
+/// matrix in double or float; and `quantize(cuda::exec{}, w, method, gram)`.
+catq_result catq_on_device(const matrix_view<const float>& w, const matrix_view<const double>& gram,
+                           const catq& options, bool tf32 = false);
+catq_result catq_on_device(const matrix_view<const float>& w, const matrix_view<const float>& gram,
+                           const catq& options);
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const catq& method,
+                                  const matrix_view<const double>& gram);
+
+/// Mean seconds of one CAT-Q calibration step on the device (`cuda::catq_calibrator::step`, soft phase, the Gram
+/// loss) on the row-major `rows x cols` weights and `cols x cols` Gram matrix, over `repeats` steps after a warm-up;
+/// and in `sgemm_seconds`, of one SGEMM of the step's product `E C` (`rows x cols` by `cols x cols`) in the same
+/// arithmetic (`tf32` or fp32).
+double catq_step_seconds(std::span<const float> w, std::span<const double> gram, std::size_t rows, std::size_t cols,
+                         bool tf32, int repeats, double& sgemm_seconds);
 
 /// Mean seconds of one `cuda::itf_fit_device` (10 iterations at most) over `repeats` launches on the row-major
 /// `rows x cols` matrix `w` resident on the device, after one warm-up launch; and in `read_seconds`, of one

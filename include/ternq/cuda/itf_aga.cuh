@@ -38,12 +38,10 @@ namespace detail {
 /// matrices); larger ones, as in `per_row` grouping, one by one with the blocked `potrf`.
 inline constexpr std::size_t batched_cholesky_max = 256;
 
-/// Refuses, as `linalg::require_psd` does on the CPU and with its messages, the first block that is not positive
-/// semi-definite within `linalg::gram_psd_tolerance`: the blocks of `linalg::shift_for_psd_check` are factored by
-/// cuSOLVER (lower triangle, as the CPU reads it).
-inline void require_psd_blocks(const exec& e, const linalg::gram_blocks& blocks, const group_layout& layout,
-                               const char* context) {
-  const linalg::shifted_gram_blocks shifted = linalg::shift_for_psd_check(blocks, layout);
+/// Factors every block of `shifted` (the blocks of `linalg::shift_for_psd_check`, packed as `blocks`) by cuSOLVER's
+/// Cholesky, lower triangle as the CPU reads it; returns each block's `info` (0: factored).
+inline std::vector<int> factor_shifted_blocks(const exec& e, const linalg::shifted_gram_blocks& shifted,
+                                              const linalg::gram_blocks& blocks, const group_layout& layout) {
   const solver_handle solver(e.stream);
   auto d_shifted = device_buffer<double>::from_host(shifted.packed, e);
   device_buffer<int> info(layout.count());
@@ -76,7 +74,16 @@ inline void require_psd_blocks(const exec& e, const linalg::gram_blocks& blocks,
   }
   std::vector<int> host_info(layout.count());
   info.download(host_info, e);
-  linalg::refuse_first_non_psd_block(shifted, layout, context, [&](std::size_t k) { return host_info[k] == 0; });
+  return host_info;
+}
+
+/// Refuses, as `linalg::require_psd` does on the CPU and with its messages, the first block that is not positive
+/// semi-definite within `linalg::gram_psd_tolerance` (the shifted blocks factored by `factor_shifted_blocks`).
+inline void require_psd_blocks(const exec& e, const linalg::gram_blocks& blocks, const group_layout& layout,
+                               const char* context) {
+  const linalg::shifted_gram_blocks shifted = linalg::shift_for_psd_check(blocks, layout);
+  const std::vector<int> info = factor_shifted_blocks(e, shifted, blocks, layout);
+  linalg::refuse_first_non_psd_block(shifted, layout, context, [&](std::size_t k) { return info[k] == 0; });
 }
 
 /// Codes as doubles, the operand of the products `T C`.
