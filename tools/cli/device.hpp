@@ -15,6 +15,7 @@
 #include <ternq/core/view.hpp>
 #include <ternq/quant/absmean.hpp>
 #include <ternq/quant/aga_methods.hpp>
+#include <ternq/quant/catq/options.hpp>
 #include <ternq/quant/itf.hpp>
 #include <ternq/quant/optimal_symmetric.hpp>
 #include <ternq/quant/twn.hpp>
@@ -42,8 +43,9 @@ inline device_choice parse_device(std::string_view text) {
 /// The methods with a CUDA specialization (float weights): data-free ones, and ones that need a Gram matrix. Their
 /// --method names, for messages.
 using cuda_method = std::variant<absmean, twn, optimal_symmetric, itf>;
-using cuda_gram_method = std::variant<itf_aga, optimal_aga>;
-inline constexpr std::string_view cuda_method_names = "absmean, twn, optimal, itf, itf_aga and optimal_aga";
+using cuda_gram_method = std::variant<itf_aga, optimal_aga, catq>;
+inline constexpr std::string_view cuda_method_names =
+    "absmean, twn, optimal, itf, itf_aga, optimal_aga and the catq methods";
 
 /// Whether this build of the tools has the CUDA specializations (configured with the CUDA toolkit, TERNQ_CUDA).
 bool cuda_built() noexcept;
@@ -57,7 +59,8 @@ void require_cuda_device(int ordinal);
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_method& method, const matrix_view<const float>& w);
 
 /// `quantize(cuda::exec{ordinal}, w, method, gram)` for the methods that need a Gram matrix (float or double): the
-/// CPU's result to rounding (see ternq/cuda/itf_aga.cuh and optimal_aga.cuh).
+/// CPU's result to rounding (see ternq/cuda/itf_aga.cuh and optimal_aga.cuh). catq is calibrated without its scale
+/// refit (`run_method` refits on the host), its loss curve the CPU's to rounding (ternq/cuda/catq.cuh).
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
                                 const matrix_view<const float>& gram);
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // The tools' CUDA entry points (cli/device.hpp), compiled by nvcc where the CUDA toolkit is found.
+#include <type_traits>
+
 #include <cuda_runtime.h>
 
+#include <ternq/cuda/catq.cuh>
 #include <ternq/cuda/exec.cuh>
 #include <ternq/cuda/itf.cuh>
 #include <ternq/cuda/itf_aga.cuh>
@@ -36,7 +39,17 @@ template <class G>
 ternary_matrix quantize_gram_method_on_cuda(int ordinal, const cuda_gram_method& method,
                                             const matrix_view<const float>& w, const matrix_view<const G>& gram) {
   const ternq::cuda::exec e{.device = ordinal};
-  return std::visit([&](const auto& m) { return quantize(e, w, m, gram); }, method);
+  return std::visit(
+      [&](const auto& m) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(m)>, catq>) {
+          catq device_part = m;
+          device_part.refit_scales = false;  // the closed-form scales are solved on the host (cli/methods.hpp)
+          return quantize(e, w, device_part, gram);
+        } else {
+          return quantize(e, w, m, gram);
+        }
+      },
+      method);
 }
 }  // namespace
 

@@ -153,6 +153,7 @@ inline std::optional<cuda_method> cuda_method_of(const method_choice& choice) {
 inline std::optional<cuda_gram_method> cuda_gram_method_of(const method_choice& choice) {
   if (const auto* m = std::get_if<itf_aga>(&choice.method)) return *m;
   if (const auto* m = std::get_if<optimal_aga>(&choice.method)) return *m;
+  if (const auto* m = std::get_if<catq>(&choice.method)) return *m;
   return std::nullopt;
 }
 
@@ -188,15 +189,22 @@ ternary_matrix run_data_free(const executor& ex, const method_choice& choice, co
   return quantize_on_cuda(*ex.device.cuda, *method, view);
 }
 
-/// `run_method` on the executor's device: itf_aga and optimal_aga with the Gram matrix; the data-free methods with
-/// `gram` checked as the CPU path checks it, then left aside.
+/// `run_method` on the executor's device: itf_aga, optimal_aga and catq with the Gram matrix; the data-free methods
+/// with `gram` checked as the CPU path checks it, then left aside. catq's closed-form scales (`refit_scales`) are
+/// solved here on the host's threads once the device has chosen the codes; a row keeps its learned scales unless
+/// the new ones lower its error, as in the CPU's calibration.
 template <class W, class G>
 ternary_matrix run_method(const executor& ex, const method_choice& choice, const W& w, const G& gram) {
   if (!ex.device.cuda) return run_method(ex.cpu, choice, w, gram);
   const auto view = as_const_view(w);
   static_assert(std::is_same_v<typename decltype(view)::value_type, float>, "the CUDA path takes float weights");
-  if (const auto m = cuda_gram_method_of(choice))
-    return quantize_on_cuda(*ex.device.cuda, *m, view, as_const_view(gram));
+  if (const auto m = cuda_gram_method_of(choice)) {
+    ternary_matrix q = quantize_on_cuda(*ex.device.cuda, *m, view, as_const_view(gram));
+    if (const auto* c = std::get_if<catq>(&choice.method); c != nullptr && c->refit_scales) {
+      (void)refit_scales_to_output(q, view, as_const_view(gram), grid_precision::fp32, ex.cpu);
+    }
+    return q;
+  }
   require_gram_for(as_const_view(gram), view.cols(), "quantize");
   return run_data_free(ex, choice, w);
 }

@@ -240,13 +240,14 @@ TEST_CASE("ternq-quantize --device: parsed and checked before any work; cuda giv
   // A method without a CUDA specialization is refused for what it is, in every build, before the model is read.
   const auto method = run(quantize_exe + " --model " + quote(dir.path()) + " --device cuda --method gptq_itf_aga");
   CHECK(method.status != 0);
-  CHECK(method.output.find("[ternq.unsupported] --device cuda: method 'gptq_itf_aga' has no CUDA specialization yet "
-                           "(absmean, twn, optimal, itf, itf_aga and optimal_aga have); run it with --device cpu") !=
+  CHECK(method.output.find(
+            "[ternq.unsupported] --device cuda: method 'gptq_itf_aga' has no CUDA specialization yet "
+            "(absmean, twn, optimal, itf, itf_aga, optimal_aga and the catq methods have); run it with --device cpu") !=
         std::string::npos);
   const auto all = run(quantize_exe + " --device cuda");
   CHECK(all.status != 0);
-  CHECK(all.output.find("--device cuda needs --method: one of absmean, twn, optimal, itf, itf_aga and "
-                        "optimal_aga") != std::string::npos);
+  CHECK(all.output.find("--device cuda needs --method: one of absmean, twn, optimal, itf, itf_aga, optimal_aga and "
+                        "the catq methods") != std::string::npos);
   CHECK(run(quantize_exe + " --device cpu --method twn --threads 1").status == 0);
 
   // Tensor mode on the device and on the CPU: the same fake-quantized file, byte for byte, where a device runs it.
