@@ -181,7 +181,7 @@ double catq_step_seconds(std::span<const float> w, std::span<const double> gram,
   const float one = 1.0F, zero = 0.0F;
   const int m = static_cast<int>(cols), n = static_cast<int>(rows);
   sgemm_seconds = seconds_per_launch(repeats, [&] {
-    TERNQ_CUDA_CHECK(cublasSgemm(blas.get(), CUBLAS_OP_N, CUBLAS_OP_N, m, n, m, &one, d_c.data(), m, d_x.data(), m,
+    TERNQ_CUDA_CHECK(cublasSgemm(blas.get(), CUBLAS_OP_T, CUBLAS_OP_N, m, n, m, &one, d_c.data(), m, d_x.data(), m,
                                  &zero, d_y.data(), m));
   });
   return seconds_per_launch(repeats, [&] { (void)calibrator.step(); });

@@ -123,7 +123,7 @@ __global__ void catq_gradient_kernel(catq_shape w, const catq_grid<float>* grids
       float z = 0.0F;
       const soft_step<float> f = catq_step_at(x[j], grid, k, hard, z);
       const float g = -2.0F * p[j];
-      d_alpha += g * (f.value - z * f.d_z);
+      d_alpha += g * (hard ? f.value : f.value - z * f.d_z);  // z may be infinite under an absurd alpha
       g_fz += g * f.d_z;
       g_fd += g * f.d_delta;
     }
@@ -211,8 +211,8 @@ __global__ void deployed_residual_kernel(catq_shape w, const std::int8_t* codes,
 /// Against the CPU: the priors are the CPU's (measured on the host), the hard codes of given logits are the CPU's,
 /// and the final choice is the CPU's, made on losses in double computed on the device. The soft step runs on the
 /// device's `tanhf` and the sums run in other orders, so the loss curve agrees to rounding, which Adam can amplify
-/// over many steps. While it lives, the calibrator keeps `exec.device` current on its thread (its buffers live
-/// there); the previous device is restored when it is destroyed.
+/// over many steps. Every call makes `exec.device` current for its duration; besides, the calibrator keeps it
+/// current on the thread that made it while it lives (its buffers are freed there when it is destroyed).
 class catq_calibrator {
  public:
   /// `w` (`n x m`, float, finite) and the `m x m` Gram matrix `gram` (float or double, positive semi-definite) are
@@ -276,6 +276,7 @@ class catq_calibrator {
   }
   /// The logits now, brought back from the device (`[b_mu | b_alpha | b_Delta]`, as `catq_modulation::logits`).
   [[nodiscard]] std::vector<float> logits() const {
+    const device_scope scope(exec_.device);
     std::vector<float> out(logits_.size());
     logits_.download(out, exec_);
     return out;
@@ -283,6 +284,7 @@ class catq_calibrator {
 
   /// One calibration step; returns what the monitor is told.
   catq_step_event step() {
+    const device_scope scope(exec_.device);  // whatever the caller made current since
     const catq_loop::step_plan plan = loop_.next();
     catq_pass pass;
     update_grids();
@@ -309,6 +311,7 @@ class catq_calibrator {
   /// Evaluates the logits after the last update, then returns the best hard solution seen or the initialization,
   /// whichever has the smaller loss in double (`detail::catq_choose`, as the CPU chooses).
   catq_result finish() {
+    const device_scope scope(exec_.device);
     update_grids();
     residual_and_product(terms(catq_phase::hard_step()), true);
     if (loop_.offer(loop_.steps_done(), residual_dot_product())) keep_best();
@@ -337,6 +340,7 @@ class catq_calibrator {
            " matrix (offsets ", q.has_offsets(), ", permutation ", q.has_permutation(), ") for a symmetric ", rows_,
            "x", cols_, " calibration");
     }
+    const device_scope scope(exec_.device);
     const auto codes = device_buffer<std::int8_t>::from_host(q.codes(), exec_);
     const auto scales = device_buffer<float>::from_host(q.scales(), exec_);
     device_buffer<double> e(rows_ * cols_);
@@ -347,8 +351,9 @@ class catq_calibrator {
     TERNQ_CUDA_CHECK(cudaGetLastError());
     const double one = 1.0, zero = 0.0;
     const int m = static_cast<int>(cols_), n = static_cast<int>(rows_);
-    // Row-major E is column-major E^T, and C is symmetric: (E C)^T = C E^T.
-    TERNQ_CUDA_CHECK(cublasDgemm(blas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, m, n, m, &one, gram_.data(), m, e.data(), m,
+    // Row-major E is column-major E^T, and the packed C read column-major is C^T: (E C)^T = (C^T)^T E^T. C is
+    // symmetric only to the tolerance `require_gram_for` allows, so the transpose is taken as the CPU's `E C` takes it.
+    TERNQ_CUDA_CHECK(cublasDgemm(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, m, n, m, &one, gram_.data(), m, e.data(), m,
                                  &zero, ec.data(), m));
     return dot(e.data(), ec.data());
   }
@@ -386,7 +391,8 @@ class catq_calibrator {
     TERNQ_CUDA_CHECK(cudaGetLastError());
     const float one = 1.0F, zero = 0.0F;
     const int m = static_cast<int>(cols_), n = static_cast<int>(rows_);
-    TERNQ_CUDA_CHECK(cublasSgemm(blas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, m, n, m, &one, gram_float_.data(), m,
+    // (E C)^T = (C^T)^T E^T, as in `deployed_error`.
+    TERNQ_CUDA_CHECK(cublasSgemm(blas_.get(), CUBLAS_OP_T, CUBLAS_OP_N, m, n, m, &one, gram_float_.data(), m,
                                  residual_.data(), m, &zero, product_.data(), m));
   }
 
