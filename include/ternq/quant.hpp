@@ -26,6 +26,7 @@
 #include "ternq/quant/gptq/driver.hpp"
 #include "ternq/quant/gptq/options.hpp"
 #include "ternq/quant/gptq/order.hpp"
+#include "ternq/quant/gptq/pass.hpp"
 #include "ternq/quant/gptq/report.hpp"
 #include "ternq/quant/gptq/steps.hpp"
 #include "ternq/quant/groupwise.hpp"

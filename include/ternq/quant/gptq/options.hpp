@@ -10,9 +10,8 @@
 #include "ternq/core/grouping.hpp"
 #include "ternq/core/progress.hpp"
 #include "ternq/quant/absmean.hpp"
+#include "ternq/quant/aga_methods.hpp"
 #include "ternq/quant/itf.hpp"
-#include "ternq/quant/itf_aga.hpp"
-#include "ternq/quant/optimal_aga.hpp"
 #include "ternq/quant/optimal_symmetric.hpp"
 #include "ternq/quant/twn.hpp"
 

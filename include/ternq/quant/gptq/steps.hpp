@@ -31,6 +31,8 @@
 #include "ternq/quant/detail/atq_rows.hpp"
 #include "ternq/quant/gptq/options.hpp"
 #include "ternq/quant/gptq/report.hpp"
+#include "ternq/quant/itf_aga.hpp"
+#include "ternq/quant/optimal_aga.hpp"
 
 namespace ternq {
 
