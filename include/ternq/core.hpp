@@ -13,6 +13,7 @@
 #include "ternq/core/grid_precision.hpp"
 #include "ternq/core/grouping.hpp"
 #include "ternq/core/half.hpp"
+#include "ternq/core/host_device_math.hpp"
 #include "ternq/core/parallel.hpp"
 #include "ternq/core/permutation.hpp"
 #include "ternq/core/progress.hpp"

@@ -11,6 +11,7 @@
 
 #include "ternq/config.hpp"
 #include "ternq/core/error.hpp"
+#include "ternq/core/host_device_math.hpp"
 #include "ternq/core/parallel.hpp"
 
 namespace ternq::optim {
@@ -65,11 +66,7 @@ template <class S>
 TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE void adam_update(S& p, S& m, S& v, S g, const adam_step_terms<S>& k) noexcept {
   m = k.b1 * m + k.one_minus_b1 * g;
   v = k.b2 * v + k.one_minus_b2 * g * g;
-#if defined(__CUDA_ARCH__)
-  p -= k.step_size * m / (sqrt(v) * k.inv_sqrt_c2 + k.eps);
-#else
-  p -= k.step_size * m / (std::sqrt(v) * k.inv_sqrt_c2 + k.eps);
-#endif
+  p -= k.step_size * m / (ternq::detail::square_root(v) * k.inv_sqrt_c2 + k.eps);
 }
 
 /// Adam over a fixed number of parameters of type `S` (float or double).

@@ -10,6 +10,7 @@
 
 #include "ternq/config.hpp"
 #include "ternq/core/error.hpp"
+#include "ternq/core/host_device_math.hpp"
 
 namespace ternq {
 
@@ -98,24 +99,6 @@ TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE double rounded_product(double a, double b)
   __asm__("" : "+m"(p));
 #endif
   return p;
-#endif
-}
-
-/// `|x|` in host and device code (`std::abs` is host-only under nvcc).
-TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE double magnitude(double x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return fabs(x);
-#else
-  return std::abs(x);
-#endif
-}
-
-/// `std::isfinite(x)` in host and device code.
-TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE bool finite_value(double x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return isfinite(x);
-#else
-  return std::isfinite(x);
 #endif
 }
 

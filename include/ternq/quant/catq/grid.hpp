@@ -9,39 +9,20 @@
 #include <type_traits>
 
 #include "ternq/config.hpp"
+#include "ternq/core/host_device_math.hpp"
 #include "ternq/quant/catq/soft_step.hpp"
 
 namespace ternq {
 
-namespace detail {
-/// `e^x` and `tanh x` of float or double in host and device code (the host's `std::` functions on the host).
-template <class S>
-TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE S modulation_exp(S x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return exp(x);
-#else
-  return std::exp(x);
-#endif
-}
-template <class S>
-TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE S modulation_tanh(S x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return tanh(x);
-#else
-  return std::tanh(x);
-#endif
-}
-}  // namespace detail
-
 /// `sigmoid(b) = 1 / (1 + e^-b)`; exact limits 0 and 1, no NaN.
 template <class S>
 TERNQ_HOST_DEVICE S sigmoid(S b) noexcept {
-  return S(1) / (S(1) + detail::modulation_exp(-b));
+  return S(1) / (S(1) + detail::exponential(-b));
 }
 /// `delta_mu = 2 sigmoid(b) - 1`, written `tanh(b / 2)` (the same function, without cancellation near 0).
 template <class S>
 TERNQ_HOST_DEVICE S modulation_offset(S b) noexcept {
-  return detail::modulation_tanh(b / S(2));
+  return detail::hyperbolic_tangent(b / S(2));
 }
 /// `delta_alpha = delta_Delta = 2 sigmoid(b)`, in (0, 2), 1 at b = 0.
 template <class S>

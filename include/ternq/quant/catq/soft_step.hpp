@@ -9,6 +9,7 @@
 
 #include "ternq/config.hpp"
 #include "ternq/core/error.hpp"
+#include "ternq/core/host_device_math.hpp"
 
 namespace ternq {
 
@@ -45,16 +46,6 @@ namespace detail {
 template <class S>
 inline constexpr S soft_series_limit = std::is_same_v<S, float> ? S(9.3e-3) : S(6.1e-5);
 
-/// `|x|` of float or double in host and device code.
-template <class S>
-TERNQ_HOST_DEVICE TERNQ_ALWAYS_INLINE S soft_abs(S x) noexcept {
-#if defined(__CUDA_ARCH__)
-  return fabs(x);
-#else
-  return std::abs(x);
-#endif
-}
-
 /// The per-sharpness constants of the closed form (computed once per step, on the host).
 template <class S>
 struct sharpness_terms {
@@ -89,8 +80,8 @@ TERNQ_HOST_DEVICE inline void soft_step_from_tanh(S z, S delta, S ta, S tb, cons
                                                   S& f_d) noexcept {
   // max(1, |z|, |D|) as std::max of a list takes it: the first largest, a NaN never replacing a number.
   S largest = S(1);
-  if (largest < soft_abs(z)) largest = soft_abs(z);
-  if (largest < soft_abs(delta)) largest = soft_abs(delta);
+  if (largest < magnitude(z)) largest = magnitude(z);
+  if (largest < magnitude(delta)) largest = magnitude(delta);
   const S u = k.s * largest;
   if (u < soft_series_limit<S>) {
     const S s2 = k.s * k.s;
