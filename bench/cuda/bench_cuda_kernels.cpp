@@ -75,9 +75,8 @@ void optimal_device(benchmark::State& state, std::size_t rows, std::size_t cols)
 /// blocks, ITF, the T C products (DGEMM), the 2x2 solves, download; `transfer_over_call` as above.
 void itf_aga_device(benchmark::State& state, std::size_t rows, std::size_t cols) {
   const ternq::testing::row_matrix w = ternq::testing::llm_like_weights(rows, cols, 42);
-  const ternq::testing::row_matrix x = ternq::testing::llm_like_activations(2048, cols, 42);
-  const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> c =
-      x.cast<double>().transpose() * x.cast<double>();
+  const ternq::testing::row_gram_matrix c =
+      ternq::testing::gram_of_activations(ternq::testing::llm_like_activations(2048, cols, 42));
   double transfer = 0.0;
   double call = 0.0;
   for (auto _ : state) {
@@ -95,9 +94,8 @@ void itf_aga_device(benchmark::State& state, std::size_t rows, std::size_t cols)
 /// (1: the step costs no more than its product); `step_ms` is the figure of the goal (1.5 ms at 4096^2).
 void catq_step_device(benchmark::State& state, std::size_t rows, std::size_t cols, bool tf32) {
   const ternq::testing::row_matrix w = ternq::testing::llm_like_weights(rows, cols, 42);
-  const ternq::testing::row_matrix x = ternq::testing::llm_like_activations(2048, cols, 42);
-  const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> c =
-      x.cast<double>().transpose() * x.cast<double>();
+  const ternq::testing::row_gram_matrix c =
+      ternq::testing::gram_of_activations(ternq::testing::llm_like_activations(2048, cols, 42));
   double sgemm = 0.0;
   double step = 0.0;
   for (auto _ : state) {

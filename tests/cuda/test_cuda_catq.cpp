@@ -21,9 +21,8 @@
 namespace {
 
 using ternq::testing::row_matrix;
-using gram_matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-gram_matrix gram_of(const row_matrix& x) { return x.cast<double>().transpose() * x.cast<double>(); }
+using gram_matrix = ternq::testing::row_gram_matrix;
+using ternq::testing::gram_of_activations;
 
 ternq::catq short_run(ternq::group_size_option group) {
   return {.group_size = group, .steps = 30, .eval_every = 5, .patience = std::nullopt, .refit_scales = false};
@@ -65,10 +64,11 @@ TEST_CASE("CUDA CAT-Q follows the CPU's loss curve on LLM-like weights and activ
   for (const std::size_t cols : {96, 256}) {
     CAPTURE(cols);
     const row_matrix w = ternq::testing::llm_like_weights(48, cols, 21 + cols);
-    const gram_matrix c = gram_of(ternq::testing::llm_like_activations(3 * cols, cols, 21 + cols));
+    const gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(3 * cols, cols, 21 + cols));
     ternq::testing::activation_spec dead_spec;
     dead_spec.dead_fraction = 0.1;
-    const gram_matrix dead = gram_of(ternq::testing::llm_like_activations(3 * cols, cols, 7 + cols, dead_spec));
+    const gram_matrix dead =
+        gram_of_activations(ternq::testing::llm_like_activations(3 * cols, cols, 7 + cols, dead_spec));
     for (const auto group :
          {ternq::group_size_option(64), ternq::group_size_option(40), ternq::group_size_option(ternq::per_row)}) {
       check_close_to_cpu(w, c, short_run(group));
@@ -79,7 +79,7 @@ TEST_CASE("CUDA CAT-Q follows the CPU's loss curve on LLM-like weights and activ
 
 TEST_CASE("CUDA CAT-Q with the early stop, the library's steps and a float Gram matrix") {
   const row_matrix w = ternq::testing::llm_like_weights(32, 128, 5);
-  const gram_matrix c = gram_of(ternq::testing::llm_like_activations(400, 128, 5));
+  const gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(400, 128, 5));
   ternq::catq options;
   options.refit_scales = false;
   const auto view = ternq::row_major(w.data(), 32, 128);
@@ -99,7 +99,7 @@ TEST_CASE("CUDA CAT-Q with the early stop, the library's steps and a float Gram 
 
 TEST_CASE("CUDA CAT-Q with the product in TF32 still never ends above the initialization") {
   const row_matrix w = ternq::testing::llm_like_weights(64, 256, 8);
-  const gram_matrix c = gram_of(ternq::testing::llm_like_activations(600, 256, 8));
+  const gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(600, 256, 8));
   const auto view = ternq::row_major(w.data(), 64, 256);
   const auto gram = ternq::row_major(c.data(), 256, 256);
   const ternq::catq options = short_run(128);
@@ -115,7 +115,7 @@ TEST_CASE("CUDA CAT-Q on degenerate input: zero and constant rows, a zero Gram m
   row_matrix w = ternq::testing::llm_like_weights(8, 130, 4);
   w.row(0).setZero();
   w.row(1).setConstant(-0.75F);
-  const gram_matrix c = gram_of(ternq::testing::llm_like_activations(300, 130, 4));
+  const gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(300, 130, 4));
   check_close_to_cpu(w, c, short_run(64));
 
   // without activations every loss is 0 and the initialization is kept: the CPU's matrix, bit for bit
@@ -140,7 +140,7 @@ TEST_CASE("CUDA CAT-Q on degenerate input: zero and constant rows, a zero Gram m
 TEST_CASE("CUDA CAT-Q refuses what the CPU refuses, and the host-only scale refit") {
   row_matrix w = ternq::testing::llm_like_weights(4, 96, 3);
   const auto view = ternq::row_major(w.data(), 4, 96);
-  gram_matrix c = gram_of(ternq::testing::llm_like_activations(200, 96, 3));
+  gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(200, 96, 3));
   const auto gram = ternq::row_major(c.data(), 96, 96);
   ternq::catq refit;
   CHECK_THROWS_AS(ternq::testing::cuda::catq_on_device(view, gram, refit), ternq::error);

@@ -19,9 +19,8 @@
 namespace {
 
 using ternq::testing::row_matrix;
-using gram_matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-gram_matrix gram_of(const row_matrix& x) { return x.cast<double>().transpose() * x.cast<double>(); }
+using gram_matrix = ternq::testing::row_gram_matrix;
+using ternq::testing::gram_of_activations;
 
 ternq::matrix_view<const double> view_of(const gram_matrix& c) {
   return ternq::row_major(c.data(), static_cast<std::size_t>(c.rows()), static_cast<std::size_t>(c.cols()));
@@ -55,10 +54,11 @@ TEST_CASE("CUDA itf_aga agrees with the CPU on LLM-like weights and activations,
   for (const std::size_t cols : {130, 512}) {
     CAPTURE(cols);
     const row_matrix w = ternq::testing::llm_like_weights(40, cols, 31 + cols);
-    const gram_matrix c = gram_of(ternq::testing::llm_like_activations(3 * cols, cols, 31 + cols));
+    const gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(3 * cols, cols, 31 + cols));
     ternq::testing::activation_spec dead_spec;
     dead_spec.dead_fraction = 0.1;
-    const gram_matrix dead = gram_of(ternq::testing::llm_like_activations(3 * cols, cols, 7 + cols, dead_spec));
+    const gram_matrix dead =
+        gram_of_activations(ternq::testing::llm_like_activations(3 * cols, cols, 7 + cols, dead_spec));
     for (const auto group :
          {ternq::group_size_option(128), ternq::group_size_option(48), ternq::group_size_option(ternq::per_row)}) {
       for (const unsigned iters : {0U, 1U, 10U}) {
@@ -73,7 +73,7 @@ TEST_CASE("CUDA itf_aga on degenerate input: an all-zero Gram block, constant an
   row_matrix w = ternq::testing::llm_like_weights(6, 200, 4);
   w.row(0).setZero();
   w.row(1).setConstant(0.25F);
-  gram_matrix c = gram_of(ternq::testing::llm_like_activations(400, 200, 4));
+  gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(400, 200, 4));
   c.block(64, 0, 64, 200).setZero();  // the second group of 64 never fired: its block is zero, AGA falls back
   c.block(0, 64, 200, 64).setZero();
   check_same_as_cpu(w, c, {.group_size = 64});
@@ -83,7 +83,7 @@ TEST_CASE("CUDA itf_aga on degenerate input: an all-zero Gram block, constant an
 TEST_CASE("CUDA itf_aga refuses what the CPU refuses, with the CPU's messages") {
   const row_matrix w = ternq::testing::llm_like_weights(4, 96, 3);
   const auto view = ternq::row_major(w.data(), 4, 96);
-  gram_matrix c = gram_of(ternq::testing::llm_like_activations(200, 96, 3));
+  gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(200, 96, 3));
   const auto message = [&](const gram_matrix& g) -> std::string {
     try {
       ternq::testing::cuda::itf_aga_on_device(view, view_of(g), {.group_size = 32});
@@ -105,7 +105,7 @@ TEST_CASE("CUDA itf_aga refuses what the CPU refuses, with the CPU's messages") 
   // the short last block (300 columns in groups of 32: its own batch of one) and a row-wide block of 300 (above
   // batched_cholesky_max: factored alone)
   const row_matrix w300 = ternq::testing::llm_like_weights(4, 300, 5);
-  gram_matrix c300 = gram_of(ternq::testing::llm_like_activations(900, 300, 5));
+  gram_matrix c300 = gram_of_activations(ternq::testing::llm_like_activations(900, 300, 5));
   c300(297, 298) = c300(298, 297) = 10.0 * std::sqrt(c300(297, 297) * c300(298, 298));
   const auto refusal = [&](ternq::group_size_option group) -> std::string {
     try {

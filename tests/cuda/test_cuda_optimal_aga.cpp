@@ -18,9 +18,8 @@
 namespace {
 
 using ternq::testing::row_matrix;
-using gram_matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-gram_matrix gram_of(const row_matrix& x) { return x.cast<double>().transpose() * x.cast<double>(); }
+using gram_matrix = ternq::testing::row_gram_matrix;
+using ternq::testing::gram_of_activations;
 
 /// The output error `(w - q) C[B, B] (w - q)^T` of row `i`, group `k`.
 double group_error(const row_matrix& w, const ternq::ternary_matrix& q, const gram_matrix& c, std::size_t i,
@@ -69,10 +68,11 @@ TEST_CASE("CUDA optimal_aga matches the CPU on LLM-like weights and activations"
   for (const std::size_t cols : {130, 512}) {
     CAPTURE(cols);
     const row_matrix w = ternq::testing::llm_like_weights(40, cols, 51 + cols);
-    const gram_matrix c = gram_of(ternq::testing::llm_like_activations(3 * cols, cols, 51 + cols));
+    const gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(3 * cols, cols, 51 + cols));
     ternq::testing::activation_spec dead_spec;
     dead_spec.dead_fraction = 0.1;
-    const gram_matrix dead = gram_of(ternq::testing::llm_like_activations(3 * cols, cols, 9 + cols, dead_spec));
+    const gram_matrix dead =
+        gram_of_activations(ternq::testing::llm_like_activations(3 * cols, cols, 9 + cols, dead_spec));
     for (const auto group :
          {ternq::group_size_option(128), ternq::group_size_option(48), ternq::group_size_option(ternq::per_row)}) {
       for (const unsigned iters : {0U, 1U, 4U}) {
@@ -87,7 +87,7 @@ TEST_CASE("CUDA optimal_aga on degenerate input: zero Gram blocks and matrices, 
   row_matrix w = ternq::testing::llm_like_weights(6, 200, 6);
   w.row(0).setZero();
   w.row(1).setConstant(-0.75F);
-  gram_matrix c = gram_of(ternq::testing::llm_like_activations(400, 200, 6));
+  gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(400, 200, 6));
   c.block(64, 0, 64, 200).setZero();
   c.block(0, 64, 200, 64).setZero();
   check_close_to_cpu(w, c, {.group_size = 64});
@@ -106,7 +106,7 @@ TEST_CASE("CUDA optimal_aga on degenerate input: zero Gram blocks and matrices, 
 TEST_CASE("CUDA optimal_aga refuses what the CPU refuses") {
   row_matrix w = ternq::testing::llm_like_weights(4, 96, 3);
   const auto view = ternq::row_major(w.data(), 4, 96);
-  const gram_matrix c = gram_of(ternq::testing::llm_like_activations(200, 96, 3));
+  const gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(200, 96, 3));
   const auto gram = ternq::row_major(c.data(), 96, 96);
   CHECK_THROWS_AS(ternq::testing::cuda::optimal_aga_on_device(view, ternq::row_major(c.data(), 64, 64), {}),
                   ternq::error);

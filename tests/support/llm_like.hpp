@@ -161,6 +161,14 @@ inline row_matrix llm_like_activations(std::size_t tokens, std::size_t cols, std
   return x;
 }
 
+/// A Gram matrix in double, row-major (as the device tests and benchmarks hand it over).
+using row_gram_matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// `C = X^T X` of activations `x` (one row per token), in double.
+inline row_gram_matrix gram_of_activations(const row_matrix& x) {
+  return x.cast<double>().transpose() * x.cast<double>();
+}
+
 /// i.i.d. Gaussian `rows x cols` matrix with standard deviation `sigma`.
 inline row_matrix gaussian_matrix(std::size_t rows, std::size_t cols, std::uint64_t seed, double sigma = 1.0) {
   rng r(seed);
