@@ -229,17 +229,12 @@ class catq_calibrator {
            "refit_scales_to_output on the result");
     }
     const std::string ctx(context);
-    require_weights(w, ctx);
+    host_w_ = detail::packed_checked_weights(w, ctx.c_str());  // the checks of the CPU's require_weights
     require_gram_for(gram, w.cols(), ctx);
     const group_layout whole(w.cols(), w.cols(), ctx);
     const linalg::gram_blocks c = linalg::pack_gram_blocks(gram, whole);  // C itself, in double
     require_psd(c, whole, ctx.c_str());
 
-    std::vector<float> packed(rows_ * cols_);
-    for (std::size_t i = 0; i < rows_; ++i) {
-      for (std::size_t j = 0; j < cols_; ++j) packed[i * cols_ + j] = w(i, j);
-    }
-    host_w_ = std::move(packed);
     mod_ = catq_modulation<float>(cpu_exec{}, weights(), options.group_size, options.priors);
     const std::size_t groups = mod_.groups();
     w_ = device_buffer<float>::from_host(host_w_, e);

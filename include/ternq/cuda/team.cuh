@@ -108,10 +108,9 @@ __device__ inline group_span group_at(const device_matrix_view& w, std::size_t g
           begin + group_size <= w.cols ? group_size : w.cols - begin};
 }
 
-/// A packed device copy of the host weights `w`, every row checked first as the CPU's quantizers check it (finite;
+/// A packed row-major copy of the host weights `w`, every row checked first as the CPU's quantizers check it (finite;
 /// `context` names the caller in the error).
-inline device_buffer<float> upload_checked_weights(const exec& e, const matrix_view<const float>& w,
-                                                   const char* context) {
+inline std::vector<float> packed_checked_weights(const matrix_view<const float>& w, const char* context) {
   require_nonempty(w, context, "weight matrix");
   std::vector<float> packed(w.rows() * w.cols());
   std::vector<float> scratch(w.rows_contiguous() ? 0 : w.cols());
@@ -120,7 +119,13 @@ inline device_buffer<float> upload_checked_weights(const exec& e, const matrix_v
     require_weight_row(row, i, context);
     std::copy(row.begin(), row.end(), packed.begin() + static_cast<std::ptrdiff_t>(i * w.cols()));
   }
-  return device_buffer<float>::from_host(packed, e);
+  return packed;
+}
+
+/// A packed device copy of the host weights `w`, checked as `packed_checked_weights` checks them.
+inline device_buffer<float> upload_checked_weights(const exec& e, const matrix_view<const float>& w,
+                                                   const char* context) {
+  return device_buffer<float>::from_host(packed_checked_weights(w, context), e);
 }
 
 /// `w` as a float view, refused at compile time for other element types (the device kernels take float weights).
