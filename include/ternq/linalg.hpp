@@ -5,6 +5,7 @@
 #include "ternq/core.hpp"
 
 #include "ternq/linalg/cholesky.hpp"
+#include "ternq/linalg/damped_hessian.hpp"
 #include "ternq/linalg/damping.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
 #include "ternq/linalg/gram.hpp"

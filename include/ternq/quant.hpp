@@ -24,6 +24,7 @@
 #include "ternq/quant/catq/soft_step.hpp"
 #include "ternq/quant/catq/soft_ternarize.hpp"
 #include "ternq/quant/gptq/driver.hpp"
+#include "ternq/quant/gptq/exchanges.hpp"
 #include "ternq/quant/gptq/options.hpp"
 #include "ternq/quant/gptq/order.hpp"
 #include "ternq/quant/gptq/pass.hpp"

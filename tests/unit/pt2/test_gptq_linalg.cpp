@@ -2,8 +2,9 @@
 // The driver's dense algebra: SPD inverse, tiled Cholesky, symmetric swaps, tiled products, damped Hessian, orders.
 #include <doctest/doctest.h>
 
-#include <cstdint>
+#include <algorithm>
 #include <array>
+#include <cstdint>
 #include <limits>
 #include <numeric>
 #include <utility>
@@ -187,6 +188,88 @@ TEST_CASE("build_damped_hessian: permuted, damped by the mean diagonal, dead col
   ternq::linalg::build_damped_hessian(bv, reversed, 0.01, single, dead, 2);
   CHECK(Eigen::MatrixXf(single.triangularView<Eigen::Lower>()) ==
         Eigen::MatrixXf(one.cast<float>().triangularView<Eigen::Lower>()));
+}
+
+TEST_CASE("build_damped_hessian_into: a padded column-major buffer gets the Eigen form's lower triangle") {
+  Eigen::MatrixXd c = spd(50, 12);
+  c.row(7).setZero();
+  c.col(7).setZero();
+  std::vector<std::size_t> order(50);
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::swap(order[3], order[41]);
+  const auto cv = ternq::linalg::view_of(std::as_const(c));
+  Eigen::MatrixXd h;
+  std::vector<char> dead;
+  const auto info = ternq::linalg::build_damped_hessian(cv, order, 0.05, h, dead, 2);
+  constexpr std::size_t ld = 53;  // padded: the rows past 50 and the strict upper triangle stay as they were
+  constexpr double sentinel = -7.5;
+  std::vector<double> buffer(ld * 50, sentinel);
+  std::vector<char> buffer_dead;
+  const auto buffer_info = ternq::linalg::build_damped_hessian_into(cv, order, 0.05, buffer.data(), ld, buffer_dead, 3);
+  CHECK(buffer_info.dead_columns == info.dead_columns);
+  CHECK(buffer_info.mean_diagonal == info.mean_diagonal);
+  CHECK(buffer_dead == dead);
+  for (std::size_t q = 0; q < 50; ++q) {
+    for (std::size_t p = 0; p < ld; ++p) {
+      CAPTURE(p);
+      CAPTURE(q);
+      const double expected =
+          p >= q && p < 50 ? h(static_cast<Eigen::Index>(p), static_cast<Eigen::Index>(q)) : sentinel;
+      CHECK(buffer[q * ld + p] == expected);
+    }
+  }
+}
+
+TEST_CASE("compose_exchanges: one saved-and-placed pass equals the exchanges one by one, on W and the lower Hinv") {
+  constexpr Eigen::Index m = 40;
+  constexpr Eigen::Index rows = 3;
+  const Eigen::MatrixXd sym = spd(m, 21);
+  for (const std::size_t first : {std::size_t{0}, std::size_t{9}}) {
+    CAPTURE(first);
+    // SSR's pattern (chosen columns moved to the front one by one) plus exchanges that undo each other
+    const std::vector<std::pair<std::size_t, std::size_t>> exchanges = {
+        {first, 30}, {first + 1, 35}, {first + 2, first + 2}, {first + 3, 30}, {first + 4, 39}, {17, 22}, {22, 17}};
+    Eigen::MatrixXd h = sym.triangularView<Eigen::Lower>();
+    Eigen::MatrixXd w = Eigen::MatrixXd::Random(rows, m);
+    Eigen::MatrixXd h_ref = h;
+    Eigen::MatrixXd w_ref = w;
+    for (const auto& [a, b] : exchanges) {
+      ternq::linalg::swap_symmetric_lower(h_ref, static_cast<Eigen::Index>(first), static_cast<Eigen::Index>(a),
+                                          static_cast<Eigen::Index>(b));
+      w_ref.col(static_cast<Eigen::Index>(a)).swap(w_ref.col(static_cast<Eigen::Index>(b)));
+    }
+    const ternq::composed_exchanges x = ternq::compose_exchanges(first, m, exchanges);
+    CHECK(x.moved.size() <= 2 * exchanges.size());
+    CHECK(std::is_sorted(x.moved.begin(), x.moved.end()));
+    CHECK(std::find(x.moved.begin(), x.moved.end(), 17) == x.moved.end());  // exchanged twice: back in place
+    // what the device's four kernels do: save the moved columns and rows, then place them
+    const std::size_t r = static_cast<std::size_t>(m) - first;
+    const auto lower = [&](const Eigen::MatrixXd& a, std::size_t p, std::size_t q) {
+      return a(static_cast<Eigen::Index>(std::max(p, q)), static_cast<Eigen::Index>(std::min(p, q)));
+    };
+    std::vector<Eigen::VectorXd> saved_columns;
+    std::vector<std::vector<double>> saved_rows;
+    for (const std::size_t a : x.moved) {
+      saved_columns.emplace_back(w.col(static_cast<Eigen::Index>(a)));
+      std::vector<double> row(r);
+      for (std::size_t c = 0; c < r; ++c) row[c] = lower(h, a, first + c);
+      saved_rows.push_back(row);
+    }
+    for (std::size_t k = 0; k < x.moved.size(); ++k) {
+      const auto a = static_cast<Eigen::Index>(x.moved[k]);
+      w.col(a) = saved_columns[x.from[k]];
+      for (std::size_t c = 0; c < r; ++c) {
+        const auto b = static_cast<Eigen::Index>(first + c);
+        h(std::max(a, b), std::min(a, b)) = saved_rows[x.from[k]][x.source[c] - first];
+      }
+    }
+    CHECK(w == w_ref);
+    const auto f = static_cast<Eigen::Index>(first);
+    CHECK(Eigen::MatrixXd(h.bottomRightCorner(m - f, m - f).triangularView<Eigen::Lower>()) ==
+          Eigen::MatrixXd(h_ref.bottomRightCorner(m - f, m - f).triangularView<Eigen::Lower>()));
+  }
+  const std::vector<std::pair<std::size_t, std::size_t>> outside = {{3, 50}};
+  CHECK_THROWS_WITH_AS(ternq::compose_exchanges(0, 40, outside), doctest::Contains("outside [0, 40)"), ternq::error);
 }
 
 TEST_CASE("block orders: act-order by decreasing diag(H), random is a seeded permutation") {
