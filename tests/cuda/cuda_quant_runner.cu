@@ -6,6 +6,7 @@
 
 #include <ternq/cuda/catq.cuh>
 #include <ternq/cuda/exec.cuh>
+#include <ternq/cuda/gptq.cuh>
 #include <ternq/cuda/gram.cuh>
 #include <ternq/cuda/itf.cuh>
 #include <ternq/cuda/itf_aga.cuh>
@@ -185,6 +186,47 @@ double catq_step_seconds(std::span<const float> w, std::span<const double> gram,
                                  &zero, d_y.data(), m));
   });
   return seconds_per_launch(repeats, [&] { (void)calibrator.step(); });
+}
+
+gptq_result gptq_on_device(const matrix_view<const float>& w, const matrix_view<const double>& gram,
+                           const gptq& options) {
+  return ternq::cuda::gptq_quantize(ternq::cuda::exec{}, w, gram, options);
+}
+
+gptq_result gptq_on_device(const matrix_view<const float>& w, const matrix_view<const float>& gram,
+                           const gptq& options) {
+  return ternq::cuda::gptq_quantize(ternq::cuda::exec{}, w, gram, options);
+}
+
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const gptq& options,
+                                  const matrix_view<const double>& gram) {
+  return quantize(ternq::cuda::exec{}, w, options, gram);
+}
+
+double gptq_call_seconds(std::span<const float> w, std::span<const double> gram, std::size_t rows, std::size_t cols,
+                         const gptq& options, int repeats, double& sgemm_seconds, gptq_report& last) {
+  if (w.size() != rows * cols || gram.size() != cols * cols) {
+    fail(errc::shape_mismatch, "gptq_call_seconds: ", w.size(), " weights and ", gram.size(), " gram entries");
+  }
+  const auto view = row_major(w.data(), rows, cols);
+  const auto c = row_major(gram.data(), cols, cols);
+  {
+    const auto d_w = ternq::cuda::device_buffer<float>::from_host(w);
+    std::vector<float> cf(cols * cols);
+    for (std::size_t k = 0; k < cf.size(); ++k) cf[k] = static_cast<float>(gram[k]);
+    const auto d_c = ternq::cuda::device_buffer<float>::from_host(cf);
+    ternq::cuda::device_buffer<float> d_y(rows * cols);
+    const ternq::cuda::blas_handle blas(nullptr);
+    const float one = 1.0F, zero = 0.0F;
+    const int m = static_cast<int>(cols), n = static_cast<int>(rows);
+    sgemm_seconds = seconds_per_launch(repeats, [&] {
+      TERNQ_CUDA_CHECK(cublasSgemm(blas.get(), CUBLAS_OP_T, CUBLAS_OP_N, m, n, m, &one, d_c.data(), m, d_w.data(), m,
+                                   &zero, d_y.data(), m));
+    });
+  }
+  // host to host, so the events bracket whole calls (each returns with its result on the host)
+  return seconds_per_launch(repeats,
+                            [&] { last = ternq::cuda::gptq_quantize(ternq::cuda::exec{}, view, c, options).report; });
 }
 
 double gram_device_seconds(std::size_t tokens, std::size_t features, int repeats, double& syrk_seconds) {

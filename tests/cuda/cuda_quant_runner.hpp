@@ -16,6 +16,8 @@
 #include <ternq/quant/atq.hpp>
 #include <ternq/quant/catq/loop.hpp>
 #include <ternq/quant/catq/options.hpp>
+#include <ternq/quant/gptq/options.hpp>
+#include <ternq/quant/gptq/report.hpp>
 #include <ternq/quant/itf.hpp>
 #include <ternq/quant/optimal_symmetric.hpp>
 #include <ternq/quant/twn.hpp>
@@ -60,6 +62,22 @@ ternary_matrix quantize_on_device(const matrix_view<const float>& w, const catq&
 /// arithmetic (`tf32` or fp32).
 double catq_step_seconds(std::span<const float> w, std::span<const double> gram, std::size_t rows, std::size_t cols,
                          bool tf32, int repeats, double& sgemm_seconds);
+
+/// `cuda::gptq_quantize` on device `0`'s default stream, with the Gram matrix in double or float; and
+/// `quantize(cuda::exec{}, w, options, gram)`.
+gptq_result gptq_on_device(const matrix_view<const float>& w, const matrix_view<const double>& gram,
+                           const gptq& options);
+gptq_result gptq_on_device(const matrix_view<const float>& w, const matrix_view<const float>& gram,
+                           const gptq& options);
+ternary_matrix quantize_on_device(const matrix_view<const float>& w, const gptq& options,
+                                  const matrix_view<const double>& gram);
+
+/// Mean seconds of one host-to-host `cuda::gptq_quantize` (`options`) on the row-major `rows x cols` weights and
+/// `cols x cols` Gram matrix over `repeats` calls after a warm-up, with the last call's report (its seconds per
+/// step) in `last`; and in `sgemm_seconds`, of one fp32 SGEMM of the same shape as the driver's update summed over
+/// its blocks (`rows x cols` by `cols x cols`).
+double gptq_call_seconds(std::span<const float> w, std::span<const double> gram, std::size_t rows, std::size_t cols,
+                         const gptq& options, int repeats, double& sgemm_seconds, gptq_report& last);
 
 /// Mean seconds of one `cuda::itf_fit_device` (10 iterations at most) over `repeats` launches on the row-major
 /// `rows x cols` matrix `w` resident on the device, after one warm-up launch; and in `read_seconds`, of one
