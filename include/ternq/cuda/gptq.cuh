@@ -62,8 +62,8 @@ namespace ternq::cuda {
 ///
 /// The grids: ITF, absmean, TWN and the exact optimum by the per-group kernels on the block as rows (one group per
 /// row, bit for bit the CPU's fit of the same block), `itf_aga`'s AGA against `P^{-1}` (cuSOLVER's `potri` of the
-/// block's factor) or `C[B, B]` by the products and the team solve of itf_aga.cuh. `optimal_aga`'s per-row
-/// alternation has no device form: `gptq_quantize` refuses it (`errc::unsupported`).
+/// block's factor) or `C[B, B]` by the products and the team solve of itf_aga.cuh; `optimal_aga`'s per-row
+/// alternation of inner-loop runs (`align_symmetric_row` on the CPU) by one thread per row.
 ///
 /// What agrees with the CPU: the blocks' weights differ from the CPU's by the rounding of the products (cuBLAS's
 /// order, the inner loop's sequential updates where the CPU uses a GEMM per panel), so codes agree except where a
@@ -249,6 +249,8 @@ class gptq_steps {
     report.first = first;
     report.size = size;
     std::vector<atq_grid> grids(n);
+    std::int8_t* final_codes = codes;  // optimal_aga: the best run's codes, in their own memory
+    bool aligned = false;              // optimal_aga: its alternation has run the inner loop and stored its grid
     std::visit(
         [&](const auto& method) {
           using method_type = std::decay_t<decltype(method)>;
@@ -264,9 +266,12 @@ class gptq_steps {
             copy_out(stats, std::span<itf_group_stats>(host_stats));
             for (const auto& st : host_stats) report.grid.add(st);
           } else if constexpr (std::is_same_v<method_type, optimal_aga>) {
-            fail(errc::unsupported, "cuda::gptq_quantize: optimal_aga has no device form");
+            float* scales = scratch(scales_, n);
+            detail::optimal_fit_device(exec_, dw, group_layout(size, size), codes, scales);
+            final_codes = align_symmetric(method.max_iters, options, gram, columns, dw, codes, scales);
+            aligned = true;
           } else {
-            float* scales = scratch(alpha_, n);
+            float* scales = scratch(scales_, n);
             if constexpr (std::is_same_v<method_type, optimal_symmetric>) {
               detail::optimal_fit_device(exec_, dw, group_layout(size, size), codes, scales);
             } else {
@@ -289,35 +294,39 @@ class gptq_steps {
         },
         options.grid);
 
-    // the stored grid, rounded as the CPU rounds it (`round_to` is host code)
     std::vector<float> alpha(n), mu(n, 0.0F);
-    for (std::size_t i = 0; i < n; ++i) {
-      alpha[i] = round_to(options.precision, static_cast<float>(grids[i].alpha));
-      if (asymmetric) mu[i] = round_to(options.precision, static_cast<float>(grids[i].mu));
+    if (aligned) {
+      copy_out(static_cast<const float*>(alpha_.data()), std::span<float>(alpha));
+    } else {
+      // the stored grid, rounded as the CPU rounds it (`round_to` is host code)
+      for (std::size_t i = 0; i < n; ++i) {
+        alpha[i] = round_to(options.precision, static_cast<float>(grids[i].alpha));
+        if (asymmetric) mu[i] = round_to(options.precision, static_cast<float>(grids[i].mu));
+      }
+      detail::inner_loop_args args{};
+      args.w = w_.data();
+      args.rows = n;
+      args.first = first;
+      args.size = size;
+      args.factor = factor_.data();
+      args.alpha = copy_in(alpha_, std::span<const float>(alpha));
+      args.mu = copy_in(mu_, std::span<const float>(mu));
+      args.original = original_.data();
+      args.cols = cols_;
+      args.columns = copy_in(columns_, columns);
+      args.codes = codes;
+      args.err = scratch(err_, n * size);
+      args.output_error = scratch(row_doubles_, n);
+      args.weight_error = scratch(row_weight_error_, n);
+      detail::gptq_inner_loop_kernel<<<detail::blocks_for(n), detail::elementwise_threads, 0, exec_.stream>>>(args);
+      TERNQ_CUDA_CHECK(cudaGetLastError());
     }
-    detail::inner_loop_args args{};
-    args.w = w_.data();
-    args.rows = n;
-    args.first = first;
-    args.size = size;
-    args.factor = factor_.data();
-    args.alpha = copy_in(alpha_, std::span<const float>(alpha));
-    args.mu = copy_in(mu_, std::span<const float>(mu));
-    args.original = original_.data();
-    args.cols = cols_;
-    args.columns = copy_in(columns_, columns);
-    args.codes = codes;
-    args.err = scratch(err_, n * size);
-    args.output_error = scratch(row_doubles_, n);
-    args.weight_error = scratch(row_weight_error_, n);
-    detail::gptq_inner_loop_kernel<<<detail::blocks_for(n), detail::elementwise_threads, 0, exec_.stream>>>(args);
-    TERNQ_CUDA_CHECK(cudaGetLastError());
 
     std::vector<std::int8_t> host_codes(n * size);
-    copy_out(static_cast<const std::int8_t*>(codes), std::span<std::int8_t>(host_codes));
+    copy_out(static_cast<const std::int8_t*>(final_codes), std::span<std::int8_t>(host_codes));
     std::vector<double> host_output(n), host_weight(n);
-    copy_out(static_cast<const double*>(args.output_error), std::span<double>(host_output));
-    copy_out(static_cast<const double*>(args.weight_error), std::span<double>(host_weight));
+    copy_out(static_cast<const double*>(row_doubles_.data()), std::span<double>(host_output));
+    copy_out(static_cast<const double*>(row_weight_error_.data()), std::span<double>(host_weight));
     for (std::size_t i = 0; i < n; ++i) {
       std::copy_n(host_codes.begin() + static_cast<std::ptrdiff_t>(i * size), size,
                   q.row_codes(i).subspan(first, size).begin());
@@ -365,13 +374,12 @@ class gptq_steps {
   }
 
  private:
-  /// AGA on the block's rows with the codes frozen (itf_aga.cuh's `aga_align_kernel`, one group per row) against the
-  /// metric: `P^{-1}` (`potri` of the block's factor) or `C[B, B]` gathered on the host. Returns the fallbacks.
+  /// The block's AGA metric (`options.metric`): `P^{-1}` (cuSOLVER's `potri` of the block's factor) or `C[B, B]`
+  /// gathered on the host, as a full symmetric column-major `s x s` matrix in `metric_`, with `M 1` and `1^T M 1`
+  /// after each other in `ones_`, as the CPU's `aga_align_rows` forms them.
   template <class G>
-  std::size_t align(aga_metric which, const matrix_view<const G>& gram, std::span<const std::size_t> columns,
-                    const device_matrix_view& dw, std::int8_t* codes, atq_grid* grids) {
-    const std::size_t n = dw.rows;
-    const std::size_t s = dw.cols;
+  double* block_metric(aga_metric which, const matrix_view<const G>& gram, std::span<const std::size_t> columns,
+                       std::size_t s) {
     double* metric = scratch(metric_, s * s);
     if (which == aga_metric::compensated) {
       TERNQ_CUDA_CHECK(
@@ -399,6 +407,65 @@ class gptq_steps {
     double* ones = scratch(ones_, s + 1);  // M 1, then 1^T M 1
     detail::symmetric_metric_kernel<<<1, 256, 0, exec_.stream>>>(metric, s, ones, ones + s);
     TERNQ_CUDA_CHECK(cudaGetLastError());
+    return metric;
+  }
+
+  /// `optimal_aga` on the block's rows (see `detail::gptq_symmetric_aga_kernel`), from the exact optimum's codes
+  /// `initial` and scales `alpha0`: writes the stored scales to `alpha_`, the errors to `err_`, the rows' output and
+  /// weight errors, and returns the chosen codes (their own memory).
+  template <class G>
+  std::int8_t* align_symmetric(unsigned refinements, const gptq& options, const matrix_view<const G>& gram,
+                               std::span<const std::size_t> columns, const device_matrix_view& dw,
+                               const std::int8_t* initial, const float* alpha0) {
+    const std::size_t n = dw.rows;
+    const std::size_t s = dw.cols;
+    const double* metric = block_metric(options.metric, gram, columns, s);
+    double* wd = scratch(t_, n * s);
+    detail::to_double_kernel<float>
+        <<<detail::blocks_for(n * s), detail::elementwise_threads, 0, exec_.stream>>>(dw.data, n * s, wd);
+    TERNQ_CUDA_CHECK(cudaGetLastError());
+    double* mw = scratch(tc_, n * s);
+    // mw = W M, row-major `n x s` (row i: `(M w_i)^T`, `M` symmetric), as `tc` in `align`
+    const double one = 1.0, zero = 0.0;
+    const int si = static_cast<int>(s), ni = static_cast<int>(n);
+    TERNQ_CUDA_CHECK(
+        cublasDgemm(blas_.get(), CUBLAS_OP_N, CUBLAS_OP_N, si, ni, si, &one, metric, si, wd, si, &zero, mw, si));
+    detail::symmetric_aga_args args{};
+    args.start = dw.data;
+    args.rows = n;
+    args.size = s;
+    args.factor = factor_.data();
+    args.metric = metric;
+    args.mw = mw;
+    args.initial = initial;
+    args.alpha0 = alpha0;
+    args.refinements = refinements;
+    args.fp16 = options.precision == grid_precision::fp16;
+    args.work = scratch(block_work_, n * s);
+    args.run_err = scratch(run_err_, n * s);
+    args.run_codes = scratch(run_codes_, n * s);
+    args.original = original_.data();
+    args.cols = cols_;
+    args.columns = copy_in(columns_, columns);
+    args.codes = scratch(chosen_codes_, n * s);
+    args.err = scratch(err_, n * s);
+    args.alpha = scratch(alpha_, n);
+    args.output_error = scratch(row_doubles_, n);
+    args.weight_error = scratch(row_weight_error_, n);
+    detail::gptq_symmetric_aga_kernel<<<detail::blocks_for(n), detail::elementwise_threads, 0, exec_.stream>>>(args);
+    TERNQ_CUDA_CHECK(cudaGetLastError());
+    return args.codes;
+  }
+
+  /// AGA on the block's rows with the codes frozen (itf_aga.cuh's `aga_align_kernel`, one group per row) against the
+  /// metric: `P^{-1}` (`potri` of the block's factor) or `C[B, B]` gathered on the host. Returns the fallbacks.
+  template <class G>
+  std::size_t align(aga_metric which, const matrix_view<const G>& gram, std::span<const std::size_t> columns,
+                    const device_matrix_view& dw, std::int8_t* codes, atq_grid* grids) {
+    const std::size_t n = dw.rows;
+    const std::size_t s = dw.cols;
+    const double* metric = block_metric(which, gram, columns, s);
+    const double* ones = ones_.data();
     double* t = scratch(t_, n * s);
     double* tc = scratch(tc_, n * s);
     detail::codes_as_double_kernel<<<detail::elementwise_blocks(n * s), detail::elementwise_threads, 0, exec_.stream>>>(
@@ -525,8 +592,8 @@ class gptq_steps {
   device_buffer<int> status_;                          // cuSOLVER's info, the diagonal check
   device_buffer<double> row_doubles_, norm_, scores_;  // SSR; the rows' output errors
   device_buffer<double> row_weight_error_;
-  device_buffer<float> block_, alpha_, mu_, k_float_, saved_columns_;
-  device_buffer<std::int8_t> codes_;
+  device_buffer<float> block_, scales_, alpha_, mu_, k_float_, saved_columns_, block_work_, run_err_;
+  device_buffer<std::int8_t> codes_, chosen_codes_, run_codes_;
   device_buffer<atq_grid> grids_;
   device_buffer<itf_group_stats> stats_;
   device_buffer<std::size_t> columns_, indices_, order_;
@@ -541,15 +608,9 @@ class gptq_steps {
 /// matrix's positive semi-definiteness checked on the device (the CPU's check and messages), for float weights and a
 /// float or double Gram matrix. Returns the same `gptq_result` as the CPU's `gptq_quantize` up to the rounding
 /// described at `gptq_steps`; an all-zero Gram matrix gets the CPU's data-free answer (computed on the host).
-/// `optimal_aga` is refused (`errc::unsupported`).
 template <class G>
 gptq_result gptq_quantize(const exec& e, const matrix_view<const float>& w, const matrix_view<const G>& gram,
                           const gptq& options) {
-  if (std::holds_alternative<optimal_aga>(options.grid)) {
-    fail(errc::unsupported,
-         "cuda::gptq_quantize: optimal_aga's per-row alternation has no device form; use the CPU's gptq_quantize or "
-         "another grid");
-  }
   const device_scope scope(e.device);
   gptq_steps steps(e);
   if (gram.rows() == gram.cols() && gram.cols() == w.cols()) steps.set_gram(gram);  // the driver refuses other shapes

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "ternq/cuda/exec.cuh"
@@ -301,42 +302,151 @@ struct inner_loop_args {
   double* weight_error;        ///< per row, `E_w` of its stored values against the original weights
 };
 
-/// GPTQ's inner loop, one thread per row (ALGORITHMS.md §3; `cpu_gptq_steps::inner_loop`): for each column `j` of
-/// the block in order, the nearest level of the row's stored grid, `e = (w_j - q) / U_jj`, and the later columns of
-/// the block absorb `e U[j, j']` (products rounded before they are subtracted, as the CPU's code without
-/// contraction). The CPU applies the later columns of a 32-column panel by one GEMM, so the two agree to rounding.
-/// The row's weight error adds its squares in the CPU's four lanes (`account_weight_error`).
+/// GPTQ's inner loop on one row (ALGORITHMS.md §3; `cpu_gptq_steps::inner_loop`): for each column `j` of the block
+/// in order, the nearest level of the row's stored grid, `e = (w_j - q) / U_jj`, and the later columns of the block
+/// absorb `e U[j, j']` (products rounded before they are subtracted, as the CPU's code without contraction). The
+/// row's weights are `x[j * x_stride]` (consumed), its errors go to `err[j * err_stride]` and its codes to
+/// `codes[j * code_stride]`; returns `sum e^2`.
+__device__ inline double inner_loop_row(float* x, std::size_t x_stride, float* err, std::size_t err_stride,
+                                        std::int8_t* codes, std::size_t code_stride, const double* factor,
+                                        std::size_t s, float alpha, float mu) {
+  double error = 0.0;
+  for (std::size_t j = 0; j < s; ++j) {
+    const float d = static_cast<float>(factor[j * s + j]);
+    const float xj = x[j * x_stride];
+    const float centred = xj - mu;
+    const float half = alpha * 0.5F;
+    const int code = alpha > 0.0F ? static_cast<int>(centred >= half) - static_cast<int>(centred <= -half) : 0;
+    const float value = alpha * static_cast<float>(code) + mu;  // exact product: the same with or without contraction
+    const float e = (xj - value) / d;
+    err[j * err_stride] = e;
+    const double* u = factor + j * s;  // U[j, k] = L[k, j]
+    for (std::size_t k = j + 1; k < s; ++k) x[k * x_stride] = x[k * x_stride] - __fmul_rn(e, static_cast<float>(u[k]));
+    codes[j * code_stride] = static_cast<std::int8_t>(code);
+    error = error + __dmul_rn(static_cast<double>(e), static_cast<double>(e));
+  }
+  return error;
+}
+
+/// `E_w` of one row's stored block values `alpha q + mu` against its original weights `original[columns[j]]`, the
+/// squares added in the CPU's four lanes (`cpu_gptq_steps::account_weight_error`: whole groups of four, the rest
+/// in lane 0).
+__device__ inline double weight_error_row(const std::int8_t* codes, std::size_t code_stride, std::size_t s, float alpha,
+                                          float mu, const float* original, const std::size_t* columns) {
+  constexpr std::size_t lanes = 4;
+  const std::size_t laned = s / lanes * lanes;
+  double squares[lanes] = {};
+  for (std::size_t j = 0; j < s; ++j) {
+    const float stored = alpha * static_cast<float>(codes[j * code_stride]) + mu;
+    const double d = static_cast<double>(original[columns[j]]) - static_cast<double>(stored);
+    const std::size_t lane = j < laned ? j % lanes : 0;
+    squares[lane] = squares[lane] + __dmul_rn(d, d);
+  }
+  return (squares[0] + squares[1]) + (squares[2] + squares[3]);
+}
+
+/// The inner loop on every row, one thread per row, with the row's stored grid; the block's columns of the working
+/// weights are consumed. The CPU applies the later columns of a 32-column panel by one GEMM
+/// (`inner_loop_rows`), so the two agree to rounding.
 template <class Unused = void>
 __global__ void gptq_inner_loop_kernel(inner_loop_args a) {
   for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < a.rows;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
-    const float alpha = a.alpha[i];
-    const float mu = a.mu[i];
-    float* x = a.w + a.first * a.rows + i;  // column j of the block at x[j * rows]
-    const std::size_t s = a.size;
-    constexpr std::size_t lanes = 4;
-    const std::size_t laned = s / lanes * lanes;  // the CPU's lanes take whole groups of four, the rest goes to lane 0
-    double squares[lanes] = {};
-    double error = 0.0;
-    for (std::size_t j = 0; j < s; ++j) {
-      const float d = static_cast<float>(a.factor[j * s + j]);
-      const float xj = x[j * a.rows];
-      const float centred = xj - mu;
-      const float half = alpha * 0.5F;
-      const int code = alpha > 0.0F ? static_cast<int>(centred >= half) - static_cast<int>(centred <= -half) : 0;
-      const float value = alpha * static_cast<float>(code) + mu;  // exact product: the same with or without contraction
-      const float e = (xj - value) / d;
-      a.err[j * a.rows + i] = e;
-      const double* u = a.factor + j * s;  // U[j, k] = L[k, j]
-      for (std::size_t k = j + 1; k < s; ++k) x[k * a.rows] = x[k * a.rows] - __fmul_rn(e, static_cast<float>(u[k]));
-      a.codes[i * s + j] = static_cast<std::int8_t>(code);
-      error = error + __dmul_rn(static_cast<double>(e), static_cast<double>(e));
-      const double dw = static_cast<double>(a.original[i * a.cols + a.columns[j]]) - static_cast<double>(value);
-      const std::size_t lane = j < laned ? j % lanes : 0;
-      squares[lane] = squares[lane] + __dmul_rn(dw, dw);
+    std::int8_t* codes = a.codes + i * a.size;
+    a.output_error[i] = inner_loop_row(a.w + a.first * a.rows + i, a.rows, a.err + i, a.rows, codes, 1, a.factor,
+                                       a.size, a.alpha[i], a.mu[i]);
+    a.weight_error[i] = weight_error_row(codes, 1, a.size, a.alpha[i], a.mu[i], a.original + i * a.cols, a.columns);
+  }
+}
+
+/// `round_to(precision, x)` on the device: IEEE binary16 round to nearest even, as the CPU's `fp32_to_fp16_bits`
+/// (the same conversion, so the same value for every finite float).
+__device__ inline float stored_precision(bool fp16, float x) { return fp16 ? __half2float(__float2half_rn(x)) : x; }
+
+/// What `optimal_aga`'s alternation reads and writes (device memory; the scratch column-major `rows x size`).
+struct symmetric_aga_args {
+  const float* start;  ///< the block's compensated weights, row-major `rows x size` (the grid fit's input)
+  std::size_t rows;
+  std::size_t size;
+  const double* factor;        ///< `L` of the block's `P`
+  const double* metric;        ///< `M`, column-major `size x size`, symmetric
+  const double* mw;            ///< row `i`: `(M w_i)^T`, row-major `rows x size`
+  const std::int8_t* initial;  ///< the exact optimum's codes, row-major `rows x size`
+  const float* alpha0;         ///< the exact optimum's scales
+  unsigned refinements;        ///< `optimal_aga::max_iters`
+  bool fp16;                   ///< the stored grid's precision
+  float* work;                 ///< scratch: one run's weights
+  float* run_err;              ///< scratch: one run's errors
+  std::int8_t* run_codes;      ///< scratch: one run's codes
+  const float* original;       ///< the original weights, packed row-major `rows x cols`
+  std::size_t cols;
+  const std::size_t* columns;  ///< the block's original columns, in working order
+  std::int8_t* codes;          ///< out: the best run's codes, row-major `rows x size` (not `initial`'s memory)
+  float* err;                  ///< out: its errors, column-major `rows x size`
+  float* alpha;                ///< out: its stored scale
+  double* output_error;        ///< out: its `sum e^2`
+  double* weight_error;        ///< out: its `E_w`
+};
+
+/// `optimal_aga` in the driver, one thread per row, step for step as `cpu_gptq_steps::align_symmetric_row`: the
+/// inner loop with the exact optimum's scale, then with the scale `t M w^T / t M t^T` solved for the optimum's codes,
+/// then for the codes of the best run so far, up to `refinements` times, keeping the run of least error. The
+/// scalar inner loop is the CPU's own order here (no panel GEMM), so only the solve's sums (`M t` in column order,
+/// where the CPU's Eigen product may group them otherwise) differ from the CPU's by rounding.
+template <class Unused = void>
+__global__ void gptq_symmetric_aga_kernel(symmetric_aga_args a) {
+  const std::size_t s = a.size;
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < a.rows;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const float* start = a.start + i * s;
+    const double* mw = a.mw + i * s;
+    float* work = a.work + i;  // column j at [j * rows]
+    float* run_err = a.run_err + i;
+    std::int8_t* run_codes = a.run_codes + i;
+    std::int8_t* best_codes = a.codes + i * s;
+    float* best_err = a.err + i;
+    // The scale minimizing the row's error for codes `c`; `found` false when there is none (the sequence stops).
+    struct scale {
+      bool found;
+      float value;
+    };
+    const auto solve = [&](const std::int8_t* c) -> scale {
+      double den = 0.0;
+      for (std::size_t p = 0; p < s; ++p) {
+        double mt = 0.0;  // (M t)_p
+        for (std::size_t q = 0; q < s; ++q) mt = mt + __dmul_rn(a.metric[q * s + p], static_cast<double>(c[q]));
+        den = den + __dmul_rn(static_cast<double>(c[p]), mt);
+      }
+      double num = 0.0;
+      for (std::size_t p = 0; p < s; ++p) num = num + __dmul_rn(mw[p], static_cast<double>(c[p]));
+      if (!(den > 0.0) || !(num > 0.0) || !isfinite(num / den)) return {false, 0.0F};
+      return {true, stored_precision(a.fp16, static_cast<float>(num / den))};
+    };
+    double best_error = __longlong_as_double(0x7FF0000000000000LL);  // +Inf, as the CPU starts
+    float best_alpha = 0.0F;
+    // One run of the inner loop at scale `alpha_f`; kept when its error is below the best so far.
+    const auto run = [&](float alpha_f) {
+      for (std::size_t j = 0; j < s; ++j) work[j * a.rows] = start[j];
+      const double e = inner_loop_row(work, a.rows, run_err, a.rows, run_codes, a.rows, a.factor, s, alpha_f, 0.0F);
+      if (!(e < best_error)) return false;
+      best_error = e;
+      best_alpha = alpha_f;
+      for (std::size_t j = 0; j < s; ++j) {
+        best_err[j * a.rows] = run_err[j * a.rows];
+        best_codes[j] = run_codes[j * a.rows];
+      }
+      return true;
+    };
+    run(stored_precision(a.fp16, a.alpha0[i]));
+    scale next = solve(a.initial + i * s);
+    for (unsigned it = 0; next.found && next.value != best_alpha; ++it) {
+      if (!run(next.value) && it > 0) break;
+      if (it == a.refinements) break;
+      next = solve(best_codes);
     }
-    a.output_error[i] = error;
-    a.weight_error[i] = (squares[0] + squares[1]) + (squares[2] + squares[3]);
+    a.alpha[i] = best_alpha;
+    a.output_error[i] = best_error;
+    a.weight_error[i] = weight_error_row(best_codes, 1, s, best_alpha, 0.0F, a.original + i * a.cols, a.columns);
   }
 }
 
