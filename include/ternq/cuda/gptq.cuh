@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <span>
 #include <type_traits>
@@ -39,6 +40,7 @@
 #include "ternq/linalg/damped_hessian.hpp"
 #include "ternq/linalg/gram_psd.hpp"
 #include "ternq/quant/atq.hpp"
+#include "ternq/quant/detail/atq_rows.hpp"
 #include "ternq/quant/gptq/exchanges.hpp"
 #include "ternq/quant/gptq/options.hpp"
 #include "ternq/quant/gptq/pass.hpp"
@@ -71,10 +73,19 @@ namespace ternq::cuda {
 class gptq_steps {
  public:
   explicit gptq_steps(const exec& e) : exec_(e), scope_(e.device), blas_(e.stream), solver_(e.stream) {}
+  gptq_steps(const gptq_steps&) = delete;
+  gptq_steps& operator=(const gptq_steps&) = delete;
+  /// Waits for the work still queued (a pass cancelled by progress, or a step that threw, may leave an update
+  /// running) before the buffers it uses are freed.
+  ~gptq_steps() { (void)cudaStreamSynchronize(exec_.stream); }
 
   /// Uploads the checked weights (packed row-major, the original for `E_w`) and gathers the column-major working
   /// copy, column `order[p]` at position `p`.
   void load_weights(const matrix_view<const float>& w, std::span<const std::size_t> order) {
+    constexpr auto int_max = static_cast<std::size_t>(std::numeric_limits<int>::max());
+    if (w.rows() > int_max || w.cols() > int_max) {  // cuBLAS's and cuSOLVER's dimensions are `int`
+      fail(errc::unsupported, "cuda::gptq_quantize: a ", w.rows(), "x", w.cols(), " matrix exceeds cuBLAS's int sizes");
+    }
     rows_ = w.rows();
     cols_ = w.cols();
     original_ = device_buffer<float>::from_host(detail::packed_checked_weights(w, "cuda::gptq_quantize"), exec_);
@@ -139,10 +150,11 @@ class gptq_steps {
     TERNQ_CUDA_CHECK(cudaGetLastError());
     int nonzero = 0;
     copy_out(static_cast<const int*>(status), std::span<int>(&nonzero, 1));
-    if (nonzero != 0 && trace <= 0.0) linalg::fail_zero_trace_gram(context, "gram matrix");
+    if (nonzero == 0) return;  // an all-zero matrix is a Gram matrix (of no data)
+    if (trace <= 0.0) linalg::fail_zero_trace_gram(context, "gram matrix");
     double* shifted = scratch(hinv_, m * m);  // `H` is built after the check, in the same memory
     detail::psd_shift_kernel<<<detail::blocks_for(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
-        gram_.data(), m, linalg::gram_psd_tolerance * trace / static_cast<double>(m), nonzero == 0, shifted);
+        gram_.data(), m, linalg::gram_psd_tolerance * trace / static_cast<double>(m), shifted);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     if (!factor_lower(shifted, m)) linalg::fail_not_psd_gram(context, "gram matrix", trace, static_cast<double>(m));
   }
@@ -165,9 +177,11 @@ class gptq_steps {
     detail::damped_hessian_kernel<<<detail::blocks_for(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
         gram_.data(), m, d_order, d_dead, lambda * info.mean_diagonal, h);
     TERNQ_CUDA_CHECK(cudaGetLastError());
-    detail::zero_dead_columns_kernel<<<detail::blocks_for(rows_ * m), detail::elementwise_threads, 0, exec_.stream>>>(
-        w_.data(), rows_, m, d_dead);
-    TERNQ_CUDA_CHECK(cudaGetLastError());
+    if (info.dead_columns > 0) {
+      detail::zero_dead_columns_kernel<<<detail::blocks_for(rows_ * m), detail::elementwise_threads, 0, exec_.stream>>>(
+          w_.data(), rows_, m, d_dead);
+      TERNQ_CUDA_CHECK(cudaGetLastError());
+    }
     pending_.clear();
     if (!factor_lower(h, m)) return std::nullopt;
     const int n = static_cast<int>(m);
@@ -318,7 +332,7 @@ class gptq_steps {
       args.err = scratch(err_, n * size);
       args.output_error = scratch(row_doubles_, n);
       args.weight_error = scratch(row_weight_error_, n);
-      detail::gptq_inner_loop_kernel<<<detail::blocks_for(n), detail::elementwise_threads, 0, exec_.stream>>>(args);
+      detail::gptq_inner_loop_kernel<<<detail::row_blocks(n), detail::row_threads, 0, exec_.stream>>>(args);
       TERNQ_CUDA_CHECK(cudaGetLastError());
     }
 
@@ -332,8 +346,16 @@ class gptq_steps {
                   q.row_codes(i).subspan(first, size).begin());
       q.scale(i, group) = alpha[i];
       if (asymmetric) q.offset(i, group) = mu[i];
-      report.output_error += host_output[i];
-      report.weight_error += host_weight[i];
+    }
+    // the rows' errors summed as the CPU sums them: within its fixed chunks of rows, then the chunks in order
+    for (std::size_t r0 = 0; r0 < n; r0 += ternq::detail::atq_row_chunk) {
+      double output = 0.0, weight = 0.0;
+      for (std::size_t i = r0; i < std::min(n, r0 + ternq::detail::atq_row_chunk); ++i) {
+        output += host_output[i];
+        weight += host_weight[i];
+      }
+      report.output_error += output;
+      report.weight_error += weight;
     }
     return report;
   }
@@ -360,6 +382,7 @@ class gptq_steps {
     const int n = static_cast<int>(rows_);
     TERNQ_CUDA_CHECK(cublasSgemm(blas_.get(), CUBLAS_OP_N, CUBLAS_OP_T, n, pi, s, &minus_one, err_.data(), n, kf, pi,
                                  &plus_one, w_.data() + f * rows_, n));
+    TERNQ_CUDA_CHECK(cudaStreamSynchronize(exec_.stream));  // the report's `seconds.update` is the product's time
   }
 
   /// The inverse downdate `Hinv[F, F] -= K K^T` (lower triangle, DSYRK); follows `update_remaining`, which computes
@@ -371,6 +394,7 @@ class gptq_steps {
     const double minus_one = -1.0, one = 1.0;
     TERNQ_CUDA_CHECK(cublasDsyrk(blas_.get(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, p, s, &minus_one, k_.data(), p, &one,
                                  hinv_.data() + f * cols_ + f, m));
+    TERNQ_CUDA_CHECK(cudaStreamSynchronize(exec_.stream));  // the report's `seconds.downdate` is the product's time
   }
 
  private:
@@ -452,7 +476,7 @@ class gptq_steps {
     args.alpha = scratch(alpha_, n);
     args.output_error = scratch(row_doubles_, n);
     args.weight_error = scratch(row_weight_error_, n);
-    detail::gptq_symmetric_aga_kernel<<<detail::blocks_for(n), detail::elementwise_threads, 0, exec_.stream>>>(args);
+    detail::gptq_symmetric_aga_kernel<<<detail::row_blocks(n), detail::row_threads, 0, exec_.stream>>>(args);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     return args.codes;
   }
@@ -613,7 +637,6 @@ gptq_result gptq_quantize(const exec& e, const matrix_view<const float>& w, cons
                           const gptq& options) {
   const device_scope scope(e.device);
   gptq_steps steps(e);
-  if (gram.rows() == gram.cols() && gram.cols() == w.cols()) steps.set_gram(gram);  // the driver refuses other shapes
   return gptq_quantize_with(steps, w, gram, options,
                             [&](const matrix_view<const G>& c, const char* context) { steps.require_psd(c, context); });
 }

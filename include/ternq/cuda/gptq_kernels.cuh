@@ -4,6 +4,7 @@
 // exchanges, the block as rows, the AGA metric, and GPTQ's inner loop.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -196,16 +197,16 @@ __global__ void lower_nonzero_kernel(const double* c, std::size_t m, int* flag) 
   }
 }
 
-/// The lower triangle of `linalg::shift_for_psd_check`'s matrix for the whole `c` as one block: `C + shift I`, or the
-/// identity (`identity`: an all-zero `C`, which passes).
+/// The lower triangle of `linalg::shift_for_psd_check`'s matrix for the whole non-zero `c` as one block: `C + shift I`
+/// (an all-zero `C` passes without a factorization).
 template <class Unused = void>
-__global__ void psd_shift_kernel(const double* c, std::size_t m, double shift, bool identity, double* s) {
+__global__ void psd_shift_kernel(const double* c, std::size_t m, double shift, double* s) {
   for (std::size_t k = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < m * m;
        k += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
     const std::size_t p = k % m;
     const std::size_t q = k / m;
     if (p < q) continue;
-    s[k] = identity ? static_cast<double>(p == q) : c[k] + (p == q ? shift : 0.0);
+    s[k] = c[k] + (p == q ? shift : 0.0);
   }
 }
 
@@ -318,7 +319,7 @@ __device__ inline double inner_loop_row(float* x, std::size_t x_stride, float* e
     const float half = alpha * 0.5F;
     const int code = alpha > 0.0F ? static_cast<int>(centred >= half) - static_cast<int>(centred <= -half) : 0;
     const float value = alpha * static_cast<float>(code) + mu;  // exact product: the same with or without contraction
-    const float e = (xj - value) / d;
+    const float e = __fdiv_rn(xj - value, d);                   // IEEE division whatever the consumer's flags
     err[j * err_stride] = e;
     const double* u = factor + j * s;  // U[j, k] = L[k, j]
     for (std::size_t k = j + 1; k < s; ++k) x[k * x_stride] = x[k * x_stride] - __fmul_rn(e, static_cast<float>(u[k]));
@@ -452,6 +453,13 @@ __global__ void gptq_symmetric_aga_kernel(symmetric_aga_args a) {
 
 /// Blocks for a kernel with one thread per item.
 inline unsigned blocks_for(std::size_t items) { return elementwise_blocks(items); }
+
+/// Threads per block of the kernels with one thread per row (the inner loops): few, so that a layer's few thousand
+/// rows spread over every multiprocessor.
+inline constexpr unsigned row_threads = 64;
+inline unsigned row_blocks(std::size_t rows) {
+  return static_cast<unsigned>(std::max<std::size_t>(1, (rows + row_threads - 1) / row_threads));
+}
 
 }  // namespace detail
 
