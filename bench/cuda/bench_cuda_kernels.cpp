@@ -122,6 +122,56 @@ void gram_device(benchmark::State& state, std::size_t tokens, std::size_t featur
       static_cast<double>(tokens) * static_cast<double>(features * (features + 1)) * 1e-12 / gram;
 }
 
+/// The driver's whole pipeline (GPTQ + SSR + ITF + AGA, g = 128, the reference configuration) on a
+/// Llama-7B linear shape, host to host: its time, the time of one SGEMM of the same `n m^2` shape against it, and
+/// the seconds of each of the driver's steps (the report's, from the last call).
+const ternq::gptq llama_pipeline{.grid = ternq::itf_aga{.group_size = 128}, .order = ternq::ssr{}};
+
+double gptq_pipeline_seconds(std::size_t rows, std::size_t cols, int repeats, double& sgemm,
+                             ternq::gptq_report& report) {
+  const ternq::testing::row_matrix w = ternq::testing::llm_like_weights(rows, cols, 7);
+  const ternq::testing::row_gram_matrix c =
+      ternq::testing::gram_of_activations(ternq::testing::llm_like_activations(2048, cols, 7));
+  return ternq::testing::cuda::gptq_call_seconds(std::span<const float>(w.data(), rows * cols),
+                                                 std::span<const double>(c.data(), cols * cols), rows, cols,
+                                                 llama_pipeline, repeats, sgemm, report);
+}
+
+void gptq_device(benchmark::State& state, std::size_t rows, std::size_t cols) {
+  double sgemm = 0.0;
+  double call = 0.0;
+  ternq::gptq_report report;
+  for (auto _ : state) {
+    call = gptq_pipeline_seconds(rows, cols, 2, sgemm, report);
+    state.SetIterationTime(call);
+  }
+  state.counters["call_s"] = call;
+  state.counters["sgemm_over_call"] = sgemm / call;
+  state.counters["setup_s"] = report.seconds.setup;
+  state.counters["order_s"] = report.seconds.order;
+  state.counters["factor_s"] = report.seconds.factor;
+  state.counters["quantize_s"] = report.seconds.quantize;
+  state.counters["update_s"] = report.seconds.update;
+  state.counters["downdate_s"] = report.seconds.downdate;
+}
+
+/// The goal's figure: all 224 linear layers of Llama-7B (per layer four 4096x4096, two 11008x4096 and one
+/// 4096x11008), from one call of each shape.
+void gptq_llama7b(benchmark::State& state) {
+  double sgemm = 0.0;
+  ternq::gptq_report report;
+  double total = 0.0;
+  for (auto _ : state) {
+    const double square = gptq_pipeline_seconds(4096, 4096, 1, sgemm, report);
+    const double wide = gptq_pipeline_seconds(11008, 4096, 1, sgemm, report);
+    const double down = gptq_pipeline_seconds(4096, 11008, 1, sgemm, report);
+    total = 32.0 * (4.0 * square + 2.0 * wide + down);
+    state.SetIterationTime(total);
+  }
+  state.counters["llama7b_224_s"] = total;
+  state.counters["goal_over_224"] = 10.0 / total;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -156,6 +206,11 @@ int main(int argc, char** argv) {
     const std::string name = std::string("catq_step/4096x4096/") + (tf32 ? "tf32" : "fp32");
     benchmark::RegisterBenchmark(name.c_str(), catq_step_device, 4096, 4096, tf32)->UseManualTime()->Iterations(2);
   }
+  for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
+    const std::string name = "gptq_ssr_itf_aga/" + std::to_string(rows) + "x" + std::to_string(cols);
+    benchmark::RegisterBenchmark(name.c_str(), gptq_device, rows, cols)->UseManualTime()->Iterations(1);
+  }
+  benchmark::RegisterBenchmark("gptq_ssr_itf_aga/llama7b_224", gptq_llama7b)->UseManualTime()->Iterations(1);
   for (const std::size_t features : {4096, 11008}) {
     const std::string name = "gram/8192x" + std::to_string(features);
     benchmark::RegisterBenchmark(name.c_str(), gram_device, 8192, features)->UseManualTime()->Iterations(3);
