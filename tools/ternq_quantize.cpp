@@ -746,11 +746,8 @@ int run(const options& opt) {
     fail(errc::invalid_argument, "give --model or --tensors, not both");
   const cli::device_choice device = cli::parse_device(opt.device);
   if (opt.model_path.empty() && opt.tensors_path.empty()) {
-    if (device.cuda && opt.method.empty()) {
-      fail(errc::invalid_argument, "--device cuda needs --method: one of ", cli::cuda_method_names,
-           " (the methods with a CUDA specialization)");
-    }
-    if (device.cuda) cli::require_device_for(device, cli::parse_method(opt.method, ternq::per_row, opt.seed));
+    if (!opt.method.empty()) (void)cli::parse_method(opt.method, ternq::per_row, opt.seed);  // a bad name first
+    cli::require_device(device);
     return cli::run_default_job(opt.method, opt.group_size.value_or(128), opt.seed, executor_of(opt));
   }
   if (opt.method.empty()) fail(errc::invalid_argument, "--method is required with --model or --tensors");
@@ -760,7 +757,7 @@ int run(const options& opt) {
   // Tensor mode has no format: group 128 unless given. Model mode parses the method again once the format's
   // default group size is known; parsing here reports a bad name before the model is read.
   const auto choice = cli::parse_method(opt.method, group_of(opt.group_size.value_or(128)), opt.seed);
-  cli::require_device_for(device, choice);
+  cli::require_device(device);
   (void)cli::parse_storage(opt.format, {});  // a mistyped --format, too, before the model is read
   cli::require_writable(opt.out_gguf, "--out-gguf");
   cli::require_writable(
@@ -803,10 +800,8 @@ int main(int argc, char** argv) {
       ->check(cli::whole_number());
   app.add_option("--threads", opt.threads, "worker threads (0: all)")->check(cli::whole_number());
   app.add_option("--device", opt.device,
-                 std::string("cpu, or cuda[:N]: run the quantizer on CUDA device N (") +
-                     std::string(cli::cuda_method_names) +
-                     "; the CPU's results, bit for bit or to rounding: docs/cuda.md; needs a build with the CUDA "
-                     "toolkit)");
+                 "cpu, or cuda[:N]: run the quantizer on CUDA device N (every method; the CPU's results, bit for "
+                 "bit or to rounding: docs/cuda.md; needs a build with the CUDA toolkit)");
   auto* text = app.add_option("--calib-text", opt.calib_text, "calibration text (UTF-8)");
   app.add_option("--calib-offset", opt.calib_offset, "byte offset of the calibration slice")
       ->check(cli::whole_number())

@@ -25,8 +25,8 @@ inline std::vector<std::string> default_job_methods() {
 /// Quantizes a generated 512 x 1024 LLM-like layer (non-zero row means,
 /// heavy tails, outlier input channels; 2048 calibration tokens with outlier
 /// channels) with `method`, or with every default method when it is empty,
-/// and prints rel E_w, rel E_x and time per method. A CUDA device in `exec` must have been checked against the
-/// method (`require_device_for`).
+/// and prints rel E_w, rel E_x and time per method. A CUDA device in `exec` must have been checked
+/// (`require_device`).
 inline int run_default_job(const std::string& method, std::size_t group_size, std::uint64_t seed,
                            const executor& exec) {
   constexpr std::size_t rows = 512, cols = 1024, tokens = 2048;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// --device of the tools: where the quantizers run (the CPU, or a CUDA device for the methods that have a CUDA
+// --device of the tools: where the quantizers run (the CPU, or a CUDA device: every method has a CUDA
 // specialization), parsed and checked before any work.
 #pragma once
 
@@ -16,6 +16,7 @@
 #include <ternq/quant/absmean.hpp>
 #include <ternq/quant/aga_methods.hpp>
 #include <ternq/quant/catq/options.hpp>
+#include <ternq/quant/gptq/options.hpp>
 #include <ternq/quant/itf.hpp>
 #include <ternq/quant/optimal_symmetric.hpp>
 #include <ternq/quant/twn.hpp>
@@ -40,12 +41,10 @@ inline device_choice parse_device(std::string_view text) {
   fail(errc::invalid_argument, "--device '", text, "' is not one of cpu, cuda, cuda:N (N: a device number)");
 }
 
-/// The methods with a CUDA specialization (float weights): data-free ones, and ones that need a Gram matrix. Their
-/// --method names, for messages.
+/// The methods' CUDA specializations (float weights): data-free ones, and ones that need a Gram matrix. Together
+/// they are every method.
 using cuda_method = std::variant<absmean, twn, optimal_symmetric, itf>;
-using cuda_gram_method = std::variant<itf_aga, optimal_aga, catq>;
-inline constexpr std::string_view cuda_method_names =
-    "absmean, twn, optimal, itf, itf_aga, optimal_aga and the catq methods";
+using cuda_gram_method = std::variant<itf_aga, optimal_aga, catq, gptq>;
 
 /// Whether this build of the tools has the CUDA specializations (configured with the CUDA toolkit, TERNQ_CUDA).
 bool cuda_built() noexcept;
@@ -60,7 +59,8 @@ ternary_matrix quantize_on_cuda(int ordinal, const cuda_method& method, const ma
 
 /// `quantize(cuda::exec{ordinal}, w, method, gram)` for the methods that need a Gram matrix (float or double): the
 /// CPU's result to rounding (see ternq/cuda/itf_aga.cuh and optimal_aga.cuh). catq is calibrated without its scale
-/// refit (`run_method` refits on the host), its loss curve the CPU's to rounding (ternq/cuda/catq.cuh).
+/// refit (`run_method` refits on the host), its loss curve the CPU's to rounding (ternq/cuda/catq.cuh). gptq runs the
+/// driver with the device's steps (ternq/cuda/gptq.cuh), the CPU's codes except near rounding boundaries.
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
                                 const matrix_view<const float>& gram);
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,

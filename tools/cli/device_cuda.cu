@@ -6,6 +6,7 @@
 
 #include <ternq/cuda/catq.cuh>
 #include <ternq/cuda/exec.cuh>
+#include <ternq/cuda/gptq.cuh>
 #include <ternq/cuda/itf.cuh>
 #include <ternq/cuda/itf_aga.cuh>
 #include <ternq/cuda/optimal_aga.cuh>

@@ -133,14 +133,14 @@ ternary_matrix run_method(const cpu_exec& exec, const method_choice& choice, con
   return std::visit([&](const auto& m) { return quantize(exec, w, m, gram); }, choice.method);
 }
 
-/// Where a tool runs its quantizers: the CPU's threads, and with `--device cuda[:N]` a CUDA device for the methods
-/// that have a specialization (`require_device_for` refuses the others before any work).
+/// Where a tool runs its quantizers: the CPU's threads, or with `--device cuda[:N]` a CUDA device (every method has a
+/// specialization; `require_device` checks the device before any work).
 struct executor {
   cpu_exec cpu;
   device_choice device;
 };
 
-/// The method of `choice` as one with a CUDA specialization, if it is one.
+/// The method of `choice` as a data-free one with a CUDA specialization, if it is one.
 inline std::optional<cuda_method> cuda_method_of(const method_choice& choice) {
   if (const auto* m = std::get_if<absmean>(&choice.method)) return *m;
   if (const auto* m = std::get_if<twn>(&choice.method)) return *m;
@@ -149,39 +149,29 @@ inline std::optional<cuda_method> cuda_method_of(const method_choice& choice) {
   return std::nullopt;
 }
 
-/// The method of `choice` as one with a CUDA specialization that needs a Gram matrix, if it is one.
+/// The method of `choice` as one with a CUDA specialization that needs a Gram matrix, if it is one (every method
+/// is one of the two).
 inline std::optional<cuda_gram_method> cuda_gram_method_of(const method_choice& choice) {
   if (const auto* m = std::get_if<itf_aga>(&choice.method)) return *m;
   if (const auto* m = std::get_if<optimal_aga>(&choice.method)) return *m;
   if (const auto* m = std::get_if<catq>(&choice.method)) return *m;
+  if (const auto* m = std::get_if<gptq>(&choice.method)) return *m;
   return std::nullopt;
 }
 
-/// Whether `choice` has a CUDA specialization.
-inline bool has_cuda_specialization(const method_choice& choice) {
-  return cuda_method_of(choice) || cuda_gram_method_of(choice);
-}
-
-[[noreturn]] inline void refuse_on_cuda(const method_choice& choice) {
-  fail(errc::unsupported, "--device cuda: method '", choice.name, "' has no CUDA specialization yet (",
-       cuda_method_names, " have); run it with --device cpu");
-}
-
-/// Refuses, before any work, a CUDA `device` that the method or the build cannot serve, or that is not there.
-inline void require_device_for(const device_choice& device, const method_choice& choice) {
-  if (!device.cuda) return;
-  if (!has_cuda_specialization(choice)) refuse_on_cuda(choice);
-  require_cuda_device(*device.cuda);
+/// Refuses, before any work, a CUDA `device` that the build cannot serve or that is not there. Every method has a
+/// CUDA specialization, so the method is not asked.
+inline void require_device(const device_choice& device) {
+  if (device.cuda) require_cuda_device(*device.cuda);
 }
 
 /// `run_data_free` on the executor's device: the CUDA specialization when one was chosen (checked by
-/// `require_device_for`), else the CPU.
+/// `require_device`), else the CPU.
 template <class W>
 ternary_matrix run_data_free(const executor& ex, const method_choice& choice, const W& w) {
   if (!ex.device.cuda) return run_data_free(ex.cpu, choice, w);
   const auto method = cuda_method_of(choice);
   if (!method) {  // a Gram method without calibration data: the CPU path's refusal; nothing runs elsewhere
-    if (!has_cuda_specialization(choice)) refuse_on_cuda(choice);
     fail(errc::invalid_argument, "method ", choice.name, " needs calibration statistics");
   }
   const auto view = as_const_view(w);
@@ -189,9 +179,9 @@ ternary_matrix run_data_free(const executor& ex, const method_choice& choice, co
   return quantize_on_cuda(*ex.device.cuda, *method, view);
 }
 
-/// `run_method` on the executor's device: itf_aga, optimal_aga and catq with the Gram matrix; the data-free methods
-/// with `gram` checked as the CPU path checks it, then left aside. catq's closed-form scales (`refit_scales`) are
-/// solved here on the host's threads once the device has chosen the codes; a row keeps its learned scales unless
+/// `run_method` on the executor's device: itf_aga, optimal_aga, catq and gptq with the Gram matrix; the data-free
+/// methods with `gram` checked as the CPU path checks it, then left aside. catq's closed-form scales (`refit_scales`)
+/// are solved here on the host's threads once the device has chosen the codes; a row keeps its learned scales unless
 /// the new ones lower its error, as in the CPU's calibration.
 template <class W, class G>
 ternary_matrix run_method(const executor& ex, const method_choice& choice, const W& w, const G& gram) {
