@@ -183,16 +183,7 @@ class gptq_steps {
       TERNQ_CUDA_CHECK(cudaGetLastError());
     }
     pending_.clear();
-    if (!factor_lower(h, m)) return std::nullopt;
-    const int n = static_cast<int>(m);
-    int lwork = 0;
-    TERNQ_CUDA_CHECK(cusolverDnDpotri_bufferSize(solver_.get(), CUBLAS_FILL_MODE_LOWER, n, h, n, &lwork));
-    double* work = scratch(work_, static_cast<std::size_t>(std::max(lwork, 1)));
-    int* status = scratch(status_, 2);
-    TERNQ_CUDA_CHECK(cusolverDnDpotri(solver_.get(), CUBLAS_FILL_MODE_LOWER, n, h, n, work, lwork, status));
-    int host_status = 0;
-    copy_out(static_cast<const int*>(status), std::span<int>(&host_status, 1));
-    if (host_status != 0) return std::nullopt;
+    if (!factor_lower(h, m) || !invert_from_factor(h, m)) return std::nullopt;
     return info;
   }
 
@@ -408,15 +399,7 @@ class gptq_steps {
     if (which == aga_metric::compensated) {
       TERNQ_CUDA_CHECK(
           cudaMemcpyAsync(metric, factor_.data(), s * s * sizeof(double), cudaMemcpyDeviceToDevice, exec_.stream));
-      int lwork = 0;
-      const int si = static_cast<int>(s);
-      TERNQ_CUDA_CHECK(cusolverDnDpotri_bufferSize(solver_.get(), CUBLAS_FILL_MODE_LOWER, si, metric, si, &lwork));
-      double* work = scratch(work_, static_cast<std::size_t>(std::max(lwork, 1)));
-      int* status = scratch(status_, 1);
-      TERNQ_CUDA_CHECK(cusolverDnDpotri(solver_.get(), CUBLAS_FILL_MODE_LOWER, si, metric, si, work, lwork, status));
-      int host_status = 0;
-      copy_out(static_cast<const int*>(status), std::span<int>(&host_status, 1));
-      if (host_status != 0) {
+      if (!invert_from_factor(metric, s)) {
         fail(errc::numerical, "cuda::gptq_quantize: the inverse of a block's P failed after its factorization");
       }
     } else {
@@ -562,6 +545,20 @@ class gptq_steps {
     double* work = scratch(work_, static_cast<std::size_t>(std::max(lwork, 1)));
     int* status = scratch(status_, 2);
     TERNQ_CUDA_CHECK(cusolverDnDpotrf(solver_.get(), CUBLAS_FILL_MODE_LOWER, ni, a, ni, work, lwork, status));
+    int host_status = 0;
+    copy_out(static_cast<const int*>(status), std::span<int>(&host_status, 1));
+    return host_status == 0;
+  }
+
+  /// The lower triangle of `A^{-1}` in place of that of its Cholesky factor `L` (`A = L L^T`, column-major `n x n`;
+  /// cuSOLVER's `potri`); false when it fails.
+  bool invert_from_factor(double* a, std::size_t n) {
+    const int ni = static_cast<int>(n);
+    int lwork = 0;
+    TERNQ_CUDA_CHECK(cusolverDnDpotri_bufferSize(solver_.get(), CUBLAS_FILL_MODE_LOWER, ni, a, ni, &lwork));
+    double* work = scratch(work_, static_cast<std::size_t>(std::max(lwork, 1)));
+    int* status = scratch(status_, 2);
+    TERNQ_CUDA_CHECK(cusolverDnDpotri(solver_.get(), CUBLAS_FILL_MODE_LOWER, ni, a, ni, work, lwork, status));
     int host_status = 0;
     copy_out(static_cast<const int*>(status), std::span<int>(&host_status, 1));
     return host_status == 0;
