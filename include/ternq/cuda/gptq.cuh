@@ -88,11 +88,16 @@ class gptq_steps {
     }
     rows_ = w.rows();
     cols_ = w.cols();
-    original_ = device_buffer<float>::from_host(detail::packed_checked_weights(w, "cuda::gptq_quantize"), exec_);
+    // The driver has checked the weights (`require_weights`): a packed row-major matrix goes up as it is, another is
+    // packed first.
+    const bool packed = w.col_stride() == 1 && w.row_stride() == static_cast<std::ptrdiff_t>(w.cols());
+    original_ = packed
+                    ? device_buffer<float>::from_host(std::span<const float>(w.data(), rows_ * cols_), exec_)
+                    : device_buffer<float>::from_host(detail::packed_checked_weights(w, "cuda::gptq_quantize"), exec_);
     const auto d_order = device_buffer<std::size_t>::from_host(order, exec_);
     w_ = device_buffer<float>(rows_ * cols_);
-    detail::gather_columns_kernel<<<detail::blocks_for(rows_ * cols_), detail::elementwise_threads, 0, exec_.stream>>>(
-        original_.data(), rows_, cols_, d_order.data(), w_.data());
+    detail::gather_columns_kernel<<<detail::elementwise_blocks(rows_ * cols_), detail::elementwise_threads, 0,
+                                    exec_.stream>>>(original_.data(), rows_, cols_, d_order.data(), w_.data());
     TERNQ_CUDA_CHECK(cudaGetLastError());
     TERNQ_CUDA_CHECK(cudaStreamSynchronize(exec_.stream));  // `d_order` is freed on return
   }
@@ -122,8 +127,8 @@ class gptq_steps {
     device_buffer<G> staged(m * m);
     TERNQ_CUDA_CHECK(cudaMemcpyAsync(staged.data(), host, m * m * sizeof(G), cudaMemcpyHostToDevice, exec_.stream));
     if (column_major_packed && !row_major_packed) {
-      detail::to_double_kernel<G>
-          <<<detail::blocks_for(m * m), detail::elementwise_threads, 0, exec_.stream>>>(staged.data(), m * m, out);
+      detail::to_double_kernel<G><<<detail::elementwise_blocks(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
+          staged.data(), m * m, out);
     } else {
       const unsigned tiles = static_cast<unsigned>((m + detail::gram_tile - 1) / detail::gram_tile);
       detail::transpose_to_double_kernel<G>
@@ -145,7 +150,7 @@ class gptq_steps {
     for (std::size_t q = 0; q < m; ++q) trace += static_cast<double>(gram(q, q));
     int* status = scratch(status_, 2);
     TERNQ_CUDA_CHECK(cudaMemsetAsync(status, 0, sizeof(int), exec_.stream));
-    detail::lower_nonzero_kernel<<<detail::blocks_for(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
+    detail::lower_nonzero_kernel<<<detail::elementwise_blocks(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
         gram_.data(), m, status);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     int nonzero = 0;
@@ -153,7 +158,7 @@ class gptq_steps {
     if (nonzero == 0) return;  // an all-zero matrix is a Gram matrix (of no data)
     if (trace <= 0.0) linalg::fail_zero_trace_gram(context, "gram matrix");
     double* shifted = scratch(hinv_, m * m);  // `H` is built after the check, in the same memory
-    detail::psd_shift_kernel<<<detail::blocks_for(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
+    detail::psd_shift_kernel<<<detail::elementwise_blocks(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
         gram_.data(), m, linalg::gram_psd_tolerance * trace / static_cast<double>(m), shifted);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     if (!factor_lower(shifted, m)) linalg::fail_not_psd_gram(context, "gram matrix", trace, static_cast<double>(m));
@@ -174,12 +179,12 @@ class gptq_steps {
     const std::size_t* d_order = copy_in(order_, order);
     const char* d_dead = copy_in(dead_, std::span<const char>(dead));
     double* h = scratch(hinv_, m * m);
-    detail::damped_hessian_kernel<<<detail::blocks_for(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
+    detail::damped_hessian_kernel<<<detail::elementwise_blocks(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
         gram_.data(), m, d_order, d_dead, lambda * info.mean_diagonal, h);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     if (info.dead_columns > 0) {
-      detail::zero_dead_columns_kernel<<<detail::blocks_for(rows_ * m), detail::elementwise_threads, 0, exec_.stream>>>(
-          w_.data(), rows_, m, d_dead);
+      detail::zero_dead_columns_kernel<<<detail::elementwise_blocks(rows_ * m), detail::elementwise_threads, 0,
+                                         exec_.stream>>>(w_.data(), rows_, m, d_dead);
       TERNQ_CUDA_CHECK(cudaGetLastError());
     }
     pending_.clear();
@@ -196,12 +201,12 @@ class gptq_steps {
     double* wbar = scratch(row_doubles_, rows_);
     double* norm = scratch(norm_, 1);
     double* scores = scratch(scores_, r);
-    detail::ssr_mean_kernel<<<detail::blocks_for(rows_), detail::elementwise_threads, 0, exec_.stream>>>(
+    detail::ssr_mean_kernel<<<detail::elementwise_blocks(rows_), detail::elementwise_threads, 0, exec_.stream>>>(
         w_.data(), rows_, first, cols_, wbar);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     detail::ssr_norm_kernel<<<1, detail::ssr_norm_threads, 0, exec_.stream>>>(wbar, rows_, norm);
     TERNQ_CUDA_CHECK(cudaGetLastError());
-    detail::ssr_scores_kernel<<<detail::blocks_for(r), detail::elementwise_threads, 0, exec_.stream>>>(
+    detail::ssr_scores_kernel<<<detail::elementwise_blocks(r), detail::elementwise_threads, 0, exec_.stream>>>(
         w_.data(), rows_, first, cols_, wbar, norm, scores);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     std::vector<double> out(r);
@@ -245,7 +250,7 @@ class gptq_steps {
     const std::size_t n = rows_;
     const bool asymmetric = q.has_offsets();
     float* block = scratch(block_, n * size);
-    detail::block_rows_kernel<<<detail::blocks_for(n * size), detail::elementwise_threads, 0, exec_.stream>>>(
+    detail::block_rows_kernel<<<detail::elementwise_blocks(n * size), detail::elementwise_threads, 0, exec_.stream>>>(
         w_.data(), n, first, size, block);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     const device_matrix_view dw{block, n, size, size};
@@ -254,8 +259,10 @@ class gptq_steps {
     report.first = first;
     report.size = size;
     std::vector<atq_grid> grids(n);
-    std::int8_t* final_codes = codes;  // optimal_aga: the best run's codes, in their own memory
-    bool aligned = false;              // optimal_aga: its alternation has run the inner loop and stored its grid
+    // optimal_aga's alternation runs the inner loop itself and stores its grid; its best run's codes have their own
+    // memory
+    const bool symmetric_aga = std::holds_alternative<optimal_aga>(options.grid);
+    std::int8_t* final_codes = codes;
     std::visit(
         [&](const auto& method) {
           using method_type = std::decay_t<decltype(method)>;
@@ -274,7 +281,6 @@ class gptq_steps {
             float* scales = scratch(scales_, n);
             detail::optimal_fit_device(exec_, dw, group_layout(size, size), codes, scales);
             final_codes = align_symmetric(method.max_iters, options, gram, columns, dw, codes, scales);
-            aligned = true;
           } else {
             float* scales = scratch(scales_, n);
             if constexpr (std::is_same_v<method_type, optimal_symmetric>) {
@@ -300,7 +306,7 @@ class gptq_steps {
         options.grid);
 
     std::vector<float> alpha(n), mu(n, 0.0F);
-    if (aligned) {
+    if (symmetric_aga) {
       copy_out(static_cast<const float*>(alpha_.data()), std::span<float>(alpha));
     } else {
       // the stored grid, rounded as the CPU rounds it (`round_to` is host code)
@@ -366,8 +372,8 @@ class gptq_steps {
     TERNQ_CUDA_CHECK(cublasDtrsm(blas_.get(), CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T,
                                  CUBLAS_DIAG_NON_UNIT, pi, s, &one, factor_.data(), s, k, pi));
     float* kf = scratch(k_float_, p * size);
-    detail::to_float_kernel<<<detail::blocks_for(p * size), detail::elementwise_threads, 0, exec_.stream>>>(k, kf,
-                                                                                                            p * size);
+    detail::to_float_kernel<<<detail::elementwise_blocks(p * size), detail::elementwise_threads, 0, exec_.stream>>>(
+        k, kf, p * size);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     const float minus_one = -1.0F, plus_one = 1.0F;
     const int n = static_cast<int>(rows_);
@@ -429,7 +435,7 @@ class gptq_steps {
     const double* metric = block_metric(options.metric, gram, columns, s);
     double* wd = scratch(t_, n * s);
     detail::to_double_kernel<float>
-        <<<detail::blocks_for(n * s), detail::elementwise_threads, 0, exec_.stream>>>(dw.data, n * s, wd);
+        <<<detail::elementwise_blocks(n * s), detail::elementwise_threads, 0, exec_.stream>>>(dw.data, n * s, wd);
     TERNQ_CUDA_CHECK(cudaGetLastError());
     double* mw = scratch(tc_, n * s);
     // mw = W M, row-major `n x s` (row i: `(M w_i)^T`, `M` symmetric), as `tc` in `align`
@@ -518,13 +524,13 @@ class gptq_steps {
     float* saved_columns = scratch(saved_columns_, rows_ * count);
     double* saved_rows = scratch(saved_rows_, r * count);
     const unsigned threads = detail::elementwise_threads;
-    detail::save_moved_columns_kernel<<<detail::blocks_for(rows_ * count), threads, 0, exec_.stream>>>(
+    detail::save_moved_columns_kernel<<<detail::elementwise_blocks(rows_ * count), threads, 0, exec_.stream>>>(
         w_.data(), rows_, d_moved, count, saved_columns);
-    detail::save_moved_rows_kernel<<<detail::blocks_for(r * count), threads, 0, exec_.stream>>>(
+    detail::save_moved_rows_kernel<<<detail::elementwise_blocks(r * count), threads, 0, exec_.stream>>>(
         hinv_.data(), cols_, first, d_moved, count, saved_rows);
-    detail::place_moved_columns_kernel<<<detail::blocks_for(rows_ * count), threads, 0, exec_.stream>>>(
+    detail::place_moved_columns_kernel<<<detail::elementwise_blocks(rows_ * count), threads, 0, exec_.stream>>>(
         w_.data(), rows_, d_moved, d_from, count, saved_columns);
-    detail::place_moved_rows_kernel<<<detail::blocks_for(r * count), threads, 0, exec_.stream>>>(
+    detail::place_moved_rows_kernel<<<detail::elementwise_blocks(r * count), threads, 0, exec_.stream>>>(
         hinv_.data(), cols_, first, d_moved, d_from, d_source, count, saved_rows);
     TERNQ_CUDA_CHECK(cudaGetLastError());
   }

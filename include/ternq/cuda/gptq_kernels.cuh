@@ -451,9 +451,6 @@ __global__ void gptq_symmetric_aga_kernel(symmetric_aga_args a) {
   }
 }
 
-/// Blocks for a kernel with one thread per item.
-inline unsigned blocks_for(std::size_t items) { return elementwise_blocks(items); }
-
 /// Threads per block of the kernels with one thread per row (the inner loops): few, so that a layer's few thousand
 /// rows spread over every multiprocessor.
 inline constexpr unsigned row_threads = 64;
