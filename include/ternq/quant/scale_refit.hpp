@@ -23,15 +23,9 @@
 #include "ternq/core/parallel.hpp"
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
+#include "ternq/quant/scale_refit_report.hpp"
 
 namespace ternq {
-
-/// What `refit_scales_to_output` did.
-struct scale_refit_report {
-  double output_error_before = 0.0;  ///< E_x = tr((W - Q) C (W - Q)^T) of the input matrix
-  double output_error_after = 0.0;   ///< ... of the result (never larger)
-  std::size_t rows_changed = 0;      ///< rows whose scales were replaced
-};
 
 namespace detail {
 /// Rows re-fitted together: bounds the `rows x cols` temporaries and the `rows x groups^2` systems.

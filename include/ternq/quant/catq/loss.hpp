@@ -16,6 +16,7 @@
 #include "ternq/core/ternary_matrix.hpp"
 #include "ternq/core/view.hpp"
 #include "ternq/linalg/eigen_bridge.hpp"
+#include "ternq/quant/catq/activation_rho.hpp"
 #include "ternq/quant/metrics.hpp"
 #include "ternq/quant/quantize.hpp"
 #include "ternq/quant/scale_refit.hpp"
@@ -103,18 +104,6 @@ class gram_loss {
   matrix_view<const float> float_gram_;
 };
 
-/// The losses on raw activations.
-enum class activation_loss_kind {
-  mean_squared,  ///< `mean r^2`
-  huber,         ///< `mean rho(r)`, `rho = r^2 / 2` for `|r| <= delta`, else `delta (|r| - delta / 2)`
-};
-
-/// Options of `activation_loss`.
-struct activation_loss_options {
-  activation_loss_kind kind = activation_loss_kind::huber;
-  double huber_delta = 1.0;  ///< the Huber transition (as PyTorch's `HuberLoss(delta=1.0)`)
-};
-
 /// A loss on the output residual `R = (W - What) X^T` of raw activations `X`
 /// (`tokens x cols`, one row per token), averaged over all `rows x tokens`
 /// elements: `L = mean rho(R)`, `dL/dWhat = -rho'(R) X / (rows tokens)`. Two
@@ -199,10 +188,7 @@ class activation_loss {
 
  private:
   [[nodiscard]] double rho(double r) const noexcept {
-    if (options_.kind == activation_loss_kind::mean_squared) return r * r;
-    const double a = std::abs(r);
-    const double d = options_.huber_delta;
-    return a <= d ? 0.5 * r * r : d * (a - 0.5 * d);
+    return detail::activation_rho(options_.kind, options_.huber_delta, r);
   }
   double sum_rho(const catq_block<S>& r) const {
     double total = 0.0;
@@ -212,12 +198,9 @@ class activation_loss {
     return total;
   }
   void to_derivative(catq_block<S>& r) const {
-    if (options_.kind == activation_loss_kind::mean_squared) {
-      r *= S(2);
-    } else {
-      const S d = static_cast<S>(options_.huber_delta);
-      r = r.cwiseMax(-d).cwiseMin(d);
-    }
+    const activation_loss_kind kind = options_.kind;
+    const S d = static_cast<S>(options_.huber_delta);
+    r = r.unaryExpr([kind, d](S v) { return detail::activation_rho_derivative(kind, d, v); });
   }
 
   activation_loss_options options_;

@@ -146,3 +146,27 @@ TEST_CASE("objective passes are bit-identical for threads 1, 2 and 3") {
     }
   }
 }
+
+TEST_CASE("the activation losses' rho and rho' (shared with the device): derivative by central differences") {
+  const double delta = 0.7;
+  for (const auto kind : {ternq::activation_loss_kind::mean_squared, ternq::activation_loss_kind::huber}) {
+    CAPTURE(static_cast<int>(kind));
+    for (const double r : {-3.0, -0.71, -0.69, -0.2, 0.0, 0.35, 0.69, 0.71, 2.5}) {
+      CAPTURE(r);
+      const double h = 1e-6;
+      const double numeric =
+          (ternq::detail::activation_rho(kind, delta, r + h) - ternq::detail::activation_rho(kind, delta, r - h)) /
+          (2 * h);
+      const double analytic = ternq::detail::activation_rho_derivative(kind, delta, r);
+      CHECK(analytic == doctest::Approx(numeric).epsilon(1e-7).scale(1.0));
+      // the float form the step uses is the double one rounded
+      const float f = ternq::detail::activation_rho_derivative(kind, static_cast<float>(delta), static_cast<float>(r));
+      CHECK(static_cast<double>(f) == doctest::Approx(analytic).epsilon(1e-6));
+    }
+  }
+  // Huber is continuous at the transition and linear beyond it
+  const auto huber = ternq::activation_loss_kind::huber;
+  CHECK(ternq::detail::activation_rho(huber, delta, delta) == doctest::Approx(0.5 * delta * delta));
+  CHECK(ternq::detail::activation_rho(huber, delta, -2 * delta) == doctest::Approx(1.5 * delta * delta));
+  CHECK(ternq::detail::activation_rho(ternq::activation_loss_kind::mean_squared, delta, -3.0) == 9.0);
+}
