@@ -2,8 +2,9 @@
 // The CUDA packed products: effective bandwidth (packed bytes read per second) as a fraction of the device's
 // peak, for the decode GEMV and small batches at LLM shapes; ITF on the device against a device-to-device copy of
 // the same matrix in the same run; the exact optimum and itf_aga, host to host, against the transfers they cannot
-// avoid; a CAT-Q step against one SGEMM of its product; the Gram accumulation (float chunks summed in double) against
-// one cuBLAS SSYRK of the same batch. Device time from CUDA events (manual time).
+// avoid; a CAT-Q step against one SGEMM of its product (two on raw activations); the Gram accumulation (float chunks
+// summed in double) against one cuBLAS SSYRK of the same batch; the scale refit against one DGEMM of its shape. Device
+// time from CUDA events (manual time).
 #include <cstdio>
 #include <span>
 #include <string>
@@ -11,6 +12,9 @@
 #include <vector>
 
 #include <benchmark/benchmark.h>
+
+#include <ternq/quant/absmean.hpp>
+#include <ternq/quant/quantize.hpp>
 
 #include "cuda_products_runner.hpp"
 #include "cuda_quant_runner.hpp"
@@ -108,6 +112,22 @@ void catq_step_device(benchmark::State& state, std::size_t rows, std::size_t col
   state.counters["step_ms"] = step * 1e3;
 }
 
+/// A CAT-Q step on raw activations (`tokens` of them, the Huber loss), against its two SGEMMs alone.
+void catq_activation_step_device(benchmark::State& state, std::size_t rows, std::size_t cols, std::size_t tokens) {
+  const ternq::testing::row_matrix w = ternq::testing::llm_like_weights(rows, cols, 43);
+  const ternq::testing::row_matrix x = ternq::testing::llm_like_activations(tokens, cols, 43);
+  double sgemm = 0.0;
+  double step = 0.0;
+  for (auto _ : state) {
+    step = ternq::testing::cuda::catq_activation_step_seconds(std::span<const float>(w.data(), rows * cols),
+                                                              std::span<const float>(x.data(), tokens * cols), rows,
+                                                              cols, tokens, {}, 20, sgemm);
+    state.SetIterationTime(step);
+  }
+  state.counters["sgemm_over_step"] = sgemm / step;
+  state.counters["step_ms"] = step * 1e3;
+}
+
 /// The Gram accumulation of a resident batch (`add_device`: finiteness check, SSYRK per 1024-token chunk, sums in
 /// double); `syrk_over_gram` is the time of one SSYRK of the whole batch over it (1: no overhead).
 void gram_device(benchmark::State& state, std::size_t tokens, std::size_t features) {
@@ -172,6 +192,25 @@ void gptq_llama7b(benchmark::State& state) {
   state.counters["goal_over_224"] = 10.0 / total;
 }
 
+/// The scale refit (`cuda::refit_scales_to_output`, fp32 grids) of an absmean matrix (g = 128) on a Llama-7B linear
+/// shape, host to host, against one DGEMM of the weights by the Gram matrix: the refit's products are two of those
+/// (`W C` and the per-group `T_h C[h, :]`), so `dgemm_over_call` is at most about 0.5.
+void scale_refit_device(benchmark::State& state, std::size_t rows, std::size_t cols) {
+  const ternq::testing::row_matrix w = ternq::testing::llm_like_weights(rows, cols, 9);
+  const ternq::testing::row_gram_matrix c =
+      ternq::testing::gram_of_activations(ternq::testing::llm_like_activations(2048, cols, 9));
+  const ternq::ternary_matrix q = ternq::quantize(ternq::row_major(w.data(), rows, cols), ternq::absmean{});
+  double dgemm = 0.0;
+  double call = 0.0;
+  for (auto _ : state) {
+    call = ternq::testing::cuda::refit_call_seconds(q, std::span<const float>(w.data(), rows * cols),
+                                                    std::span<const double>(c.data(), cols * cols), 2, dgemm);
+    state.SetIterationTime(call);
+  }
+  state.counters["call_s"] = call;
+  state.counters["dgemm_over_call"] = dgemm / call;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -206,11 +245,18 @@ int main(int argc, char** argv) {
     const std::string name = std::string("catq_step/4096x4096/") + (tf32 ? "tf32" : "fp32");
     benchmark::RegisterBenchmark(name.c_str(), catq_step_device, 4096, 4096, tf32)->UseManualTime()->Iterations(2);
   }
+  benchmark::RegisterBenchmark("catq_step/4096x4096/activations_2048", catq_activation_step_device, 4096, 4096, 2048)
+      ->UseManualTime()
+      ->Iterations(2);
   for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
     const std::string name = "gptq_ssr_itf_aga/" + std::to_string(rows) + "x" + std::to_string(cols);
     benchmark::RegisterBenchmark(name.c_str(), gptq_device, rows, cols)->UseManualTime()->Iterations(1);
   }
   benchmark::RegisterBenchmark("gptq_ssr_itf_aga/llama7b_224", gptq_llama7b)->UseManualTime()->Iterations(1);
+  for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{4096, 4096}, {11008, 4096}, {4096, 11008}}) {
+    const std::string name = "scale_refit/" + std::to_string(rows) + "x" + std::to_string(cols);
+    benchmark::RegisterBenchmark(name.c_str(), scale_refit_device, rows, cols)->UseManualTime()->Iterations(1);
+  }
   for (const std::size_t features : {4096, 11008}) {
     const std::string name = "gram/8192x" + std::to_string(features);
     benchmark::RegisterBenchmark(name.c_str(), gram_device, 8192, features)->UseManualTime()->Iterations(3);

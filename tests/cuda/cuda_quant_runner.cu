@@ -2,6 +2,7 @@
 // The CUDA side of the quantizer and Gram tests and benchmarks: uploads, launches, downloads.
 #include "cuda_quant_runner.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include <ternq/cuda/catq.cuh>
@@ -12,6 +13,7 @@
 #include <ternq/cuda/itf_aga.cuh>
 #include <ternq/cuda/optimal_aga.cuh>
 #include <ternq/cuda/optimal_symmetric.cuh>
+#include <ternq/cuda/scale_refit.cuh>
 #include <ternq/cuda/symmetric.cuh>
 
 #include "cuda_timing.cuh"
@@ -158,6 +160,45 @@ ternary_matrix quantize_on_device(const matrix_view<const float>& w, const catq&
   return quantize(ternq::cuda::exec{}, w, method, gram);
 }
 
+catq_result catq_activations_on_device(const matrix_view<const float>& w, const matrix_view<const float>& x,
+                                       const catq& options, const activation_loss_options& loss) {
+  return ternq::cuda::catq_calibrate_activations(ternq::cuda::exec{}, w, x, options, loss);
+}
+
+catq_result catq_activations_on_device(const matrix_view<const float>& w, const matrix_view<const double>& x,
+                                       const catq& options, const activation_loss_options& loss) {
+  return ternq::cuda::catq_calibrate_activations(ternq::cuda::exec{}, w, x, options, loss);
+}
+
+double catq_activation_step_seconds(std::span<const float> w, std::span<const float> x, std::size_t rows,
+                                    std::size_t cols, std::size_t tokens, const activation_loss_options& loss,
+                                    int repeats, double& sgemm_seconds) {
+  if (w.size() != rows * cols || x.size() != tokens * cols) {
+    fail(errc::shape_mismatch, "catq_activation_step_seconds: ", w.size(), " weights and ", x.size(), " activations");
+  }
+  const auto view = row_major(w.data(), rows, cols);
+  const auto xv = row_major(x.data(), tokens, cols);
+  // every step of the timing in the soft phase: the schedule's hard phase starts after all of them
+  const catq options{
+      .steps = static_cast<std::size_t>(repeats) + 2, .gamma = 1.0, .patience = std::nullopt, .refit_scales = false};
+  ternq::cuda::catq_activation_calibrator calibrator(ternq::cuda::exec{}, view, xv, options, loss);
+  {
+    const auto d_w = ternq::cuda::device_buffer<float>::from_host(w);
+    const auto d_x = ternq::cuda::device_buffer<float>::from_host(x);
+    ternq::cuda::device_buffer<float> d_r(rows * tokens), d_p(rows * cols);
+    const ternq::cuda::blas_handle blas(nullptr);
+    const float one = 1.0F, zero = 0.0F;
+    const int m = static_cast<int>(cols), n = static_cast<int>(rows), t = static_cast<int>(tokens);
+    sgemm_seconds = seconds_per_launch(repeats, [&] {
+      TERNQ_CUDA_CHECK(cublasSgemm(blas.get(), CUBLAS_OP_T, CUBLAS_OP_N, t, n, m, &one, d_x.data(), m, d_w.data(), m,
+                                   &zero, d_r.data(), t));
+      TERNQ_CUDA_CHECK(cublasSgemm(blas.get(), CUBLAS_OP_N, CUBLAS_OP_N, m, n, t, &one, d_x.data(), m, d_r.data(), t,
+                                   &zero, d_p.data(), m));
+    });
+  }
+  return seconds_per_launch(repeats, [&] { (void)calibrator.step(); });
+}
+
 double catq_step_seconds(std::span<const float> w, std::span<const double> gram, std::size_t rows, std::size_t cols,
                          bool tf32, int repeats, double& sgemm_seconds) {
   if (w.size() != rows * cols || gram.size() != cols * cols) {
@@ -227,6 +268,46 @@ double gptq_call_seconds(std::span<const float> w, std::span<const double> gram,
   // host to host, so the events bracket whole calls (each returns with its result on the host)
   return seconds_per_launch(repeats,
                             [&] { last = ternq::cuda::gptq_quantize(ternq::cuda::exec{}, view, c, options).report; });
+}
+
+scale_refit_report refit_on_device(ternary_matrix& q, const matrix_view<const float>& w,
+                                   const matrix_view<const double>& gram, grid_precision precision) {
+  return ternq::cuda::refit_scales_to_output(ternq::cuda::exec{}, q, w, gram, precision);
+}
+
+scale_refit_report refit_on_device(ternary_matrix& q, const matrix_view<const float>& w,
+                                   const matrix_view<const float>& gram, grid_precision precision) {
+  return ternq::cuda::refit_scales_to_output(ternq::cuda::exec{}, q, w, gram, precision);
+}
+
+double refit_call_seconds(const ternary_matrix& q, std::span<const float> w, std::span<const double> gram, int repeats,
+                          double& dgemm_seconds) {
+  const std::size_t rows = q.rows(), cols = q.cols();
+  if (w.size() != rows * cols || gram.size() != cols * cols) {
+    fail(errc::shape_mismatch, "refit_call_seconds: ", w.size(), " weights and ", gram.size(), " gram entries for a ",
+         rows, "x", cols, " matrix");
+  }
+  {
+    std::vector<double> wd(w.begin(), w.end());
+    const auto d_w = ternq::cuda::device_buffer<double>::from_host(wd);
+    const auto d_c = ternq::cuda::device_buffer<double>::from_host(gram);
+    ternq::cuda::device_buffer<double> d_y(rows * cols);
+    const ternq::cuda::blas_handle blas(nullptr);
+    const double one = 1.0, zero = 0.0;
+    const int m = static_cast<int>(cols), n = static_cast<int>(rows);
+    dgemm_seconds = seconds_per_launch(repeats, [&] {
+      TERNQ_CUDA_CHECK(cublasDgemm(blas.get(), CUBLAS_OP_T, CUBLAS_OP_N, m, n, m, &one, d_c.data(), m, d_w.data(), m,
+                                   &zero, d_y.data(), m));
+    });
+  }
+  const auto view = row_major(w.data(), rows, cols);
+  const auto c = row_major(gram.data(), cols, cols);
+  ternary_matrix work = q;
+  // host to host; the copy back to the unfitted scales is part of each call, and small beside it
+  return seconds_per_launch(repeats, [&] {
+    std::copy(q.scales().begin(), q.scales().end(), work.scales().begin());
+    (void)ternq::cuda::refit_scales_to_output(ternq::cuda::exec{}, work, view, c);
+  });
 }
 
 double gram_device_seconds(std::size_t tokens, std::size_t features, int repeats, double& syrk_seconds) {

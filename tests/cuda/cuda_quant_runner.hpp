@@ -8,18 +8,21 @@
 #include <span>
 #include <vector>
 
+#include <ternq/core/grid_precision.hpp>
 #include <ternq/core/ternary_matrix.hpp>
 #include <ternq/core/view.hpp>
 #include <ternq/linalg/gram_products.hpp>
 #include <ternq/quant/absmean.hpp>
 #include <ternq/quant/aga_methods.hpp>
 #include <ternq/quant/atq.hpp>
+#include <ternq/quant/catq/activation_rho.hpp>
 #include <ternq/quant/catq/loop.hpp>
 #include <ternq/quant/catq/options.hpp>
 #include <ternq/quant/gptq/options.hpp>
 #include <ternq/quant/gptq/report.hpp>
 #include <ternq/quant/itf.hpp>
 #include <ternq/quant/optimal_symmetric.hpp>
+#include <ternq/quant/scale_refit_report.hpp>
 #include <ternq/quant/twn.hpp>
 
 namespace ternq::testing::cuda {
@@ -56,6 +59,17 @@ catq_result catq_on_device(const matrix_view<const float>& w, const matrix_view<
 ternary_matrix quantize_on_device(const matrix_view<const float>& w, const catq& method,
                                   const matrix_view<const double>& gram);
 
+/// `cuda::catq_calibrate_activations` on device `0`'s default stream, with the activations in float or double.
+catq_result catq_activations_on_device(const matrix_view<const float>& w, const matrix_view<const float>& x,
+                                       const catq& options, const activation_loss_options& loss);
+catq_result catq_activations_on_device(const matrix_view<const float>& w, const matrix_view<const double>& x,
+                                       const catq& options, const activation_loss_options& loss);
+/// Mean seconds of one CAT-Q calibration step on raw activations (`cuda::catq_activation_calibrator::step`, soft
+/// phase, `loss`) on the row-major `rows x cols` weights and `tokens x cols` activations `x`, over `repeats` steps
+/// after a warm-up; and in `sgemm_seconds`, of the step's two SGEMMs (`E X^T` and `rho'(R) X`) alone.
+double catq_activation_step_seconds(std::span<const float> w, std::span<const float> x, std::size_t rows,
+                                    std::size_t cols, std::size_t tokens, const activation_loss_options& loss,
+                                    int repeats, double& sgemm_seconds);
 /// Mean seconds of one CAT-Q calibration step on the device (`cuda::catq_calibrator::step`, soft phase, the Gram
 /// loss) on the row-major `rows x cols` weights and `cols x cols` Gram matrix, over `repeats` steps after a warm-up;
 /// and in `sgemm_seconds`, of one SGEMM of the step's product `E C` (`rows x cols` by `cols x cols`) in the same
@@ -63,6 +77,16 @@ ternary_matrix quantize_on_device(const matrix_view<const float>& w, const catq&
 double catq_step_seconds(std::span<const float> w, std::span<const double> gram, std::size_t rows, std::size_t cols,
                          bool tf32, int repeats, double& sgemm_seconds);
 
+/// `cuda::refit_scales_to_output(cuda::exec{}, q, w, gram, precision)`, the Gram matrix in double or float.
+scale_refit_report refit_on_device(ternary_matrix& q, const matrix_view<const float>& w,
+                                   const matrix_view<const double>& gram, grid_precision precision);
+scale_refit_report refit_on_device(ternary_matrix& q, const matrix_view<const float>& w,
+                                   const matrix_view<const float>& gram, grid_precision precision);
+/// Mean seconds of one host-to-host `cuda::refit_scales_to_output` of `q` (restored before each call) over
+/// `repeats` calls after a warm-up, and in `dgemm_seconds` of one DGEMM of the `rows x cols` weights by the
+/// `cols x cols` Gram matrix (half the refit's `2 rows cols^2` products: the baseline).
+double refit_call_seconds(const ternary_matrix& q, std::span<const float> w, std::span<const double> gram, int repeats,
+                          double& dgemm_seconds);
 /// `cuda::gptq_quantize` on device `0`'s default stream, with the Gram matrix in double or float; and
 /// `quantize(cuda::exec{}, w, options, gram)`.
 gptq_result gptq_on_device(const matrix_view<const float>& w, const matrix_view<const double>& gram,

@@ -4,12 +4,14 @@
 // test asks for what the method promises: the first loss (the same logits) within 1e-5 relative, every later loss
 // within 5% (Adam's normalized steps can turn a rounding difference in a gradient near zero into a different step
 // of that logit), the final output error within 5% of the CPU's and never above the initialization, and the
-// report's errors in double within 1e-9 of the CPU's `output_error` of the returned matrix. Part of
-// ternq_tests_cuda, which exits 77 (skipped) without a device.
+// report's errors in double within 1e-9 of the CPU's `output_error` of the returned matrix. With the scale refit,
+// the device's calibration must give the refit of its own codes by `cuda::refit_scales_to_output`, kept only where
+// it lowers the loss. Part of ternq_tests_cuda, which exits 77 (skipped) without a device.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <optional>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -137,13 +139,142 @@ TEST_CASE("CUDA CAT-Q on degenerate input: zero and constant rows, a zero Gram m
   CHECK(t.report.final_error <= t.report.initial_error);
 }
 
-TEST_CASE("CUDA CAT-Q refuses what the CPU refuses, and the host-only scale refit") {
+TEST_CASE("CUDA CAT-Q with its scale refit: the device's closed-form scales, kept where they lower the loss") {
+  for (const std::size_t group : {std::size_t{64}, std::size_t{40}}) {
+    CAPTURE(group);
+    const row_matrix w = ternq::testing::llm_like_weights(48, 256, 13);
+    const gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(700, 256, 13));
+    const auto view = ternq::row_major(w.data(), 48, 256);
+    const auto gram = ternq::row_major(c.data(), 256, 256);
+    ternq::catq options = short_run(group);
+    const ternq::catq_result learned = ternq::testing::cuda::catq_on_device(view, gram, options);
+    options.refit_scales = true;
+    const ternq::catq_result cpu = ternq::catq_calibrate(ternq::cpu_exec{}, view, gram, options);
+    const ternq::catq_result gpu = ternq::testing::cuda::catq_on_device(view, gram, options);
+    // the calibration itself is the same deterministic run; the refit then acts on its chosen codes
+    CHECK(std::ranges::equal(gpu.matrix.codes(), learned.matrix.codes()));
+    CHECK(close(gpu.report.learned_error, learned.report.final_error, 1e-12));
+    ternq::ternary_matrix refit = learned.matrix;
+    const ternq::scale_refit_report r =
+        ternq::testing::cuda::refit_on_device(refit, view, gram, ternq::grid_precision::fp32);
+    CHECK(gpu.report.refit_rows == r.rows_changed);
+    CHECK(gpu.report.final_error <= gpu.report.learned_error);
+    if (gpu.report.refit_rows != 0) CHECK(gpu.report.final_error < gpu.report.learned_error);
+    CHECK(close(gpu.report.final_error, ternq::output_error(view, gpu.matrix, gram), 1e-9));
+    CHECK(cpu.report.refit_rows > 0);  // the refit matters on this layer, so the comparison below means something
+    CHECK(gpu.report.final_error <= 1.05 * cpu.report.final_error);
+  }
+}
+
+namespace {
+
+/// The median `|r|` of the initialization's output residual `R = (W - Q0) X^T`: a Huber transition that puts about
+/// half the residuals on each side.
+double median_initial_residual(const row_matrix& w, const row_matrix& x, const ternq::catq& options) {
+  const auto rows = static_cast<std::size_t>(w.rows()), cols = static_cast<std::size_t>(w.cols());
+  const ternq::ternary_matrix q0 =
+      ternq::catq_initial_matrix(ternq::cpu_exec{}, ternq::row_major(w.data(), rows, cols), options);
+  Eigen::MatrixXd e(w.rows(), w.cols());
+  for (std::size_t i = 0; i < rows; ++i) {
+    for (std::size_t j = 0; j < cols; ++j) {
+      e(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j)) =
+          static_cast<double>(w(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j))) - q0.value(i, j);
+    }
+  }
+  const Eigen::MatrixXd r = e * x.cast<double>().transpose();
+  std::vector<double> magnitudes(r.data(), r.data() + r.size());
+  for (double& v : magnitudes) v = std::abs(v);
+  std::nth_element(magnitudes.begin(), magnitudes.begin() + static_cast<std::ptrdiff_t>(magnitudes.size() / 2),
+                   magnitudes.end());
+  return magnitudes[magnitudes.size() / 2];
+}
+
+}  // namespace
+
+TEST_CASE("CUDA CAT-Q on raw activations follows the CPU's: the mean squared and the Huber loss") {
+  const row_matrix w = ternq::testing::llm_like_weights(40, 128, 17);
+  const row_matrix x = ternq::testing::llm_like_activations(300, 128, 17);
+  const auto view = ternq::row_major(w.data(), 40, 128);
+  const auto xv = ternq::row_major(x.data(), 300, 128);
+  for (const auto kind : {ternq::activation_loss_kind::mean_squared, ternq::activation_loss_kind::huber}) {
+    CAPTURE(static_cast<int>(kind));
+    const ternq::catq options = short_run(64);
+    const ternq::activation_loss_options loss{.kind = kind, .huber_delta = median_initial_residual(w, x, options)};
+    const ternq::catq_result cpu = ternq::catq_calibrate_activations(ternq::cpu_exec{}, view, xv, options, loss);
+    const ternq::catq_result gpu = ternq::testing::cuda::catq_activations_on_device(view, xv, options, loss);
+    const ternq::catq_report& a = cpu.report;
+    const ternq::catq_report& b = gpu.report;
+    REQUIRE(a.loss.size() == b.loss.size());
+    CHECK(close(a.loss[0], b.loss[0], 1e-5));
+    for (std::size_t k = 1; k < a.loss.size(); ++k) {
+      CAPTURE(k);
+      CHECK(close(a.loss[k], b.loss[k], 0.05));
+    }
+    CHECK(std::ranges::equal(a.sharpness, b.sharpness));
+    REQUIRE(a.evaluations.size() == b.evaluations.size());
+    for (std::size_t k = 0; k < a.evaluations.size(); ++k) CHECK(a.evaluations[k].step == b.evaluations[k].step);
+    CHECK(close(a.initial_error, b.initial_error, 1e-9));  // the same codes, the loss in double
+    CHECK(b.final_error <= b.initial_error);
+    CHECK(b.final_error <= 1.05 * a.final_error);
+    const ternq::activation_loss<float> exact(xv, 40, loss);
+    CHECK(close(b.final_error, exact.exact_error(view, gpu.matrix), 1e-9));
+
+    // double activations are held as float, as the CPU's float calibration holds them: the same run
+    const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> xd = x.cast<double>();
+    const ternq::catq_result from_double =
+        ternq::testing::cuda::catq_activations_on_device(view, ternq::row_major(xd.data(), 300, 128), options, loss);
+    CHECK(from_double.report.loss == b.loss);
+  }
+}
+
+TEST_CASE("CUDA CAT-Q on raw activations with the mean squared loss refits its scales under C = X^T X") {
+  const row_matrix w = ternq::testing::llm_like_weights(48, 256, 19);
+  const row_matrix x = ternq::testing::llm_like_activations(600, 256, 19);
+  const auto view = ternq::row_major(w.data(), 48, 256);
+  const auto xv = ternq::row_major(x.data(), 600, 256);
+  ternq::catq options = short_run(64);
+  options.refit_scales = true;
+  const ternq::activation_loss_options mse{.kind = ternq::activation_loss_kind::mean_squared};
+  const ternq::catq_result cpu = ternq::catq_calibrate_activations(ternq::cpu_exec{}, view, xv, options, mse);
+  const ternq::catq_result gpu = ternq::testing::cuda::catq_activations_on_device(view, xv, options, mse);
+  CHECK(cpu.report.refit_rows > 0);  // the refit matters here, so the checks below mean something
+  CHECK(gpu.report.refit_rows > 0);
+  CHECK(gpu.report.final_error < gpu.report.learned_error);
+  CHECK(gpu.report.final_error <= 1.05 * cpu.report.final_error);
+  // the mean squared loss is the output error under C = X^T X over rows x tokens
+  const Eigen::MatrixXd c = x.cast<double>().transpose() * x.cast<double>();
+  CHECK(close(gpu.report.final_error,
+              ternq::output_error(view, gpu.matrix, ternq::col_major(c.data(), 256, 256)) / (48.0 * 600.0), 1e-9));
+
+  // the Huber loss has no closed form: the learned scales stay
+  const ternq::activation_loss_options huber{.kind = ternq::activation_loss_kind::huber, .huber_delta = 0.5};
+  const ternq::catq_result h = ternq::testing::cuda::catq_activations_on_device(view, xv, options, huber);
+  CHECK(h.report.refit_rows == 0);
+  CHECK(h.report.final_error == h.report.learned_error);
+}
+
+TEST_CASE("CUDA CAT-Q on raw activations refuses what the CPU refuses") {
+  const row_matrix w = ternq::testing::llm_like_weights(4, 96, 3);
+  const auto view = ternq::row_major(w.data(), 4, 96);
+  row_matrix x = ternq::testing::llm_like_activations(50, 96, 3);
+  const ternq::catq options = short_run(32);
+  CHECK_THROWS_WITH_AS(
+      ternq::testing::cuda::catq_activations_on_device(view, ternq::row_major(x.data(), 50, 64), options, {}),
+      doctest::Contains("features"), ternq::error);
+  CHECK_THROWS_WITH_AS(ternq::testing::cuda::catq_activations_on_device(view, ternq::row_major(x.data(), 50, 96),
+                                                                        options, {.huber_delta = 0.0}),
+                       doctest::Contains("huber_delta"), ternq::error);
+  x(7, 3) = std::nanf("");
+  CHECK_THROWS_AS(
+      ternq::testing::cuda::catq_activations_on_device(view, ternq::row_major(x.data(), 50, 96), options, {}),
+      ternq::error);
+}
+
+TEST_CASE("CUDA CAT-Q refuses what the CPU refuses") {
   row_matrix w = ternq::testing::llm_like_weights(4, 96, 3);
   const auto view = ternq::row_major(w.data(), 4, 96);
   gram_matrix c = gram_of_activations(ternq::testing::llm_like_activations(200, 96, 3));
   const auto gram = ternq::row_major(c.data(), 96, 96);
-  ternq::catq refit;
-  CHECK_THROWS_AS(ternq::testing::cuda::catq_on_device(view, gram, refit), ternq::error);
   const ternq::catq options = short_run(32);
   CHECK_THROWS_AS(ternq::testing::cuda::catq_on_device(view, ternq::row_major(c.data(), 64, 64), options),
                   ternq::error);

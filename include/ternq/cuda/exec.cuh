@@ -74,6 +74,24 @@ class device_buffer {
     TERNQ_CUDA_CHECK(cudaMemcpyAsync(data_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice, e.stream));
     TERNQ_CUDA_CHECK(cudaStreamSynchronize(e.stream));
   }
+  /// Copies `host` into the buffer's first `host.size()` elements (at most `size()`), synchronously.
+  void upload_first(std::span<const T> host, const exec& e = {}) {
+    if (host.size() > count_) {
+      fail(errc::shape_mismatch, "device_buffer::upload_first: ", host.size(), " elements into a buffer of ", count_);
+    }
+    if (host.empty()) return;
+    TERNQ_CUDA_CHECK(cudaMemcpyAsync(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, e.stream));
+    TERNQ_CUDA_CHECK(cudaStreamSynchronize(e.stream));
+  }
+  /// Copies the buffer's first `host.size()` elements (at most `size()`) out into `host`, synchronously.
+  void download_first(std::span<T> host, const exec& e = {}) const {
+    if (host.size() > count_) {
+      fail(errc::shape_mismatch, "device_buffer::download_first: ", host.size(), " elements from a buffer of ", count_);
+    }
+    if (host.empty()) return;
+    TERNQ_CUDA_CHECK(cudaMemcpyAsync(host.data(), data_, host.size() * sizeof(T), cudaMemcpyDeviceToHost, e.stream));
+    TERNQ_CUDA_CHECK(cudaStreamSynchronize(e.stream));
+  }
   /// Copies the buffer out into `host` (exactly `size()` elements).
   void download(std::span<T> host, const exec& e = {}) const {
     if (host.size() != count_) {
