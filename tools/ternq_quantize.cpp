@@ -437,7 +437,7 @@ int run_model(const options& opt) {
           orders[{layer, which}] = name + ", folded into ffn_gate/ffn_up rows";
           break;
         case llama::order_fold::attention_heads: {
-          const ternq::ternary_matrix free = cli::run_method(exec_of(opt), layer_method, w, gram);
+          const ternq::ternary_matrix free = cli::run_method(executor_of(opt), layer_method, w, gram);
           std::vector<std::size_t> order(static_cast<std::size_t>(w.cols()));
           for (std::size_t j = 0; j < order.size(); ++j) order[j] = free.original_column(j);
           g.order = ternq::given_order{llama::head_consistent_order(order, cfg)};
@@ -450,8 +450,8 @@ int run_model(const options& opt) {
                                                : cli::run_method(executor_of(opt), layer_method, w, gram);
     // --fit-scales: the scales of each row re-fitted jointly to the layer's output error, codes fixed.
     if (opt.fit_scales && gram.size() != 0) {
-      const auto fit = ternq::refit_scales_to_output(
-          q, w, gram, packing ? ternq::grid_precision::fp16 : ternq::grid_precision::fp32, exec_of(opt));
+      const auto fit = cli::refit_scales(executor_of(opt), q, w, gram,
+                                         packing ? ternq::grid_precision::fp16 : ternq::grid_precision::fp32);
       fitted[{layer, which}] = fit;
     }
     if (!packing) return q;

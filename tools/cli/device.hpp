@@ -11,6 +11,7 @@
 #include <variant>
 
 #include <ternq/core/error.hpp>
+#include <ternq/core/grid_precision.hpp>
 #include <ternq/core/ternary_matrix.hpp>
 #include <ternq/core/view.hpp>
 #include <ternq/quant/absmean.hpp>
@@ -19,6 +20,7 @@
 #include <ternq/quant/gptq/options.hpp>
 #include <ternq/quant/itf.hpp>
 #include <ternq/quant/optimal_symmetric.hpp>
+#include <ternq/quant/scale_refit_report.hpp>
 #include <ternq/quant/twn.hpp>
 
 namespace ternq::cli {
@@ -58,12 +60,19 @@ void require_cuda_device(int ordinal);
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_method& method, const matrix_view<const float>& w);
 
 /// `quantize(cuda::exec{ordinal}, w, method, gram)` for the methods that need a Gram matrix (float or double): the
-/// CPU's result to rounding (see ternq/cuda/itf_aga.cuh and optimal_aga.cuh). catq is calibrated without its scale
-/// refit (`run_method` refits on the host), its loss curve the CPU's to rounding (ternq/cuda/catq.cuh). gptq runs the
-/// driver with the device's steps (ternq/cuda/gptq.cuh), the CPU's codes except near rounding boundaries.
+/// CPU's result to rounding (see ternq/cuda/itf_aga.cuh and optimal_aga.cuh). catq's loss curve is the CPU's to
+/// rounding, its scale refit solved on the device too (ternq/cuda/catq.cuh). gptq runs the driver with the device's
+/// steps (ternq/cuda/gptq.cuh), the CPU's codes except near rounding boundaries.
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
                                 const matrix_view<const float>& gram);
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
                                 const matrix_view<const double>& gram);
+
+/// `refit_scales_to_output(q, w, gram, precision)` on CUDA device `ordinal` (ternq/cuda/scale_refit.cuh): the
+/// CPU's rule per row, the new scales the CPU's to rounding where a row's system is well posed.
+scale_refit_report refit_scales_on_cuda(int ordinal, ternary_matrix& q, const matrix_view<const float>& w,
+                                        const matrix_view<const float>& gram, grid_precision precision);
+scale_refit_report refit_scales_on_cuda(int ordinal, ternary_matrix& q, const matrix_view<const float>& w,
+                                        const matrix_view<const double>& gram, grid_precision precision);
 
 }  // namespace ternq::cli

@@ -27,4 +27,14 @@ ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method&, const matr
   refuse(ordinal);
 }
 
+scale_refit_report refit_scales_on_cuda(int ordinal, ternary_matrix&, const matrix_view<const float>&,
+                                        const matrix_view<const float>&, grid_precision) {
+  refuse(ordinal);
+}
+
+scale_refit_report refit_scales_on_cuda(int ordinal, ternary_matrix&, const matrix_view<const float>&,
+                                        const matrix_view<const double>&, grid_precision) {
+  refuse(ordinal);
+}
+
 }  // namespace ternq::cli

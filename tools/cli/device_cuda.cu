@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: MIT
 // The tools' CUDA entry points (cli/device.hpp), compiled by nvcc where the CUDA toolkit is found.
-#include <type_traits>
-
 #include <cuda_runtime.h>
 
 #include <ternq/cuda/catq.cuh>
@@ -11,6 +9,7 @@
 #include <ternq/cuda/itf_aga.cuh>
 #include <ternq/cuda/optimal_aga.cuh>
 #include <ternq/cuda/optimal_symmetric.cuh>
+#include <ternq/cuda/scale_refit.cuh>
 #include <ternq/cuda/symmetric.cuh>
 
 #include "cli/device.hpp"
@@ -40,17 +39,7 @@ template <class G>
 ternary_matrix quantize_gram_method_on_cuda(int ordinal, const cuda_gram_method& method,
                                             const matrix_view<const float>& w, const matrix_view<const G>& gram) {
   const ternq::cuda::exec e{.device = ordinal};
-  return std::visit(
-      [&](const auto& m) {
-        if constexpr (std::is_same_v<std::decay_t<decltype(m)>, catq>) {
-          catq device_part = m;
-          device_part.refit_scales = false;  // the closed-form scales are solved on the host (cli/methods.hpp)
-          return quantize(e, w, device_part, gram);
-        } else {
-          return quantize(e, w, m, gram);
-        }
-      },
-      method);
+  return std::visit([&](const auto& m) { return quantize(e, w, m, gram); }, method);
 }
 }  // namespace
 
@@ -62,6 +51,16 @@ ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, con
 ternary_matrix quantize_on_cuda(int ordinal, const cuda_gram_method& method, const matrix_view<const float>& w,
                                 const matrix_view<const double>& gram) {
   return quantize_gram_method_on_cuda(ordinal, method, w, gram);
+}
+
+scale_refit_report refit_scales_on_cuda(int ordinal, ternary_matrix& q, const matrix_view<const float>& w,
+                                        const matrix_view<const float>& gram, grid_precision precision) {
+  return ternq::cuda::refit_scales_to_output(ternq::cuda::exec{.device = ordinal}, q, w, gram, precision);
+}
+
+scale_refit_report refit_scales_on_cuda(int ordinal, ternary_matrix& q, const matrix_view<const float>& w,
+                                        const matrix_view<const double>& gram, grid_precision precision) {
+  return ternq::cuda::refit_scales_to_output(ternq::cuda::exec{.device = ordinal}, q, w, gram, precision);
 }
 
 }  // namespace ternq::cli

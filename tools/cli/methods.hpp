@@ -179,24 +179,28 @@ ternary_matrix run_data_free(const executor& ex, const method_choice& choice, co
   return quantize_on_cuda(*ex.device.cuda, *method, view);
 }
 
-/// `run_method` on the executor's device: itf_aga, optimal_aga, catq and gptq with the Gram matrix; the data-free
-/// methods with `gram` checked as the CPU path checks it, then left aside. catq's closed-form scales (`refit_scales`)
-/// are solved here on the host's threads once the device has chosen the codes; a row keeps its learned scales unless
-/// the new ones lower its error, as in the CPU's calibration.
+/// `run_method` on the executor's device: itf_aga, optimal_aga, catq (its scale refit included) and gptq with the
+/// Gram matrix; the data-free methods with `gram` checked as the CPU path checks it, then left aside.
 template <class W, class G>
 ternary_matrix run_method(const executor& ex, const method_choice& choice, const W& w, const G& gram) {
   if (!ex.device.cuda) return run_method(ex.cpu, choice, w, gram);
   const auto view = as_const_view(w);
   static_assert(std::is_same_v<typename decltype(view)::value_type, float>, "the CUDA path takes float weights");
-  if (const auto m = cuda_gram_method_of(choice)) {
-    ternary_matrix q = quantize_on_cuda(*ex.device.cuda, *m, view, as_const_view(gram));
-    if (const auto* c = std::get_if<catq>(&choice.method); c != nullptr && c->refit_scales) {
-      (void)refit_scales_to_output(q, view, as_const_view(gram), grid_precision::fp32, ex.cpu);
-    }
-    return q;
-  }
+  if (const auto m = cuda_gram_method_of(choice))
+    return quantize_on_cuda(*ex.device.cuda, *m, view, as_const_view(gram));
   require_gram_for(as_const_view(gram), view.cols(), "quantize");
   return run_data_free(ex, choice, w);
+}
+
+/// `refit_scales_to_output(q, w, gram, precision)` on the executor's device (the CPU's threads, or the CUDA
+/// specialization when one was chosen).
+template <class W, class G>
+scale_refit_report refit_scales(const executor& ex, ternary_matrix& q, const W& w, const G& gram,
+                                grid_precision precision) {
+  if (!ex.device.cuda) return refit_scales_to_output(q, w, gram, precision, ex.cpu);
+  const auto view = as_const_view(w);
+  static_assert(std::is_same_v<typename decltype(view)::value_type, float>, "the CUDA path takes float weights");
+  return refit_scales_on_cuda(*ex.device.cuda, q, view, as_const_view(gram), precision);
 }
 
 }  // namespace ternq::cli
