@@ -32,15 +32,8 @@ ternq::catq short_run(ternq::group_size_option group) {
 
 bool close(double a, double b, double rel) { return std::abs(a - b) <= rel * std::max(std::abs(a), std::abs(b)); }
 
-void check_close_to_cpu(const row_matrix& w, const gram_matrix& c, const ternq::catq& options) {
-  const auto rows = static_cast<std::size_t>(w.rows());
-  const auto cols = static_cast<std::size_t>(w.cols());
-  const auto view = ternq::row_major(w.data(), rows, cols);
-  const auto gram = ternq::row_major(c.data(), cols, cols);
-  const ternq::catq_result cpu = ternq::catq_calibrate(ternq::cpu_exec{}, view, gram, options);
-  const ternq::catq_result gpu = ternq::testing::cuda::catq_on_device(view, gram, options);
-  const ternq::catq_report& a = cpu.report;
-  const ternq::catq_report& b = gpu.report;
+/// The device's report `b` against the CPU's `a`, as the file comment says.
+void check_reports_close(const ternq::catq_report& a, const ternq::catq_report& b) {
   REQUIRE(a.loss.size() == b.loss.size());
   CHECK(close(a.loss[0], b.loss[0], 1e-5));
   for (std::size_t k = 1; k < a.loss.size(); ++k) {
@@ -55,6 +48,17 @@ void check_close_to_cpu(const row_matrix& w, const gram_matrix& c, const ternq::
   CHECK(close(a.initial_error, b.initial_error, 1e-9));  // the same codes, errors in double
   CHECK(b.final_error <= b.initial_error);
   CHECK(b.final_error <= 1.05 * a.final_error);
+}
+
+void check_close_to_cpu(const row_matrix& w, const gram_matrix& c, const ternq::catq& options) {
+  const auto rows = static_cast<std::size_t>(w.rows());
+  const auto cols = static_cast<std::size_t>(w.cols());
+  const auto view = ternq::row_major(w.data(), rows, cols);
+  const auto gram = ternq::row_major(c.data(), cols, cols);
+  const ternq::catq_result cpu = ternq::catq_calibrate(ternq::cpu_exec{}, view, gram, options);
+  const ternq::catq_result gpu = ternq::testing::cuda::catq_on_device(view, gram, options);
+  check_reports_close(cpu.report, gpu.report);
+  const ternq::catq_report& b = gpu.report;
   CHECK(close(b.final_error, ternq::output_error(view, gpu.matrix, gram), 1e-9));
   CHECK(!gpu.matrix.has_offsets());
   CHECK(b.refit_rows == 0);
@@ -162,7 +166,11 @@ TEST_CASE("CUDA CAT-Q with its scale refit: the device's closed-form scales, kep
     if (gpu.report.refit_rows != 0) CHECK(gpu.report.final_error < gpu.report.learned_error);
     CHECK(close(gpu.report.final_error, ternq::output_error(view, gpu.matrix, gram), 1e-9));
     CHECK(cpu.report.refit_rows > 0);  // the refit matters on this layer, so the comparison below means something
-    CHECK(gpu.report.final_error <= 1.05 * cpu.report.final_error);
+    // the CPU's refit of the device's learned codes gives the same error (the learned codes themselves follow the
+    // CPU's only to the loss curve's tolerance, and the refit divides the error several times over)
+    ternq::ternary_matrix on_cpu = learned.matrix;
+    const ternq::scale_refit_report host = ternq::refit_scales_to_output(on_cpu, view, gram);
+    CHECK(close(gpu.report.final_error, std::min(host.output_error_after, learned.report.final_error), 1e-6));
   }
 }
 
@@ -202,20 +210,8 @@ TEST_CASE("CUDA CAT-Q on raw activations follows the CPU's: the mean squared and
     const ternq::activation_loss_options loss{.kind = kind, .huber_delta = median_initial_residual(w, x, options)};
     const ternq::catq_result cpu = ternq::catq_calibrate_activations(ternq::cpu_exec{}, view, xv, options, loss);
     const ternq::catq_result gpu = ternq::testing::cuda::catq_activations_on_device(view, xv, options, loss);
-    const ternq::catq_report& a = cpu.report;
+    check_reports_close(cpu.report, gpu.report);
     const ternq::catq_report& b = gpu.report;
-    REQUIRE(a.loss.size() == b.loss.size());
-    CHECK(close(a.loss[0], b.loss[0], 1e-5));
-    for (std::size_t k = 1; k < a.loss.size(); ++k) {
-      CAPTURE(k);
-      CHECK(close(a.loss[k], b.loss[k], 0.05));
-    }
-    CHECK(std::ranges::equal(a.sharpness, b.sharpness));
-    REQUIRE(a.evaluations.size() == b.evaluations.size());
-    for (std::size_t k = 0; k < a.evaluations.size(); ++k) CHECK(a.evaluations[k].step == b.evaluations[k].step);
-    CHECK(close(a.initial_error, b.initial_error, 1e-9));  // the same codes, the loss in double
-    CHECK(b.final_error <= b.initial_error);
-    CHECK(b.final_error <= 1.05 * a.final_error);
     const ternq::activation_loss<float> exact(xv, 40, loss);
     CHECK(close(b.final_error, exact.exact_error(view, gpu.matrix), 1e-9));
 
@@ -240,11 +236,19 @@ TEST_CASE("CUDA CAT-Q on raw activations with the mean squared loss refits its s
   CHECK(cpu.report.refit_rows > 0);  // the refit matters here, so the checks below mean something
   CHECK(gpu.report.refit_rows > 0);
   CHECK(gpu.report.final_error < gpu.report.learned_error);
-  CHECK(gpu.report.final_error <= 1.05 * cpu.report.final_error);
   // the mean squared loss is the output error under C = X^T X over rows x tokens
   const Eigen::MatrixXd c = x.cast<double>().transpose() * x.cast<double>();
-  CHECK(close(gpu.report.final_error,
-              ternq::output_error(view, gpu.matrix, ternq::col_major(c.data(), 256, 256)) / (48.0 * 600.0), 1e-9));
+  const auto cv = ternq::col_major(c.data(), 256, 256);
+  CHECK(close(gpu.report.final_error, ternq::output_error(view, gpu.matrix, cv) / (48.0 * 600.0), 1e-9));
+  // and the CPU's refit of the device's learned codes under that C gives the same loss (the learned codes follow
+  // the CPU's only to the loss curve's tolerance, and the refit divides the loss several times over)
+  ternq::catq without = options;
+  without.refit_scales = false;
+  const ternq::catq_result learned = ternq::testing::cuda::catq_activations_on_device(view, xv, without, mse);
+  CHECK(std::ranges::equal(gpu.matrix.codes(), learned.matrix.codes()));
+  ternq::ternary_matrix on_cpu = learned.matrix;
+  const ternq::scale_refit_report host = ternq::refit_scales_to_output(on_cpu, view, cv);
+  CHECK(close(gpu.report.final_error, host.output_error_after / (48.0 * 600.0), 1e-6));
 
   // the Huber loss has no closed form: the learned scales stay
   const ternq::activation_loss_options huber{.kind = ternq::activation_loss_kind::huber, .huber_delta = 0.5};

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -46,24 +47,53 @@ namespace detail {
 
 inline constexpr unsigned reduce_threads = 256;
 
-/// Per row, `sum_j a_ij b_ij` in double in a fixed order (each thread's strided terms, then a fixed tree), so the
-/// same inputs give the same bits on every run.
+/// The `reduce_threads` values `v` of the block summed in a fixed tree, returned to every thread. Every thread of the
+/// block calls it; `partial` is the block's shared scratch, free again on return.
+__device__ inline double block_tree_sum(double v, double* partial) {
+  partial[threadIdx.x] = v;
+  __syncthreads();
+  for (unsigned h = blockDim.x / 2; h > 0; h /= 2) {
+    if (threadIdx.x < h) partial[threadIdx.x] += partial[threadIdx.x + h];
+    __syncthreads();
+  }
+  const double sum = partial[0];
+  __syncthreads();
+  return sum;
+}
+
+/// Row `i`'s term `j` of a dot product: `a_ij b_ij` in double.
 template <class A, class B>
-__global__ void row_dot_kernel(const A* a, const B* b, std::size_t rows, std::size_t cols, double* out) {
+struct dot_term {
+  const A* a;
+  const B* b;
+  std::size_t cols;
+  __device__ double operator()(std::size_t i, std::size_t j) const {
+    return static_cast<double>(a[i * cols + j]) * static_cast<double>(b[i * cols + j]);
+  }
+};
+
+/// Row `i`'s term `j` of an activation loss: `rho(r_ij)` in double.
+template <class R>
+struct rho_term {
+  const R* r;
+  std::size_t cols;
+  activation_loss_kind kind;
+  double delta;
+  __device__ double operator()(std::size_t i, std::size_t j) const {
+    return ternq::detail::activation_rho(kind, delta, static_cast<double>(r[i * cols + j]));
+  }
+};
+
+/// Per row, `sum_j term(i, j)` in double in a fixed order (each thread's strided terms, then a fixed tree), so the
+/// same inputs give the same bits on every run.
+template <class Term>
+__global__ void row_sums_kernel(Term term, std::size_t rows, std::size_t cols, double* out) {
   __shared__ double partial[reduce_threads];
   for (std::size_t i = blockIdx.x; i < rows; i += gridDim.x) {
     double v = 0.0;
-    for (std::size_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      v += static_cast<double>(a[i * cols + j]) * static_cast<double>(b[i * cols + j]);
-    }
-    partial[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned h = blockDim.x / 2; h > 0; h /= 2) {
-      if (threadIdx.x < h) partial[threadIdx.x] += partial[threadIdx.x + h];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) out[i] = partial[0];
-    __syncthreads();
+    for (std::size_t j = threadIdx.x; j < cols; j += blockDim.x) v += term(i, j);
+    const double sum = block_tree_sum(v, partial);
+    if (threadIdx.x == 0) out[i] = sum;
   }
 }
 
@@ -73,34 +103,8 @@ __global__ void ordered_sum_kernel(const double* x, std::size_t n, double* out) 
   __shared__ double partial[reduce_threads];
   double v = 0.0;
   for (std::size_t j = threadIdx.x; j < n; j += blockDim.x) v += x[j];
-  partial[threadIdx.x] = v;
-  __syncthreads();
-  for (unsigned h = blockDim.x / 2; h > 0; h /= 2) {
-    if (threadIdx.x < h) partial[threadIdx.x] += partial[threadIdx.x + h];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) *out = partial[0];
-}
-
-/// Per row, `sum_j rho(r_ij)` in double in `row_dot_kernel`'s fixed order.
-template <class R>
-__global__ void row_rho_kernel(const R* r, std::size_t rows, std::size_t cols, activation_loss_kind kind, double delta,
-                               double* out) {
-  __shared__ double partial[reduce_threads];
-  for (std::size_t i = blockIdx.x; i < rows; i += gridDim.x) {
-    double v = 0.0;
-    for (std::size_t j = threadIdx.x; j < cols; j += blockDim.x) {
-      v += ternq::detail::activation_rho(kind, delta, static_cast<double>(r[i * cols + j]));
-    }
-    partial[threadIdx.x] = v;
-    __syncthreads();
-    for (unsigned h = blockDim.x / 2; h > 0; h /= 2) {
-      if (threadIdx.x < h) partial[threadIdx.x] += partial[threadIdx.x + h];
-      __syncthreads();
-    }
-    if (threadIdx.x == 0) out[i] = partial[0];
-    __syncthreads();
-  }
+  const double sum = block_tree_sum(v, partial);
+  if (threadIdx.x == 0) *out = sum;
 }
 
 /// `r = rho'(r)` for every element, in float (the CPU's `activation_loss::to_derivative`).
@@ -122,18 +126,13 @@ class ordered_sums {
   /// Queues `sum a .* b`.
   template <class A, class B>
   void enqueue_dot(const A* a, const B* b, std::size_t cols) const {
-    row_dot_kernel<A, B><<<blocks(), reduce_threads, 0, exec_.stream>>>(a, b, row_sums_.size(), cols, row_sums_.data());
-    TERNQ_CUDA_CHECK(cudaGetLastError());
-    enqueue_total();
+    enqueue(dot_term<A, B>{a, b, cols}, cols);
   }
 
   /// Queues `sum rho(r)`.
   template <class R>
   void enqueue_rho(const R* r, std::size_t cols, activation_loss_kind kind, double delta) const {
-    row_rho_kernel<R>
-        <<<blocks(), reduce_threads, 0, exec_.stream>>>(r, row_sums_.size(), cols, kind, delta, row_sums_.data());
-    TERNQ_CUDA_CHECK(cudaGetLastError());
-    enqueue_total();
+    enqueue(rho_term<R>{r, cols, kind, delta}, cols);
   }
 
   /// The last queued sum, once the stream has reached it.
@@ -144,17 +143,28 @@ class ordered_sums {
   }
 
  private:
-  [[nodiscard]] unsigned blocks() const noexcept {
-    return static_cast<unsigned>(row_sums_.size() < 65535 ? row_sums_.size() : 65535);
-  }
-  void enqueue_total() const {
-    ordered_sum_kernel<<<1, reduce_threads, 0, exec_.stream>>>(row_sums_.data(), row_sums_.size(), total_.data());
+  template <class Term>
+  void enqueue(const Term& term, std::size_t cols) const {
+    const std::size_t rows = row_sums_.size();
+    const auto blocks = static_cast<unsigned>(rows < 65535 ? rows : 65535);
+    row_sums_kernel<Term><<<blocks, reduce_threads, 0, exec_.stream>>>(term, rows, cols, row_sums_.data());
+    TERNQ_CUDA_CHECK(cudaGetLastError());
+    ordered_sum_kernel<<<1, reduce_threads, 0, exec_.stream>>>(row_sums_.data(), rows, total_.data());
     TERNQ_CUDA_CHECK(cudaGetLastError());
   }
 
   exec exec_;
   device_buffer<double> row_sums_, total_;
 };
+
+/// Refuses sizes beyond cuBLAS's `int` dimensions.
+inline void require_blas_sizes(std::size_t rows, std::size_t cols, std::size_t tokens, const std::string& context) {
+  constexpr auto limit = static_cast<std::size_t>(std::numeric_limits<int>::max());
+  if (rows > limit || cols > limit || tokens > limit) {
+    fail(errc::unsupported, context, ": a ", rows, "x", cols, " calibration over ", tokens,
+         " tokens exceeds cuBLAS's int sizes");
+  }
+}
 
 inline void set_gemm_math(const blas_handle& blas, catq_gemm gemm) {
   TERNQ_CUDA_CHECK(
@@ -171,6 +181,7 @@ class catq_gram_loss_device {
                         catq_gemm gemm, const std::string& context)
       : exec_(e), rows_(rows), cols_(cols), sums_(e, rows) {
     require_gram_for(gram, cols, context);
+    require_blas_sizes(rows, cols, 0, context);
     const group_layout whole(cols, cols, context);
     const linalg::gram_blocks c = linalg::pack_gram_blocks(gram, whole);  // C itself, in double, column-major
     require_psd(c, whole, context.c_str());
@@ -253,6 +264,7 @@ class catq_activation_loss_device {
     }
     require_nonempty(x, context, "activations");
     require_finite(x, context, "activations");
+    require_blas_sizes(rows, cols, tokens_, context);
     if (!(std::isfinite(options.huber_delta) && options.huber_delta > 0.0)) {
       fail(errc::invalid_argument, context, ": huber_delta must be finite and > 0 (got ", options.huber_delta, ")");
     }

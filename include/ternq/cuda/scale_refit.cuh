@@ -175,7 +175,9 @@ __global__ void refit_errors_kernel(const double* a, const double* b, const doub
 
 /// The refit of `q` against the device's Gram matrix `cp` (`m x m`, double, column-major, in `q`'s stored column
 /// order) and the weights `w` (row-major, float, in `q`'s stored column order, on the host). Rows run in chunks
-/// whose temporaries stay near 1 GiB.
+/// whose temporaries stay near 1.5 GiB (four `chunk x m` and two `chunk x G^2` double buffers, each at most
+/// 256 MiB). Rows that leave Cholesky are solved one at a time from the host (`syevd`): fine for the rare singular
+/// row, slow if most rows are.
 inline scale_refit_report refit_scales_with_device_gram(const exec& e, ternary_matrix& q, std::span<const float> w,
                                                         const double* cp, grid_precision precision) {
   const std::size_t rows = q.rows(), m = q.cols();
@@ -355,21 +357,6 @@ inline std::vector<float> stored_order_weights(const ternary_matrix& q, const ma
   return out;
 }
 
-/// The shape checks of the CPU's `refit_scales_to_output`, with its messages.
-template <class G>
-void require_refit_shapes(const ternary_matrix& q, const matrix_view<const float>& w,
-                          const matrix_view<const G>& gram) {
-  if (q.has_offsets()) fail(errc::unsupported, "refit_scales_to_output: the matrix has offsets (alpha T + mu)");
-  if (w.rows() != q.rows() || w.cols() != q.cols()) {
-    fail(errc::shape_mismatch, "refit_scales_to_output: weights ", w.rows(), "x", w.cols(), ", ternary matrix ",
-         q.rows(), "x", q.cols());
-  }
-  if (gram.rows() != q.cols() || gram.cols() != q.cols()) {
-    fail(errc::shape_mismatch, "refit_scales_to_output: Gram matrix ", gram.rows(), "x", gram.cols(), " for ", q.cols(),
-         " columns");
-  }
-}
-
 }  // namespace detail
 
 /// `refit_scales_to_output(q, w, gram, precision)` on the device: every scale of the symmetric ternary matrix `q`
@@ -386,7 +373,7 @@ scale_refit_report refit_scales_to_output(const exec& e, ternary_matrix& q, cons
                                           grid_precision precision = grid_precision::fp32) {
   const matrix_view<const float> wv = detail::float_view(w);
   const auto gv = as_const_view(gram);
-  detail::require_refit_shapes(q, wv, gv);
+  ternq::detail::require_refit_shapes(q, wv.rows(), wv.cols(), gv.rows(), gv.cols());
   if (q.rows() == 0 || q.cols() == 0) return {};
   const device_scope scope(e.device);
   const device_buffer<double> cp = detail::stored_order_gram(e, q, gv);

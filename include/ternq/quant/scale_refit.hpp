@@ -45,15 +45,7 @@ template <class T, class G>
 scale_refit_report refit_scales_to_output(ternary_matrix& q, const matrix_view<const T>& w,
                                           const matrix_view<const G>& gram,
                                           grid_precision precision = grid_precision::fp32, const cpu_exec& exec = {}) {
-  if (q.has_offsets()) fail(errc::unsupported, "refit_scales_to_output: the matrix has offsets (alpha T + mu)");
-  if (w.rows() != q.rows() || w.cols() != q.cols()) {
-    fail(errc::shape_mismatch, "refit_scales_to_output: weights ", w.rows(), "x", w.cols(), ", ternary matrix ",
-         q.rows(), "x", q.cols());
-  }
-  if (gram.rows() != q.cols() || gram.cols() != q.cols()) {
-    fail(errc::shape_mismatch, "refit_scales_to_output: Gram matrix ", gram.rows(), "x", gram.cols(), " for ", q.cols(),
-         " columns");
-  }
+  detail::require_refit_shapes(q, w.rows(), w.cols(), gram.rows(), gram.cols());
   using mat = Eigen::MatrixXd;
   const std::size_t rows = q.rows(), n = q.cols();
   const group_layout& layout = q.layout();
