@@ -6,9 +6,11 @@
 #include <cstddef>
 #include <span>
 #include <utility>
+#include <vector>
 
 #include <cuda_runtime.h>
 
+#include "ternq/core/view.hpp"
 #include "ternq/cuda/error.cuh"
 
 namespace ternq::cuda {
@@ -116,6 +118,30 @@ inline constexpr unsigned elementwise_threads = 256;
 inline unsigned elementwise_blocks(std::size_t count) {
   return static_cast<unsigned>(
       std::clamp<std::size_t>((count + elementwise_threads - 1) / elementwise_threads, 1, 4096));
+}
+
+/// A square host matrix staged on the device in its own element type, and the layout it has there.
+template <class G>
+struct staged_square {
+  device_buffer<G> values;
+  bool column_major = false;  ///< else row-major
+};
+
+/// The `m x m` host matrix `c` on the device: a packed row- or column-major matrix goes up as it is (no host copy),
+/// any other layout is packed row-major on the host first. Returns once the copy is done.
+template <class G>
+staged_square<G> stage_square(const matrix_view<const G>& c, const exec& e) {
+  const std::size_t m = c.cols();
+  const bool row_major = c.col_stride() == 1 && c.row_stride() == static_cast<std::ptrdiff_t>(m);
+  const bool column_major = c.row_stride() == 1 && c.col_stride() == static_cast<std::ptrdiff_t>(m);
+  if (row_major || column_major) {
+    return {device_buffer<G>::from_host(std::span<const G>(c.data(), m * m), e), column_major && !row_major};
+  }
+  std::vector<G> packed(m * m);
+  for (std::size_t p = 0; p < m; ++p) {
+    for (std::size_t q = 0; q < m; ++q) packed[p * m + q] = c(p, q);
+  }
+  return {device_buffer<G>::from_host(packed, e), false};
 }
 
 }  // namespace detail

@@ -113,29 +113,17 @@ class gptq_steps {
     }
     if (m == 0) return;
     double* out = scratch(gram_, m * m);
-    const bool row_major_packed = gram.col_stride() == 1 && gram.row_stride() == static_cast<std::ptrdiff_t>(m);
-    const bool column_major_packed = gram.row_stride() == 1 && gram.col_stride() == static_cast<std::ptrdiff_t>(m);
-    std::vector<G> packed;
-    const G* host = gram.data();
-    if (!row_major_packed && !column_major_packed) {
-      packed.resize(m * m);
-      for (std::size_t p = 0; p < m; ++p) {
-        for (std::size_t q = 0; q < m; ++q) packed[p * m + q] = gram(p, q);
-      }
-      host = packed.data();
-    }
-    device_buffer<G> staged(m * m);
-    TERNQ_CUDA_CHECK(cudaMemcpyAsync(staged.data(), host, m * m * sizeof(G), cudaMemcpyHostToDevice, exec_.stream));
-    if (column_major_packed && !row_major_packed) {
+    const detail::staged_square<G> staged = detail::stage_square(gram, exec_);
+    if (staged.column_major) {
       detail::to_double_kernel<G><<<detail::elementwise_blocks(m * m), detail::elementwise_threads, 0, exec_.stream>>>(
-          staged.data(), m * m, out);
+          staged.values.data(), m * m, out);
     } else {
       const unsigned tiles = static_cast<unsigned>((m + detail::gram_tile - 1) / detail::gram_tile);
       detail::transpose_to_double_kernel<G>
-          <<<dim3(tiles, tiles), dim3(detail::gram_tile, 8), 0, exec_.stream>>>(staged.data(), m, out);
+          <<<dim3(tiles, tiles), dim3(detail::gram_tile, 8), 0, exec_.stream>>>(staged.values.data(), m, out);
     }
     TERNQ_CUDA_CHECK(cudaGetLastError());
-    TERNQ_CUDA_CHECK(cudaStreamSynchronize(exec_.stream));  // `staged` and `packed` are freed on return
+    TERNQ_CUDA_CHECK(cudaStreamSynchronize(exec_.stream));  // `staged` is freed on return
     gram_source_ = {static_cast<const void*>(gram.data()), m, gram.row_stride(), gram.col_stride()};
   }
 

@@ -326,23 +326,12 @@ inline scale_refit_report refit_scales_with_device_gram(const exec& e, ternary_m
 template <class G>
 device_buffer<double> stored_order_gram(const exec& e, const ternary_matrix& q, const matrix_view<const G>& gram) {
   const std::size_t m = gram.cols();
-  const bool row_major = gram.col_stride() == 1 && gram.row_stride() == static_cast<std::ptrdiff_t>(m);
-  const bool column_major = gram.row_stride() == 1 && gram.col_stride() == static_cast<std::ptrdiff_t>(m);
-  std::vector<G> packed;
-  std::span<const G> host(gram.data(), row_major || column_major ? m * m : 0);
-  if (!row_major && !column_major) {
-    packed.resize(m * m);
-    for (std::size_t p = 0; p < m; ++p) {
-      for (std::size_t c = 0; c < m; ++c) packed[p * m + c] = gram(p, c);
-    }
-    host = packed;
-  }
-  const auto staged = device_buffer<G>::from_host(host, e);
+  const staged_square<G> staged = stage_square(gram, e);
   const auto orig =
       q.has_permutation() ? device_buffer<std::size_t>::from_host(q.permutation(), e) : device_buffer<std::size_t>();
   device_buffer<double> out(m * m);
   permuted_gram_kernel<G><<<elementwise_blocks(m * m), elementwise_threads, 0, e.stream>>>(
-      staged.data(), row_major || !column_major, m, orig.data(), out.data());
+      staged.values.data(), !staged.column_major, m, orig.data(), out.data());
   TERNQ_CUDA_CHECK(cudaGetLastError());
   TERNQ_CUDA_CHECK(cudaStreamSynchronize(e.stream));  // `staged` and `orig` are freed on return
   return out;

@@ -49,25 +49,33 @@ row_system system_of(const ternq::ternary_matrix& q, const row_matrix& w, const 
   return out;
 }
 
-/// The device's padded system and right-hand side, built with the shared functions.
-void padded(const row_system& r, Eigen::MatrixXd& f, Eigen::VectorXd& rhs, std::vector<bool>& active) {
+/// The device's padded system, its right-hand side and which groups are active, built with the shared functions.
+struct padded_system {
+  Eigen::MatrixXd f;
+  Eigen::VectorXd rhs;
+  std::vector<bool> active;
+};
+
+padded_system padded(const row_system& r) {
   const Eigen::Index g = r.a.rows();
-  active.assign(static_cast<std::size_t>(g), false);
+  padded_system out;
+  out.active.assign(static_cast<std::size_t>(g), false);
   double largest = 0.0;
   for (Eigen::Index k = 0; k < g; ++k) {
-    active[static_cast<std::size_t>(k)] = ternq::detail::refit_group_active(r.a(k, k));
-    if (active[static_cast<std::size_t>(k)]) largest = std::max(largest, r.a(k, k));
+    out.active[static_cast<std::size_t>(k)] = ternq::detail::refit_group_active(r.a(k, k));
+    if (out.active[static_cast<std::size_t>(k)]) largest = std::max(largest, r.a(k, k));
   }
   const double pad = ternq::detail::refit_pad(largest);
-  f.resize(g, g);
-  rhs.resize(g);
+  out.f.resize(g, g);
+  out.rhs.resize(g);
   for (Eigen::Index h = 0; h < g; ++h) {
-    rhs(h) = active[static_cast<std::size_t>(h)] ? r.b(h) : 0.0;
+    out.rhs(h) = out.active[static_cast<std::size_t>(h)] ? r.b(h) : 0.0;
     for (Eigen::Index k = 0; k < g; ++k) {
-      f(k, h) = ternq::detail::refit_padded_entry(r.a(k, h), active[static_cast<std::size_t>(k)],
-                                                  active[static_cast<std::size_t>(h)], k == h, pad);
+      out.f(k, h) = ternq::detail::refit_padded_entry(r.a(k, h), out.active[static_cast<std::size_t>(k)],
+                                                      out.active[static_cast<std::size_t>(h)], k == h, pad);
     }
   }
+  return out;
 }
 
 /// The CPU's way: the active subsystem, solved by `solve`, scattered back with zeros elsewhere.
@@ -122,10 +130,7 @@ TEST_CASE("the padded system's Cholesky solution is the active subsystem's, zero
     for (std::size_t i = 0; i < 6; ++i) {
       CAPTURE(i);
       const row_system r = system_of(q, w, c, i);
-      Eigen::MatrixXd f;
-      Eigen::VectorXd rhs;
-      std::vector<bool> active;
-      padded(r, f, rhs, active);
+      const auto [f, rhs, active] = padded(r);
       CHECK(std::ranges::count(active, false) == (i == 2 ? 1 : i == 4 ? 3 : 0));
       const Eigen::LLT<Eigen::MatrixXd> llt(f);
       REQUIRE(factor_usable(llt));
@@ -156,10 +161,7 @@ TEST_CASE("a singular metric: the padded system's pseudo-inverse is the least-no
     for (std::size_t i = 0; i < 5; ++i) {
       CAPTURE(i);
       const row_system r = system_of(q, w, c, i);
-      Eigen::MatrixXd f;
-      Eigen::VectorXd rhs;
-      std::vector<bool> active;
-      padded(r, f, rhs, active);
+      const auto [f, rhs, active] = padded(r);
       CHECK(!factor_usable(Eigen::LLT<Eigen::MatrixXd>(f)));  // rank 1 or 2 of four: Cholesky must not be trusted
       const Eigen::VectorXd x = pseudo_inverse_solve(f, rhs);
       const Eigen::VectorXd expected =
